@@ -1,0 +1,130 @@
+"""The ``TraceStore`` interface: one contract, two backends (chDB embedded, ClickHouse server).
+
+Every method takes the project first: there is no unscoped read or write. Both backends run the
+same parameterized SQL (chDB *is* the ClickHouse engine); only connection and transfer differ.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+from schemas.models import (
+    Approval,
+    ApprovalStatus,
+    ReplayRecord,
+    SpanPage,
+    SpanQuery,
+    SpanRecord,
+    Stats,
+    StatsQuery,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+)
+
+
+class TraceStore(ABC):
+    """Where spans, payloads, summaries, replays, approvals and API keys live."""
+
+    backend_name: str
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> int:
+        """Apply pending migrations idempotently; return the schema version now in force.
+
+        Raises ``SchemaVersionError`` when the store is newer than this code.
+        """
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``StoreError`` when the store cannot answer a trivial query."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and locks. Idempotent."""
+
+    # --- writes ------------------------------------------------------------------------------
+    @abstractmethod
+    def insert_spans(
+        self,
+        project: str,
+        spans: Sequence[SpanRecord],
+        payloads: Mapping[str, bytes],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """Insert spans (columnar, one batch) and the payloads they reference.
+
+        Every span must carry ``project``. Re-inserting with the same ``dedup_token`` is a no-op,
+        which is what makes spool replay after a crash exactly-once.
+        """
+
+    @abstractmethod
+    def put_payloads(self, project: str, payloads: Mapping[str, bytes]) -> None:
+        """Store blobs by sha256 hex (workspace files, manifests). Existing hashes are kept."""
+
+    @abstractmethod
+    def delete_trace(self, project: str, trace_id: str) -> bool:
+        """Delete a trace's spans and summary; return whether it existed."""
+
+    # --- reads -------------------------------------------------------------------------------
+    @abstractmethod
+    def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
+        """All spans of one trace, ordered by start time, payloads resolved; None if unknown."""
+
+    @abstractmethod
+    def list_traces(self, project: str, query: TraceQuery) -> TracePage:
+        """Trace summaries matching the filters, sorted, with an opaque cursor for the next page."""
+
+    @abstractmethod
+    def search_spans(self, project: str, query: SpanQuery) -> SpanPage:
+        """Spans matching the filters, payloads resolved."""
+
+    @abstractmethod
+    def stats(self, project: str, query: StatsQuery) -> Stats:
+        """Runs, error rate, latency percentiles, tokens over time, top failing tools."""
+
+    @abstractmethod
+    def get_payloads(self, project: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        """The payloads found among ``hashes`` (missing ones are absent from the result)."""
+
+    # --- replays -----------------------------------------------------------------------------
+    @abstractmethod
+    def save_replay(self, project: str, replay: ReplayRecord) -> None:
+        """Insert or update (by ``replay_id``) a replay and its divergence report."""
+
+    @abstractmethod
+    def get_replay(self, project: str, replay_id: str) -> ReplayRecord | None: ...
+
+    @abstractmethod
+    def list_replays(self, project: str, original_trace_id: str) -> list[ReplayRecord]:
+        """Replays of one trace, newest first."""
+
+    # --- approvals ---------------------------------------------------------------------------
+    @abstractmethod
+    def save_approval(self, project: str, approval: Approval) -> None:
+        """Insert or update (by ``approval_id``) an approval request or decision."""
+
+    @abstractmethod
+    def get_approval(self, project: str, approval_id: str) -> Approval | None: ...
+
+    @abstractmethod
+    def list_approvals(
+        self, project: str, status: ApprovalStatus | None = None, run_id: str | None = None
+    ) -> list[Approval]: ...
+
+    # --- API keys (not project-scoped: a key is how the project is found) ---------------------
+    @abstractmethod
+    def add_api_key(self, project: str, key_id: str, key_hash: str, name: str = "") -> None: ...
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: str) -> bool: ...
+
+    @abstractmethod
+    def project_for_key_hash(self, key_hash: str) -> str | None:
+        """The project a (sha256-hashed) API key belongs to, or None."""
+
+    @abstractmethod
+    def has_api_keys(self) -> bool: ...

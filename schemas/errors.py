@@ -1,0 +1,124 @@
+"""One exception hierarchy for all of Retrace.
+
+Each error carries a stable ``code`` (used in API bodies ``{"error": {"code", "message"}}``), an
+HTTP status for the API and an exit code for the CLI. Messages say what was wrong and with what.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RetraceError(Exception):
+    """Base class of every error Retrace raises on purpose."""
+
+    code: ClassVar[str] = "retrace_error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict[str, dict[str, str]]:
+        """The JSON error body the API returns."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class ConfigError(RetraceError):
+    """A setting, flag or config file is invalid."""
+
+    code = "config_error"
+    http_status = 400
+
+
+class InvalidInputError(RetraceError):
+    """A request body, query parameter or file could not be used as given."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class PayloadTooLargeError(InvalidInputError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class AuthError(RetraceError):
+    """Missing or invalid credentials."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class ForbiddenError(RetraceError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFoundError(RetraceError):
+    """The thing asked for does not exist (in this project)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class OverloadedError(RetraceError):
+    """Back-pressure: the caller should retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreError(RetraceError):
+    """The trace store failed or is unreachable."""
+
+    code = "store_error"
+    http_status = 503
+
+
+class StoreLockedError(StoreError):
+    """The embedded store directory is owned by another process."""
+
+    code = "store_locked"
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema is newer than this code understands (or otherwise incompatible)."""
+
+    code = "schema_version"
+
+
+class SandboxError(RetraceError):
+    """A sandbox backend cannot run, or failed outside the tool's own code."""
+
+    code = "sandbox_error"
+
+
+class PolicyError(RetraceError):
+    """A policy file is invalid."""
+
+    code = "policy_error"
+    http_status = 400
+
+
+class ReplayError(RetraceError):
+    """A replay could not be set up (unknown trace, missing data, bad mode)."""
+
+    code = "replay_error"
+    http_status = 400
+
+
+class TrajectoryIncompleteError(ReplayError):
+    """The recorded trace lacks what the chosen replay mode needs; the message names it."""
+
+    code = "trajectory_incomplete"

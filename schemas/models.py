@@ -1,0 +1,425 @@
+"""Pydantic models shared by every component: stored spans, API views, trajectories, replays.
+
+The API returns these models as JSON; the UI, replay engine and CLI parse them back. Changing a
+field here changes the contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TRAJECTORY_FORMAT_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- spans as stored --------------------------------------------------------------------------
+
+
+class StatusCode(StrEnum):
+    """Span status, spelled as the OTel ClickHouse exporter spells it."""
+
+    UNSET = "Unset"
+    OK = "Ok"
+    ERROR = "Error"
+
+
+class SpanKind(StrEnum):
+    """Span kind, spelled as the OTel ClickHouse exporter spells it."""
+
+    UNSPECIFIED = "Unspecified"
+    INTERNAL = "Internal"
+    SERVER = "Server"
+    CLIENT = "Client"
+    PRODUCER = "Producer"
+    CONSUMER = "Consumer"
+
+
+class RunStatus(StrEnum):
+    """Value of ``retrace.run.status`` on a root ``invoke_agent`` span."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INCOMPLETE = "incomplete"  # the process died; spans flushed on the crash path
+    PENDING_APPROVAL = "pending_approval"
+    REJECTED = "rejected"
+    GUARDRAIL = "guardrail"  # stopped by max turns, budget, loop detection
+
+
+class SpanEvent(_Model):
+    timestamp_unix_nano: int
+    name: str
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class SpanLink(_Model):
+    trace_id: str
+    span_id: str
+    trace_state: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class SpanRecord(_Model):
+    """One span as the store keeps it (one ``otel_traces`` row). Ids are lowercase hex."""
+
+    project_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str = ""
+    trace_state: str = ""
+    name: str
+    kind: SpanKind = SpanKind.INTERNAL
+    service_name: str = ""
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    start_time_unix_nano: int
+    duration_ns: int = 0
+    status_code: StatusCode = StatusCode.UNSET
+    status_message: str = ""
+    events: list[SpanEvent] = Field(default_factory=list)
+    links: list[SpanLink] = Field(default_factory=list)
+    # Retrace columns, derived at ingest from the attributes of whichever convention was used.
+    operation: str = ""
+    agent_name: str = ""
+    model: str = ""
+    tool_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    step_index: int = -1
+    payload_refs: dict[str, str] = Field(
+        default_factory=dict, description="attribute key -> sha256 of a payload moved out"
+    )
+    input_preview: str = ""
+    output_preview: str = ""
+
+
+# --- query API views --------------------------------------------------------------------------
+
+
+class SpanView(_Model):
+    """A span as the query API returns it: payload references resolved into ``attributes``."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    service_name: str
+    start_time: datetime
+    end_time: datetime
+    start_time_unix_nano: int
+    duration_ns: int
+    status: str
+    status_message: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    events: list[SpanEvent] = Field(default_factory=list)
+    links: list[SpanLink] = Field(default_factory=list)
+    operation: str = ""
+    agent_name: str = ""
+    model: str = ""
+    tool_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    step_index: int = -1
+
+
+class TraceSummary(_Model):
+    trace_id: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    span_count: int
+    error_count: int
+    status: str = Field(description="'error' if a span failed or the run did not complete")
+    run_status: str = ""
+    service_name: str = ""
+    agent_name: str = ""
+    root_span_name: str = ""
+    input_preview: str = ""
+    output_preview: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    models: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    replay_of: str = ""
+
+
+class TraceDetail(_Model):
+    trace: TraceSummary
+    spans: list[SpanView]
+
+
+class TracePage(_Model):
+    traces: list[TraceSummary]
+    next_cursor: str | None = None
+
+
+class SpanPage(_Model):
+    spans: list[SpanView]
+    next_cursor: str | None = None
+
+
+SortField = Literal["start_time", "duration", "tokens", "errors", "spans"]
+
+
+class TraceQuery(_Model):
+    """Filters for listing traces. Every field is optional; ``text`` searches inputs/outputs."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    status: Literal["ok", "error"] | None = None
+    run_status: str | None = None
+    service: str | None = None
+    agent: str | None = None
+    model: str | None = None
+    tool: str | None = None
+    min_duration_ms: float | None = None
+    text: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    replay_of: str | None = None
+    include_replays: bool = True
+    sort: SortField = "start_time"
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = Field(50, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class SpanQuery(_Model):
+    start: datetime | None = None
+    end: datetime | None = None
+    trace_id: str | None = None
+    name: str | None = None
+    operation: str | None = None
+    service: str | None = None
+    model: str | None = None
+    tool: str | None = None
+    status: Literal["ok", "error", "unset"] | None = None
+    min_duration_ms: float | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    limit: int = Field(100, ge=1, le=5000)
+    cursor: str | None = None
+
+
+class StatsQuery(_Model):
+    start: datetime | None = None
+    end: datetime | None = None
+    bucket_seconds: int = Field(3600, ge=1)
+    service: str | None = None
+    agent: str | None = None
+
+
+class StatsBucket(_Model):
+    time: datetime
+    runs: int
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    input_tokens: int
+    output_tokens: int
+
+
+class ToolFailures(_Model):
+    tool: str
+    calls: int
+    errors: int
+
+
+class Stats(_Model):
+    runs: int
+    errors: int
+    error_rate: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    input_tokens: int
+    output_tokens: int
+    buckets: list[StatsBucket]
+    top_failing_tools: list[ToolFailures]
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class Approval(_Model):
+    approval_id: str
+    run_id: str
+    trace_id: str = ""
+    span_id: str = ""
+    tool_name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+    rule: str = ""
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    requested_at: datetime
+    expires_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str = ""
+    comment: str = ""
+
+
+# --- trajectories -----------------------------------------------------------------------------
+
+StepKind = Literal["llm", "tool"]
+
+
+class Step(_Model):
+    """One thought (LLM call) or one tool call of a run, with everything replay needs."""
+
+    index: int
+    kind: StepKind
+    span_id: str = ""
+    name: str = ""
+    start_time_unix_nano: int = 0
+    duration_ns: int = 0
+    status: str = StatusCode.UNSET.value
+    error: str | None = None
+    # llm steps
+    model: str = ""
+    input_messages: list[dict[str, Any]] = Field(default_factory=list)
+    output_message: dict[str, Any] | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # tool steps
+    tool_name: str = ""
+    tool_call_id: str = ""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    mcp_server: str = ""
+    sandbox_backend: str = ""
+    exit_code: int | None = None
+    snapshot_before: str = ""
+    snapshot_after: str = ""
+    # decisions and pinned nondeterminism seen during this step
+    policy_decision: str = ""
+    policy_rule: str = ""
+    approval: dict[str, Any] | None = None
+    events: list[SpanEvent] = Field(default_factory=list)
+    clock_values: list[float] = Field(default_factory=list)
+    random_values: list[float] = Field(default_factory=list)
+
+
+class Trajectory(_Model):
+    """A run as an ordered list of steps. Also the on-disk golden-trajectory format."""
+
+    format_version: int = TRAJECTORY_FORMAT_VERSION
+    schema_version: int = 1
+    trace_id: str
+    project_id: str = ""
+    run_id: str = ""
+    agent_name: str = ""
+    service_name: str = ""
+    input: str = ""
+    output: str = ""
+    run_status: str = ""
+    model: str = ""
+    seed: int | None = None
+    code_version: str = ""
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    clock_values: list[float] = Field(default_factory=list)
+    random_values: list[float] = Field(default_factory=list)
+    ids: list[str] = Field(default_factory=list)
+    replay_of: str = ""
+    steps: list[Step] = Field(default_factory=list)
+
+
+# --- replay and divergence --------------------------------------------------------------------
+
+
+class ReplayMode(StrEnum):
+    RECORDED = "recorded"
+    LIVE_TOOLS = "live-tools"
+    LIVE_MODEL = "live-model"
+
+
+class DivergenceKind(StrEnum):
+    OTHER_TOOL = "other_tool"
+    OTHER_ARGUMENTS = "other_arguments"
+    OTHER_MESSAGES = "other_messages"  # the prompt / input messages differ
+    OTHER_OUTPUT = "other_output"  # model output or tool result differs
+    EXTRA_STEP = "extra_step"
+    MISSING_STEP = "missing_step"
+    ERROR_STATUS = "error_status"  # error vs success
+    POLICY = "policy"  # policy decision or approval differs
+    UNANSWERABLE = "unanswerable"  # replay asked something the recording cannot answer
+
+
+class DiffEntry(_Model):
+    path: str = Field(description="JSON-pointer-like path, e.g. /messages/2/content")
+    op: Literal["add", "remove", "change"]
+    recorded: Any = None
+    replayed: Any = None
+
+
+class Divergence(_Model):
+    kind: DivergenceKind
+    recorded_index: int | None
+    replayed_index: int | None
+    step_kind: StepKind | None = None
+    summary: str
+    diff: list[DiffEntry] = Field(default_factory=list)
+
+
+class AlignedPair(_Model):
+    recorded_index: int | None
+    replayed_index: int | None
+    status: Literal["match", "diverged", "extra", "missing"]
+
+
+class DivergenceMetrics(_Model):
+    steps_recorded: int
+    steps_replayed: int
+    steps_matched: int
+    input_tokens_delta: int = 0
+    output_tokens_delta: int = 0
+    latency_delta_ms: float = 0.0
+    final_answer_changed: bool = False
+    recorded_answer: str = ""
+    replayed_answer: str = ""
+
+
+class DivergenceReport(_Model):
+    original_trace_id: str
+    replay_trace_id: str = ""
+    mode: ReplayMode
+    diverged: bool
+    first_divergence: Divergence | None = None
+    divergences: list[Divergence] = Field(default_factory=list)
+    alignment: list[AlignedPair] = Field(default_factory=list)
+    metrics: DivergenceMetrics
+
+
+class ReplayRecord(_Model):
+    replay_id: str
+    original_trace_id: str
+    replay_trace_id: str = ""
+    mode: ReplayMode
+    status: Literal["running", "completed", "failed"] = "running"
+    code_version: str = ""
+    created_at: datetime
+    updated_at: datetime
+    diverged: bool = False
+    first_divergence_step: int = -1
+    first_divergence_kind: str = ""
+    report: DivergenceReport | None = None
+    error: str = ""

@@ -1,0 +1,64 @@
+"""The one Settings object: ``RETRACE_*`` environment variables, overridden by CLI flags.
+
+Read once at the edge (CLI, app factory) and passed down; nothing deeper reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_COLLECTOR_PORT = 4318  # the OTLP/HTTP port
+DEFAULT_UI_PORT = 8501
+DEFAULT_PROJECT = "default"
+
+SandboxBackendName = Literal["gvisor", "bwrap", "process"]
+
+
+class Settings(BaseSettings):
+    """Every knob Retrace has. Env names are the field names upper-cased with ``RETRACE_``."""
+
+    model_config = SettingsConfigDict(env_prefix="RETRACE_", extra="ignore")
+
+    # --- store -------------------------------------------------------------------------------
+    data_dir: Path = Field(Path(".retrace"), description="Embedded (chDB) store directory.")
+    clickhouse_url: str | None = Field(None, description="Use a ClickHouse server instead.")
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_database: str = "retrace"
+
+    # --- collector ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_COLLECTOR_PORT
+    max_body_bytes: int = Field(16 * 1024 * 1024, description="Larger OTLP bodies get 413.")
+    spool_dir: Path | None = Field(None, description="Write-ahead spool; default DATA_DIR/spool.")
+    spool_max_bytes: int = Field(1024 * 1024 * 1024, description="Above this, ingest answers 503.")
+    batch_max_spans: int = 50_000
+    batch_max_wait_s: float = 0.5
+    api_keys_file: Path | None = Field(None, description="Optional 'project:key' lines to load.")
+
+    # --- clients (runner, replay, ui, CLI) ---------------------------------------------------
+    endpoint: str = Field(
+        f"http://127.0.0.1:{DEFAULT_COLLECTOR_PORT}", description="Collector base URL."
+    )
+    api_key: SecretStr | None = None
+    project: str = DEFAULT_PROJECT
+
+    # --- runner ------------------------------------------------------------------------------
+    sandbox_backend: SandboxBackendName = "gvisor"
+    insecure: bool = Field(False, description="Allow the 'process' backend (no isolation).")
+    runsc_path: str = "runsc"
+    warm_pool_size: int = 2
+    model: str = Field("offline:data-scientist", description="provider:model for the agent.")
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+
+    # --- ui ----------------------------------------------------------------------------------
+    ui_port: int = DEFAULT_UI_PORT
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
