@@ -1,7 +1,7 @@
 """The ``retrace`` console script: one click group, subcommands loaded lazily from each package.
 
-Each component owns its commands (``collector.cli``, ``runner.commands``, ``replay.cli``,
-``ui.cli``); this module only wires them and maps ``RetraceError`` to a one-line message and the
+Each component owns its commands (``collector.cli``, ``runner.commands``,
+``runner.sandbox.doctor``, ``replay.cli``, ``ui.cli``); this module only wires them and maps ``RetraceError`` to a one-line message and the
 error's exit code, never a traceback.
 """
 
@@ -22,9 +22,10 @@ COMMANDS: dict[str, str] = {
     "keys": "collector.cli:keys",
     "run": "runner.commands:run",
     "demo": "runner.commands:demo",
-    "doctor": "runner.commands:doctor",
     "approve": "runner.commands:approve",
     "reject": "runner.commands:reject",
+    "resume": "runner.commands:resume",
+    "doctor": "runner.sandbox.doctor:doctor",
     "replay": "replay.cli:replay",
     "export": "replay.cli:export",
     "ci": "replay.cli:ci",

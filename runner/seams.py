@@ -3,7 +3,8 @@
 Everything the agent may observe goes through one of these: the model, the tools, and the
 runtime's clock, randomness and ids. A live run puts live providers behind them and records what
 they returned; a replay puts recorded providers behind the *same* graph code. The graph never
-knows which one it talks to.
+knows which one it talks to. Model and tool seams are async: the graph runs on asyncio, like the
+MCP client and LangChain's chat models.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class ModelProvider(Protocol):
 
     name: str
 
-    def invoke(
+    async def ainvoke(
         self,
         messages: list[BaseMessage],
         tools: list[ToolSpec],
@@ -56,9 +57,9 @@ class ModelProvider(Protocol):
 class ToolExecutor(Protocol):
     """Executes one tool call (after policy). Live: MCP + sandbox; recorded: the recording."""
 
-    def list_tools(self) -> list[ToolSpec]: ...
+    async def list_tools(self) -> list[ToolSpec]: ...
 
-    def call(
+    async def call(
         self, name: str, arguments: dict[str, Any], *, step_index: int, call_id: str
     ) -> ToolResult: ...
 
