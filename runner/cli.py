@@ -1,8 +1,8 @@
 """The ``retrace`` console script: one click group, subcommands loaded lazily from each package.
 
 Each component owns its commands (``collector.cli``, ``runner.commands``,
-``runner.sandbox.doctor``, ``replay.cli``, ``ui.cli``); this module only wires them and maps ``RetraceError`` to a one-line message and the
-error's exit code, never a traceback.
+``runner.sandbox.doctor``, ``replay.cli``, ``ui.cli``); this module only wires them and maps
+``RetraceError`` to a one-line message and the error's exit code, never a traceback.
 """
 
 from __future__ import annotations
