@@ -1,0 +1,514 @@
+"""Turn a stored trace into a ``Trajectory`` (ordered steps) and check what a replay mode needs.
+
+Pure functions over the shared models: no I/O. The collector serves
+``GET /api/v1/traces/{id}/trajectory`` with :func:`trajectory_from_detail`; the replay engine reads
+the same trajectory (from the API or from a golden file via :func:`load_trajectory`).
+
+Traces written by other SDKs (OpenInference, OpenLLMetry, plain GenAI conventions; no ``retrace.*``
+keys) still give a best-effort trajectory: whatever a replay mode then lacks is named by
+:func:`missing_for_mode`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import attributes as A
+from schemas.errors import InvalidInputError, TrajectoryIncompleteError
+from schemas.models import (
+    TRAJECTORY_FORMAT_VERSION,
+    ReplayMode,
+    SpanView,
+    StatusCode,
+    Step,
+    TraceDetail,
+    Trajectory,
+)
+
+__all__ = [
+    "dump_trajectory",
+    "load_trajectory",
+    "missing_for_mode",
+    "require_for_mode",
+    "step_label",
+    "trajectory_from_detail",
+]
+
+# OpenInference / OpenLLMetry span kinds that mean "an LLM call" or "a tool call".
+_LLM_KINDS = frozenset({"llm", "chat", "chat_model"})
+_TOOL_KINDS = frozenset({"tool", "execute_tool"})
+_AGENT_KINDS = frozenset({"agent", "chain", "workflow"})
+
+
+def _parse_json(value: str | None) -> Any:
+    """A JSON attribute value parsed, or the raw string when it is not JSON."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except (ValueError, TypeError):
+        return value
+
+
+def _as_messages(value: Any) -> list[dict[str, Any]]:
+    """Coerce a recorded messages payload into a list of message dicts."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        inner = value.get("messages")
+        if isinstance(inner, list):
+            return _as_messages(inner)
+        return [dict(value)]
+    if isinstance(value, list):
+        out: list[dict[str, Any]] = []
+        for item in value:
+            if isinstance(item, Mapping):
+                out.append(dict(item))
+            elif isinstance(item, list):
+                out.extend(_as_messages(item))
+            else:
+                out.append({"role": "user", "content": str(item)})
+        return out
+    return [{"role": "user", "content": str(value)}]
+
+
+def _as_float_list(value: Any) -> list[float]:
+    if not isinstance(value, list):
+        return []
+    out: list[float] = []
+    for item in value:
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int | float):
+            out.append(float(item))
+    return out
+
+
+def _as_int(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _operation(span: SpanView) -> str:
+    """``invoke_agent`` / ``chat`` / ``execute_tool`` / "" for one span, whatever its convention."""
+    attrs = span.attributes
+    op = span.operation or attrs.get(A.GEN_AI_OPERATION_NAME, "")
+    if op in (A.OP_INVOKE_AGENT, A.OP_CHAT, A.OP_EXECUTE_TOOL):
+        return op
+    if op in ("text_completion", "generate_content", "completion", "embeddings"):
+        return A.OP_CHAT if op != "embeddings" else ""
+    if op in ("create_agent",):
+        return A.OP_INVOKE_AGENT
+    kind = (attrs.get(A.OI_SPAN_KIND) or attrs.get(A.TL_SPAN_KIND) or "").lower()
+    if kind in _LLM_KINDS:
+        return A.OP_CHAT
+    if kind in _TOOL_KINDS:
+        return A.OP_EXECUTE_TOOL
+    if kind in _AGENT_KINDS:
+        return A.OP_INVOKE_AGENT
+    if A.GEN_AI_TOOL_NAME in attrs or A.OI_TOOL_NAME in attrs:
+        return A.OP_EXECUTE_TOOL
+    if A.GEN_AI_REQUEST_MODEL in attrs or A.OI_LLM_MODEL_NAME in attrs:
+        return A.OP_CHAT
+    return ""
+
+
+def _find_root(spans: Sequence[SpanView], ops: Mapping[str, str]) -> SpanView | None:
+    """The run's root: the earliest parentless ``invoke_agent`` span, else any agent span, else
+    the earliest parentless span."""
+    ids = {s.span_id for s in spans}
+    agents = [s for s in spans if ops[s.span_id] == A.OP_INVOKE_AGENT]
+    top_agents = [s for s in agents if not s.parent_span_id or s.parent_span_id not in ids]
+    for group in (top_agents, agents):
+        if group:
+            return min(group, key=lambda s: s.start_time_unix_nano)
+    parentless = [s for s in spans if not s.parent_span_id or s.parent_span_id not in ids]
+    if parentless:
+        return min(parentless, key=lambda s: s.start_time_unix_nano)
+    return None
+
+
+def _error_of(span: SpanView) -> str | None:
+    attrs = span.attributes
+    failed = span.status == StatusCode.ERROR.value or attrs.get(A.RETRACE_TOOL_ERROR) == "true"
+    if not failed:
+        return None
+    if span.status_message:
+        return span.status_message
+    for event in span.events:
+        if event.name == A.EVENT_EXCEPTION:
+            message = event.attributes.get(A.EXCEPTION_MESSAGE, "")
+            kind = event.attributes.get(A.EXCEPTION_TYPE, "")
+            if message or kind:
+                return f"{kind}: {message}" if kind and message else message or kind
+    return attrs.get(A.ERROR_TYPE) or "error"
+
+
+def _policy_and_approval(span: SpanView) -> tuple[str, str, dict[str, Any] | None]:
+    attrs = span.attributes
+    decision = attrs.get(A.RETRACE_POLICY_DECISION, "")
+    rule = attrs.get(A.RETRACE_POLICY_RULE, "")
+    approval: dict[str, Any] | None = None
+    if A.RETRACE_APPROVAL_ID in attrs or A.RETRACE_APPROVAL_STATUS in attrs:
+        approval = {
+            "approval_id": attrs.get(A.RETRACE_APPROVAL_ID, ""),
+            "status": attrs.get(A.RETRACE_APPROVAL_STATUS, ""),
+            "decided_by": attrs.get(A.RETRACE_APPROVAL_DECIDED_BY, ""),
+        }
+    for event in span.events:
+        ev = event.attributes
+        if event.name == A.EVENT_POLICY:
+            decision = ev.get(A.RETRACE_POLICY_DECISION, decision)
+            rule = ev.get(A.RETRACE_POLICY_RULE, rule)
+        elif event.name == A.EVENT_APPROVAL:
+            approval = {
+                "approval_id": ev.get(
+                    A.RETRACE_APPROVAL_ID, (approval or {}).get("approval_id", "")
+                ),
+                "status": ev.get(A.RETRACE_APPROVAL_STATUS, (approval or {}).get("status", "")),
+                "decided_by": ev.get(
+                    A.RETRACE_APPROVAL_DECIDED_BY, (approval or {}).get("decided_by", "")
+                ),
+            }
+    return decision, rule, approval
+
+
+def _llm_step(span: SpanView, index: int) -> Step:
+    attrs = span.attributes
+    model = (
+        span.model
+        or attrs.get(A.GEN_AI_REQUEST_MODEL)
+        or attrs.get(A.GEN_AI_RESPONSE_MODEL)
+        or attrs.get(A.OI_LLM_MODEL_NAME)
+        or ""
+    )
+    raw_input = attrs.get(A.GEN_AI_INPUT_MESSAGES)
+    if raw_input is None:
+        raw_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
+    input_messages = _as_messages(_parse_json(raw_input))
+    system = _parse_json(attrs.get(A.GEN_AI_SYSTEM_INSTRUCTIONS))
+    if system is not None and not any(m.get("role") == "system" for m in input_messages):
+        input_messages.insert(0, {"role": "system", "content": system})
+
+    output_message: dict[str, Any] | None = None
+    response = _parse_json(attrs.get(A.RETRACE_MODEL_RESPONSE))
+    if isinstance(response, Mapping):
+        output_message = dict(response)
+    else:
+        raw_out = attrs.get(A.GEN_AI_OUTPUT_MESSAGES)
+        if raw_out is None:
+            raw_out = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
+        outputs = _as_messages(_parse_json(raw_out))
+        if outputs:
+            output_message = outputs[-1]
+            if output_message.get("role") == "user":
+                output_message["role"] = "assistant"
+
+    tool_calls_value = _parse_json(attrs.get(A.RETRACE_MODEL_TOOL_CALLS))
+    tool_calls: list[dict[str, Any]] = []
+    if isinstance(tool_calls_value, list):
+        tool_calls = [dict(c) for c in tool_calls_value if isinstance(c, Mapping)]
+    elif output_message is not None and isinstance(output_message.get("tool_calls"), list):
+        tool_calls = [dict(c) for c in output_message["tool_calls"] if isinstance(c, Mapping)]
+
+    parameters_value = _parse_json(attrs.get(A.RETRACE_MODEL_PARAMETERS))
+    parameters = dict(parameters_value) if isinstance(parameters_value, Mapping) else {}
+    for key in (
+        A.GEN_AI_REQUEST_TEMPERATURE,
+        A.GEN_AI_REQUEST_TOP_P,
+        A.GEN_AI_REQUEST_MAX_TOKENS,
+        A.GEN_AI_REQUEST_SEED,
+    ):
+        if key in attrs and not parameters_value:
+            parameters[key.rsplit(".", 1)[-1]] = _parse_json(attrs[key])
+
+    input_tokens = span.input_tokens or (
+        _as_int(
+            attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS)
+            or attrs.get(A.GEN_AI_USAGE_PROMPT_TOKENS)
+            or attrs.get(A.OI_LLM_TOKEN_PROMPT)
+            or attrs.get(A.LLM_USAGE_PROMPT_TOKENS)
+        )
+        or 0
+    )
+    output_tokens = span.output_tokens or (
+        _as_int(
+            attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS)
+            or attrs.get(A.GEN_AI_USAGE_COMPLETION_TOKENS)
+            or attrs.get(A.OI_LLM_TOKEN_COMPLETION)
+            or attrs.get(A.LLM_USAGE_COMPLETION_TOKENS)
+        )
+        or 0
+    )
+    decision, rule, approval = _policy_and_approval(span)
+    return Step(
+        index=index,
+        kind="llm",
+        span_id=span.span_id,
+        name=span.name,
+        start_time_unix_nano=span.start_time_unix_nano,
+        duration_ns=span.duration_ns,
+        status=span.status,
+        error=_error_of(span),
+        model=model,
+        input_messages=input_messages,
+        output_message=output_message,
+        tool_calls=tool_calls,
+        parameters=parameters,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        policy_decision=decision,
+        policy_rule=rule,
+        approval=approval,
+        events=list(span.events),
+        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
+        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
+    )
+
+
+def _tool_step(span: SpanView, index: int) -> Step:
+    attrs = span.attributes
+    name = (
+        span.tool_name
+        or attrs.get(A.GEN_AI_TOOL_NAME)
+        or attrs.get(A.OI_TOOL_NAME)
+        or attrs.get(A.TL_ENTITY_NAME)
+        or span.name.removeprefix(f"{A.OP_EXECUTE_TOOL} ")
+    )
+    raw_args = attrs.get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
+    if raw_args is None:
+        raw_args = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
+    args_value = _parse_json(raw_args)
+    if isinstance(args_value, Mapping):
+        arguments = dict(args_value)
+    elif args_value is None:
+        arguments = {}
+    else:
+        arguments = {"input": args_value}
+
+    raw_result = attrs.get(A.GEN_AI_TOOL_CALL_RESULT)
+    if raw_result is None:
+        raw_result = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
+    decision, rule, approval = _policy_and_approval(span)
+    return Step(
+        index=index,
+        kind="tool",
+        span_id=span.span_id,
+        name=span.name,
+        start_time_unix_nano=span.start_time_unix_nano,
+        duration_ns=span.duration_ns,
+        status=span.status,
+        error=_error_of(span),
+        tool_name=name,
+        tool_call_id=attrs.get(A.GEN_AI_TOOL_CALL_ID, ""),
+        arguments=arguments,
+        result=_parse_json(raw_result),
+        mcp_server=attrs.get(A.RETRACE_MCP_SERVER, ""),
+        sandbox_backend=attrs.get(A.RETRACE_SANDBOX_BACKEND, ""),
+        exit_code=_as_int(attrs.get(A.RETRACE_SANDBOX_EXIT_CODE)),
+        snapshot_before=attrs.get(A.RETRACE_WORKSPACE_BEFORE, ""),
+        snapshot_after=attrs.get(A.RETRACE_WORKSPACE_AFTER, ""),
+        policy_decision=decision,
+        policy_rule=rule,
+        approval=approval,
+        events=list(span.events),
+        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
+        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
+    )
+
+
+def _has_step_ancestor(
+    span: SpanView, by_id: Mapping[str, SpanView], ops: Mapping[str, str]
+) -> bool:
+    """Whether a chat/tool span sits inside another one (e.g. spans made inside an MCP server)."""
+    seen: set[str] = set()
+    parent = by_id.get(span.parent_span_id)
+    while parent is not None and parent.span_id not in seen:
+        seen.add(parent.span_id)
+        if ops[parent.span_id] in (A.OP_CHAT, A.OP_EXECUTE_TOOL):
+            return True
+        parent = by_id.get(parent.parent_span_id)
+    return False
+
+
+def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
+    """Build the ordered trajectory of one stored trace.
+
+    The root is the ``invoke_agent`` span; every ``chat`` and ``execute_tool`` span that is not
+    nested inside another step becomes a ``Step``, ordered by ``retrace.step.index`` when every
+    step has one, else by start time. Payload attributes (JSON) are parsed; unparsable values are
+    kept as strings. A missing ``snapshot_before`` is filled from the previous tool step's
+    ``snapshot_after`` (only tools change the workspace). Never raises on odd data: what is
+    missing is reported later by :func:`missing_for_mode`.
+    """
+    spans = list(detail.spans)
+    ops = {s.span_id: _operation(s) for s in spans}
+    by_id = {s.span_id: s for s in spans}
+    root = _find_root(spans, ops)
+    step_spans = [
+        s
+        for s in spans
+        if ops[s.span_id] in (A.OP_CHAT, A.OP_EXECUTE_TOOL)
+        and not _has_step_ancestor(s, by_id, ops)
+    ]
+
+    def recorded_index(span: SpanView) -> int:
+        if span.step_index >= 0:
+            return span.step_index
+        value = _as_int(span.attributes.get(A.RETRACE_STEP_INDEX))
+        return -1 if value is None else value
+
+    if step_spans and all(recorded_index(s) >= 0 for s in step_spans):
+        step_spans.sort(key=lambda s: (recorded_index(s), s.start_time_unix_nano, s.span_id))
+    else:
+        step_spans.sort(key=lambda s: (s.start_time_unix_nano, s.span_id))
+
+    steps: list[Step] = []
+    last_after = ""
+    for position, span in enumerate(step_spans):
+        if ops[span.span_id] == A.OP_CHAT:
+            steps.append(_llm_step(span, position))
+        else:
+            step = _tool_step(span, position)
+            if not step.snapshot_before and last_after:
+                step.snapshot_before = last_after
+            if step.snapshot_after:
+                last_after = step.snapshot_after
+            steps.append(step)
+
+    attrs = root.attributes if root is not None else {}
+    resource = root.resource_attributes if root is not None else {}
+    config_value = _parse_json(attrs.get(A.RETRACE_AGENT_CONFIG))
+    ids_value = _parse_json(attrs.get(A.RETRACE_IDS))
+    run_input = attrs.get(A.RETRACE_RUN_INPUT)
+    if run_input is None:
+        run_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT) or ""
+    run_output = attrs.get(A.RETRACE_RUN_OUTPUT)
+    if run_output is None:
+        run_output = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT) or ""
+    models = [s.model for s in steps if s.kind == "llm" and s.model]
+    summary = detail.trace
+    return Trajectory(
+        trace_id=summary.trace_id,
+        project_id=resource.get(A.RETRACE_PROJECT, ""),
+        run_id=attrs.get(A.RETRACE_RUN_ID, ""),
+        agent_name=(
+            (root.agent_name if root is not None else "")
+            or attrs.get(A.GEN_AI_AGENT_NAME)
+            or attrs.get(A.OI_AGENT_NAME)
+            or attrs.get(A.TL_WORKFLOW_NAME)
+            or summary.agent_name
+        ),
+        service_name=(root.service_name if root is not None else "") or summary.service_name,
+        input=run_input,
+        output=run_output,
+        run_status=attrs.get(A.RETRACE_RUN_STATUS, "") or summary.run_status,
+        model=attrs.get(A.GEN_AI_REQUEST_MODEL) or (models[0] if models else ""),
+        seed=_as_int(attrs.get(A.RETRACE_SEED)),
+        code_version=attrs.get(A.RETRACE_CODE_VERSION, ""),
+        agent_config=dict(config_value) if isinstance(config_value, Mapping) else {},
+        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
+        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
+        ids=[str(i) for i in ids_value] if isinstance(ids_value, list) else [],
+        replay_of=attrs.get(A.RETRACE_REPLAY_OF, "") or summary.replay_of,
+        steps=steps,
+    )
+
+
+def step_label(step: Step) -> str:
+    """A human label such as ``step 3 (execute_tool query)`` used in every message about a step."""
+    if step.kind == "llm":
+        return f"step {step.index} ({A.OP_CHAT} {step.model or '?'})"
+    return f"step {step.index} ({A.OP_EXECUTE_TOOL} {step.tool_name or '?'})"
+
+
+def missing_for_mode(
+    trajectory: Trajectory, mode: ReplayMode | str, *, config_supplied: bool = False
+) -> list[str]:
+    """Name exactly what ``mode`` needs but the trajectory lacks; empty when it can be replayed.
+
+    Every mode re-drives the agent, so it needs the run's input and (unless the caller supplies
+    one) the agent config. ``recorded`` needs every model response and every tool result;
+    ``live-tools`` needs every model response and the workspace snapshot before each tool call
+    after the first; ``live-model`` needs nothing more (tool results are used where present).
+    """
+    mode = ReplayMode(mode)
+    missing: list[str] = []
+    if not trajectory.input:
+        missing.append(f"the run's input task ({A.RETRACE_RUN_INPUT} on the root span)")
+    if not config_supplied and not trajectory.agent_config:
+        missing.append(f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)")
+    if not trajectory.steps and mode is not ReplayMode.LIVE_MODEL:
+        missing.append("any recorded step (no chat or execute_tool spans)")
+    seen_tool = False
+    for step in trajectory.steps:
+        label = step_label(step)
+        if step.kind == "llm":
+            if mode is not ReplayMode.LIVE_MODEL and step.output_message is None:
+                missing.append(f"{label}: no recorded model response")
+            continue
+        if mode is ReplayMode.RECORDED and step.result is None and step.error is None:
+            missing.append(f"{label}: no recorded result")
+        if mode is ReplayMode.LIVE_TOOLS and seen_tool and not step.snapshot_before:
+            missing.append(f"{label}: no workspace snapshot before the call")
+        seen_tool = True
+    return missing
+
+
+def require_for_mode(
+    trajectory: Trajectory, mode: ReplayMode | str, *, config_supplied: bool = False
+) -> None:
+    """Raise ``TrajectoryIncompleteError`` naming everything :func:`missing_for_mode` found."""
+    missing = missing_for_mode(trajectory, mode, config_supplied=config_supplied)
+    if missing:
+        raise TrajectoryIncompleteError(
+            f"trace {trajectory.trace_id} cannot be replayed in mode {ReplayMode(mode).value}: "
+            f"missing {'; '.join(missing)}"
+        )
+
+
+def load_trajectory(data: str | bytes | Mapping[str, Any], *, source: str = "") -> Trajectory:
+    """Parse a golden trajectory (JSON text or a dict), checking its format version first.
+
+    A newer ``format_version`` than this code knows raises ``TrajectoryIncompleteError`` saying
+    so (instead of a wall of validation errors); malformed input raises ``InvalidInputError``.
+    """
+    where = f" in {source}" if source else ""
+    if isinstance(data, str | bytes):
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            raise InvalidInputError(f"trajectory{where} is not valid JSON: {exc}") from exc
+    else:
+        value = dict(data)
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"trajectory{where} must be a JSON object")
+    version = value.get("format_version", TRAJECTORY_FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidInputError(f"trajectory{where} has a non-integer format_version {version!r}")
+    if version > TRAJECTORY_FORMAT_VERSION:
+        raise TrajectoryIncompleteError(
+            f"trajectory{where} has format_version {version}, newer than the "
+            f"{TRAJECTORY_FORMAT_VERSION} this Retrace understands: upgrade Retrace to replay it"
+        )
+    try:
+        return Trajectory.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = "/".join(str(p) for p in first["loc"])
+        raise InvalidInputError(
+            f"trajectory{where} is invalid at {path or '/'}: {first['msg']}"
+        ) from exc
+
+
+def dump_trajectory(trajectory: Trajectory) -> str:
+    """The stable on-disk JSON of a golden trajectory (sorted keys, 2-space indent, newline)."""
+    return json.dumps(trajectory.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
