@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     # --- ui ----------------------------------------------------------------------------------
     ui_port: int = DEFAULT_UI_PORT
+    ui_prices_file: Path | None = Field(
+        None, description="JSON of model -> USD per million input/output tokens for cost estimates."
+    )
 
     @property
     def effective_spool_dir(self) -> Path:
