@@ -298,6 +298,9 @@ class Step(_Model):
     output_message: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    tool_definitions: list[dict[str, Any]] = Field(
+        default_factory=list, description="the tools offered to the model (gen_ai.tool.definitions)"
+    )
     input_tokens: int = 0
     output_tokens: int = 0
     # tool steps
