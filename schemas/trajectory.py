@@ -219,6 +219,12 @@ def _llm_step(span: SpanView, index: int) -> Step:
     elif output_message is not None and isinstance(output_message.get("tool_calls"), list):
         tool_calls = [dict(c) for c in output_message["tool_calls"] if isinstance(c, Mapping)]
 
+    definitions_value = _parse_json(attrs.get(A.GEN_AI_TOOL_DEFINITIONS))
+    tool_definitions = (
+        [dict(d) for d in definitions_value if isinstance(d, Mapping)]
+        if isinstance(definitions_value, list)
+        else []
+    )
     parameters_value = _parse_json(attrs.get(A.RETRACE_MODEL_PARAMETERS))
     parameters = dict(parameters_value) if isinstance(parameters_value, Mapping) else {}
     for key in (
@@ -263,6 +269,7 @@ def _llm_step(span: SpanView, index: int) -> Step:
         output_message=output_message,
         tool_calls=tool_calls,
         parameters=parameters,
+        tool_definitions=tool_definitions,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         policy_decision=decision,

@@ -120,6 +120,7 @@ def retrace_trace() -> TraceDetail:
                 "tool_calls": [{"name": "query", "args": {"sql": "select 1"}, "id": "call-1"}],
             },
             A.RETRACE_MODEL_PARAMETERS: {"temperature": 0},
+            A.GEN_AI_TOOL_DEFINITIONS: [{"name": "query", "parameters": {}}],
             A.GEN_AI_USAGE_INPUT_TOKENS: "10",
             A.GEN_AI_USAGE_OUTPUT_TOKENS: "5",
         },
@@ -202,6 +203,7 @@ def test_retrace_trace_becomes_ordered_steps() -> None:
     assert chat0.tool_calls == [{"name": "query", "args": {"sql": "select 1"}, "id": "call-1"}]
     assert chat0.output_message is not None and chat0.output_message["role"] == "assistant"
     assert chat0.parameters == {"temperature": 0}
+    assert chat0.tool_definitions == [{"name": "query", "parameters": {}}]
     assert (chat0.input_tokens, chat0.output_tokens) == (10, 5)
     assert tool1.tool_name == "query"
     assert tool1.arguments == {"sql": "select 1"}
