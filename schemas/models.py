@@ -426,3 +426,41 @@ class ReplayRecord(_Model):
     first_divergence_kind: str = ""
     report: DivergenceReport | None = None
     error: str = ""
+
+
+# --- API request/response envelopes -----------------------------------------------------------
+
+
+class ReplayRequest(_Model):
+    """Body of ``POST /api/v1/traces/{trace_id}/replay``."""
+
+    mode: ReplayMode = ReplayMode.RECORDED
+    model: str | None = None
+    policy: str | None = None
+
+
+class ReplayList(_Model):
+    replays: list[ReplayRecord]
+
+
+class ApprovalDecision(_Model):
+    """Body of ``POST /api/v1/approvals/{approval_id}/decision``."""
+
+    decision: Literal["approve", "reject"]
+    decided_by: str = ""
+    comment: str = ""
+
+
+class ApprovalList(_Model):
+    approvals: list[Approval]
+
+
+class ErrorDetail(_Model):
+    code: str
+    message: str
+
+
+class ErrorBody(_Model):
+    """Every API error: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail

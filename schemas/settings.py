@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     batch_max_spans: int = 50_000
     batch_max_wait_s: float = 0.5
     api_keys_file: Path | None = Field(None, description="Optional 'project:key' lines to load.")
+    api_keys: str = Field(
+        "", description="Comma-separated PROJECT:KEY pairs registered at collector start-up."
+    )
+    resume_on_decision: bool = Field(
+        True, description="After an approval decision, launch `retrace resume RUN_ID`."
+    )
 
     # --- clients (runner, replay, ui, CLI) ---------------------------------------------------
     endpoint: str = Field(
