@@ -72,6 +72,7 @@ TL_ENTITY_OUTPUT: Final = "traceloop.entity.output"
 TL_WORKFLOW_NAME: Final = "traceloop.workflow.name"
 LLM_USAGE_PROMPT_TOKENS: Final = "llm.usage.prompt_tokens"
 LLM_USAGE_COMPLETION_TOKENS: Final = "llm.usage.completion_tokens"
+LLM_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry LLM spans: chat | completion | ...
 
 # --- Retrace's own keys ------------------------------------------------------------------------
 RETRACE_PROJECT: Final = "retrace.project"  # resource attribute; the API key decides in the end
