@@ -1,0 +1,300 @@
+"""``TraceStore`` implemented once over three primitives a backend provides.
+
+A backend (chDB in-process, ClickHouse over HTTP) only knows how to run a statement, run a query
+into a ``polars.DataFrame``, and insert an Arrow table. Everything else — migrations, the SQL,
+payload resolution, pagination — lives here, so both backends behave the same by construction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from collector.store import _sql as q
+from collector.store.base import TraceStore
+from schemas.errors import InvalidInputError, SchemaVersionError
+from schemas.migrations import SCHEMA_VERSION, load_migrations
+from schemas.models import (
+    Approval,
+    ApprovalStatus,
+    ReplayRecord,
+    SpanPage,
+    SpanQuery,
+    SpanRecord,
+    Stats,
+    StatsBucket,
+    StatsQuery,
+    ToolFailures,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+)
+
+# Settings every span insert carries: exactly-once through the views too (migration 0002 gives
+# their target tables a deduplication window).
+_DEDUP_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+class SqlTraceStore(TraceStore):
+    """The shared store logic; subclasses provide ``_command``, ``_query`` and ``_insert``."""
+
+    def __init__(self) -> None:
+        self._version_lock = threading.Lock()
+        self._last_version = 0
+
+    # --- primitives ----------------------------------------------------------------------------
+    @abstractmethod
+    def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing."""
+
+    @abstractmethod
+    def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return its result."""
+
+    @abstractmethod
+    def _insert(self, table: str, data: pa.Table, settings: Mapping[str, Any]) -> None:
+        """Insert an Arrow table (column names are the table's) with query settings."""
+
+    @abstractmethod
+    def _create_database(self) -> None:
+        """Create the store's database if needed and make it the current one."""
+
+    def _rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._query(sql, params).to_dicts()
+
+    def _next_version(self) -> int:
+        # Monotonic per process even when the clock does not move between two upserts.
+        with self._version_lock:
+            self._last_version = max(self._last_version + 1, time.time_ns())
+            return self._last_version
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def migrate(self) -> int:
+        self._create_database()
+        self._command(q.MIGRATIONS_DDL)
+        applied = {int(r["Version"]) for r in self._rows(q.APPLIED_VERSIONS_SQL)}
+        newest = max(applied, default=0)
+        if newest > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store's schema is version {newest} but this code understands only up to "
+                f"version {SCHEMA_VERSION}: upgrade Retrace or use another store"
+            )
+        for migration in load_migrations():
+            if migration.version in applied:
+                continue
+            for statement in migration.statements:
+                self._command(statement)
+            self._command(
+                q.RECORD_MIGRATION_SQL,
+                {"version": migration.version, "description": migration.description},
+            )
+        return SCHEMA_VERSION
+
+    def ping(self) -> None:
+        self._rows("SELECT 1 AS ok")
+
+    # --- writes --------------------------------------------------------------------------------
+    def insert_spans(
+        self,
+        project: str,
+        spans: Sequence[SpanRecord],
+        payloads: Mapping[str, bytes],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        table = q.spans_to_arrow(project, spans)
+        if payloads:
+            self.put_payloads(project, payloads)
+        if not spans:
+            return
+        settings: dict[str, Any] = dict(_DEDUP_SETTINGS)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        self._insert(q.SPANS_TABLE, table, settings)
+
+    def put_payloads(self, project: str, payloads: Mapping[str, bytes]) -> None:
+        if payloads:
+            self._insert(q.PAYLOADS_TABLE, q.payloads_to_arrow(project, payloads), {})
+
+    def delete_trace(self, project: str, trace_id: str) -> bool:
+        params = {"project": project, "trace_id": trace_id}
+        found = self._rows(q.TRACE_RANGE_SQL, params)
+        existed = bool(found) and int(found[0]["N"]) > 0
+        for statement in q.DELETE_SQL:
+            self._command(statement, params)
+        return existed
+
+    # --- reads ---------------------------------------------------------------------------------
+    def get_payloads(self, project: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        wanted = sorted({h for h in hashes if _is_hash(h)})
+        if not wanted:
+            return {}
+        out: dict[str, bytes] = {}
+        for row in self._rows(q.PAYLOADS_SQL, {"project": project, "hashes": wanted}):
+            digest = row["Hash"]
+            out[digest.decode() if isinstance(digest, bytes) else str(digest)] = bytes(
+                row["Content"]
+            )
+        return out
+
+    def _resolve(self, project: str, rows: list[dict[str, Any]]) -> dict[str, bytes]:
+        return self.get_payloads(project, sorted(q.payload_hashes(rows)))
+
+    def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
+        params: dict[str, Any] = {"project": project, "trace_id": trace_id}
+        found = self._rows(q.TRACE_RANGE_SQL, params)
+        if not found or int(found[0]["N"]) == 0:
+            return None
+        params.update(start_s=int(found[0]["StartS"]), end_s=int(found[0]["EndS"]) + 1)
+        rows = self._rows(q.TRACE_SPANS_SQL, params)
+        summaries = self._rows(q.trace_summary_sql(), _summary_params(project, trace_id))
+        if not rows or not summaries:
+            return None
+        payloads = self._resolve(project, rows)
+        return TraceDetail(
+            trace=q.summary_from_row(summaries[0]),
+            spans=[q.span_from_row(r, payloads) for r in rows],
+        )
+
+    def list_traces(self, project: str, query: TraceQuery) -> TracePage:
+        built, sort_col = q.list_traces_sql(project, query)
+        rows = self._rows(built.sql, built.params)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = None
+        if more and rows:
+            last = rows[-1]
+            cursor = q.encode_cursor([int(last[sort_col]), last["TraceId"]])
+        return TracePage(traces=[q.summary_from_row(r) for r in rows], next_cursor=cursor)
+
+    def search_spans(self, project: str, query: SpanQuery) -> SpanPage:
+        built = q.search_spans_sql(project, query)
+        rows = self._rows(built.sql, built.params)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = None
+        if more and rows:
+            last = rows[-1]
+            cursor = q.encode_cursor([int(last["StartNs"]), last["TraceId"], last["SpanId"]])
+        payloads = self._resolve(project, rows)
+        return SpanPage(spans=[q.span_from_row(r, payloads) for r in rows], next_cursor=cursor)
+
+    def stats(self, project: str, query: StatsQuery) -> Stats:
+        totals_b = q.stats_totals_sql(project, query)
+        totals = self._rows(totals_b.sql, totals_b.params)[0]
+        buckets_b = q.stats_buckets_sql(project, query)
+        tools_b = q.stats_tools_sql(project, query)
+        runs = int(totals["Runs"])
+        errors = int(totals["Errors"])
+        quantiles = [float(x) for x in (totals["Q"] or [0.0, 0.0, 0.0])] if runs else [0.0] * 3
+        return Stats(
+            runs=runs,
+            errors=errors,
+            error_rate=errors / runs if runs else 0.0,
+            p50_ms=quantiles[0],
+            p90_ms=quantiles[1],
+            p99_ms=quantiles[2],
+            input_tokens=int(totals["InTok"] or 0),
+            output_tokens=int(totals["OutTok"] or 0),
+            buckets=[
+                StatsBucket(
+                    time=q.from_ns(int(b["BucketS"]) * 1_000_000_000),
+                    runs=int(b["Runs"]),
+                    errors=int(b["Errors"]),
+                    p50_ms=float(b["Q"][0]),
+                    p95_ms=float(b["Q"][1]),
+                    input_tokens=int(b["InTok"]),
+                    output_tokens=int(b["OutTok"]),
+                )
+                for b in self._rows(buckets_b.sql, buckets_b.params)
+            ],
+            top_failing_tools=[
+                ToolFailures(tool=t["Tool"], calls=int(t["Calls"]), errors=int(t["Errs"]))
+                for t in self._rows(tools_b.sql, tools_b.params)
+            ],
+        )
+
+    # --- replays -------------------------------------------------------------------------------
+    def save_replay(self, project: str, replay: ReplayRecord) -> None:
+        self._insert(q.REPLAYS_TABLE, q.replay_to_arrow(project, replay), {})
+
+    def get_replay(self, project: str, replay_id: str) -> ReplayRecord | None:
+        rows = self._rows(q.REPLAY_SQL, {"project": project, "replay_id": replay_id})
+        return q.replay_from_row(rows[0]) if rows else None
+
+    def list_replays(self, project: str, original_trace_id: str) -> list[ReplayRecord]:
+        rows = self._rows(
+            q.REPLAYS_OF_TRACE_SQL, {"project": project, "trace_id": original_trace_id}
+        )
+        return [q.replay_from_row(r) for r in rows]
+
+    # --- approvals -----------------------------------------------------------------------------
+    def save_approval(self, project: str, approval: Approval) -> None:
+        table = q.approval_to_arrow(project, approval, self._next_version())
+        self._insert(q.APPROVALS_TABLE, table, {})
+
+    def get_approval(self, project: str, approval_id: str) -> Approval | None:
+        rows = self._rows(q.APPROVAL_SQL, {"project": project, "approval_id": approval_id})
+        return q.approval_from_row(rows[0]) if rows else None
+
+    def list_approvals(
+        self, project: str, status: ApprovalStatus | None = None, run_id: str | None = None
+    ) -> list[Approval]:
+        built = q.list_approvals_sql(project, status, run_id)
+        return [q.approval_from_row(r) for r in self._rows(built.sql, built.params)]
+
+    # --- API keys ------------------------------------------------------------------------------
+    def add_api_key(self, project: str, key_id: str, key_hash: str, name: str = "") -> None:
+        if not key_id:
+            raise InvalidInputError("an API key needs a non-empty key id")
+        created_ms = time.time_ns() // 1_000_000
+        table = q.api_key_to_arrow(
+            project, key_id, key_hash, name, created_ms, False, self._next_version()
+        )
+        self._insert(q.API_KEYS_TABLE, table, {})
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        rows = [r for r in self._rows(q.API_KEY_BY_ID_SQL, {"key_id": key_id}) if not r["Revoked"]]
+        for r in rows:
+            table = q.api_key_to_arrow(
+                r["ProjectId"],
+                key_id,
+                r["KeyHash"],
+                r["Name"],
+                int(r["CreatedMs"]),
+                True,
+                self._next_version(),
+            )
+            self._insert(q.API_KEYS_TABLE, table, {})
+        return bool(rows)
+
+    def project_for_key_hash(self, key_hash: str) -> str | None:
+        if not _is_hash(key_hash):
+            return None
+        rows = self._rows(q.PROJECT_FOR_KEY_SQL, {"key_hash": key_hash})
+        return str(rows[0]["ProjectId"]) if rows else None
+
+    def has_api_keys(self) -> bool:
+        return int(self._rows(q.HAS_API_KEYS_SQL)[0]["N"]) > 0
+
+
+def _is_hash(value: str) -> bool:
+    try:
+        q.check_hash(value)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _summary_params(project: str, trace_id: str) -> dict[str, Any]:
+    return {
+        "project": project,
+        "trace_id": trace_id,
+        "failed_statuses": list(q.FAILED_RUN_STATUSES),
+    }

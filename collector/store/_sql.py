@@ -1,0 +1,933 @@
+"""The SQL both backends run, and the conversions between models and columns.
+
+Everything here is pure: statements are strings with server-side ``{name:Type}`` placeholders,
+parameters are plain values rendered by :func:`render_params`, batches become ``pyarrow`` tables,
+result rows (dicts, as ``polars.DataFrame.to_dicts`` gives them) become models. The backends only
+move statements and bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from schemas import attributes as attr
+from schemas.errors import InvalidInputError
+from schemas.migrations import MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL
+from schemas.models import (
+    Approval,
+    ApprovalStatus,
+    ReplayRecord,
+    RunStatus,
+    SpanEvent,
+    SpanLink,
+    SpanQuery,
+    SpanRecord,
+    SpanView,
+    StatsQuery,
+    StatusCode,
+    TraceQuery,
+    TraceSummary,
+)
+
+# --- tables ------------------------------------------------------------------------------------
+SPANS_TABLE = "otel_traces"
+TRACE_ID_TS_TABLE = "otel_traces_trace_id_ts"
+PAYLOADS_TABLE = "retrace_payloads"
+SUMMARIES_TABLE = "retrace_trace_summaries"
+REPLAYS_TABLE = "retrace_replays"
+APPROVALS_TABLE = "retrace_approvals"
+API_KEYS_TABLE = "retrace_api_keys"
+
+# Run statuses that make a trace count as failed even when no span carries an error status.
+FAILED_RUN_STATUSES: tuple[str, ...] = (
+    RunStatus.FAILED.value,
+    RunStatus.INCOMPLETE.value,
+    RunStatus.REJECTED.value,
+    RunStatus.GUARDRAIL.value,
+)
+
+Params = dict[str, Any]
+
+
+# --- parameters --------------------------------------------------------------------------------
+def render_literal(value: Any) -> str:
+    """A value as a ClickHouse literal inside an array or tuple parameter."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(render_literal(v) for v in value) + "]"
+    raise TypeError(f"cannot bind {type(value).__name__} as a query parameter")
+
+
+def render_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Each parameter as the text ClickHouse parses for its ``{name:Type}`` placeholder.
+
+    The result is unescaped text. Scalar strings travel in the escaped text format (see
+    :func:`escape_param`); arrays are parsed as literals and travel as rendered here.
+    """
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if isinstance(value, str):
+            out[name] = value
+        elif isinstance(value, bool):
+            out[name] = "1" if value else "0"
+        elif isinstance(value, int | float):
+            out[name] = repr(value)
+        else:
+            out[name] = render_literal(value)
+    return out
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "'": "\\'"}
+
+
+def escape_param(text: str) -> str:
+    """Escape a rendered parameter the way the ClickHouse HTTP interface expects it."""
+    return "".join(_ESCAPES.get(c, c) for c in text)
+
+
+# --- time --------------------------------------------------------------------------------------
+def to_ns(value: datetime) -> int:
+    """Unix nanoseconds of a datetime (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    """A UTC datetime from unix nanoseconds (microsecond precision, as datetime has)."""
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=UTC)
+
+
+# --- migrations --------------------------------------------------------------------------------
+def create_database_sql(database: str) -> str:
+    """``CREATE DATABASE`` for a validated identifier (identifiers cannot be bound)."""
+    return f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}"
+
+
+def quote_identifier(name: str) -> str:
+    """A backquoted identifier; rejects names that could not be a database."""
+    if not name or not all(c.isalnum() or c == "_" for c in name):
+        raise InvalidInputError(f"invalid database name {name!r}: use letters, digits and _")
+    return f"`{name}`"
+
+
+MIGRATIONS_DDL = MIGRATIONS_TABLE_DDL
+APPLIED_VERSIONS_SQL = f"SELECT Version FROM {MIGRATIONS_TABLE} ORDER BY Version"
+RECORD_MIGRATION_SQL = (
+    f"INSERT INTO {MIGRATIONS_TABLE} (Version, Description) "
+    "VALUES ({version:UInt32}, {description:String})"
+)
+
+
+# --- spans to columns --------------------------------------------------------------------------
+_MAP = pa.map_(pa.string(), pa.string())
+_TS = pa.timestamp("ns")
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("Timestamp", _TS),
+        ("TraceId", pa.string()),
+        ("SpanId", pa.string()),
+        ("ParentSpanId", pa.string()),
+        ("TraceState", pa.string()),
+        ("SpanName", pa.string()),
+        ("SpanKind", pa.string()),
+        ("ServiceName", pa.string()),
+        ("ResourceAttributes", _MAP),
+        ("ScopeName", pa.string()),
+        ("ScopeVersion", pa.string()),
+        ("SpanAttributes", _MAP),
+        ("Duration", pa.uint64()),
+        ("StatusCode", pa.string()),
+        ("StatusMessage", pa.string()),
+        ("Events.Timestamp", pa.list_(_TS)),
+        ("Events.Name", pa.list_(pa.string())),
+        ("Events.Attributes", pa.list_(_MAP)),
+        ("Links.TraceId", pa.list_(pa.string())),
+        ("Links.SpanId", pa.list_(pa.string())),
+        ("Links.TraceState", pa.list_(pa.string())),
+        ("Links.Attributes", pa.list_(_MAP)),
+        ("ProjectId", pa.string()),
+        ("Operation", pa.string()),
+        ("AgentName", pa.string()),
+        ("Model", pa.string()),
+        ("ToolName", pa.string()),
+        ("InputTokens", pa.uint64()),
+        ("OutputTokens", pa.uint64()),
+        ("StepIndex", pa.int32()),
+        ("PayloadRefs", _MAP),
+        ("InputPreview", pa.string()),
+        ("OutputPreview", pa.string()),
+    ]
+)
+
+PAYLOAD_SCHEMA = pa.schema(
+    [
+        ("ProjectId", pa.string()),
+        ("Hash", pa.string()),
+        ("Size", pa.uint64()),
+        ("Content", pa.binary()),
+    ]
+)
+
+
+def spans_to_arrow(project: str, spans: Sequence[SpanRecord]) -> pa.Table:
+    """One ``otel_traces`` batch in columnar form. Every span must belong to ``project``."""
+    cols: dict[str, list[Any]] = {name: [] for name in SPAN_SCHEMA.names}
+    for s in spans:
+        if s.project_id != project:
+            raise InvalidInputError(
+                f"span {s.span_id} of trace {s.trace_id} belongs to project {s.project_id!r}, "
+                f"not {project!r}"
+            )
+        cols["Timestamp"].append(s.start_time_unix_nano)
+        cols["TraceId"].append(s.trace_id)
+        cols["SpanId"].append(s.span_id)
+        cols["ParentSpanId"].append(s.parent_span_id)
+        cols["TraceState"].append(s.trace_state)
+        cols["SpanName"].append(s.name)
+        cols["SpanKind"].append(str(s.kind))
+        cols["ServiceName"].append(s.service_name)
+        cols["ResourceAttributes"].append(list(s.resource_attributes.items()))
+        cols["ScopeName"].append(s.scope_name)
+        cols["ScopeVersion"].append(s.scope_version)
+        cols["SpanAttributes"].append(list(s.attributes.items()))
+        cols["Duration"].append(s.duration_ns)
+        cols["StatusCode"].append(str(s.status_code))
+        cols["StatusMessage"].append(s.status_message)
+        cols["Events.Timestamp"].append([e.timestamp_unix_nano for e in s.events])
+        cols["Events.Name"].append([e.name for e in s.events])
+        cols["Events.Attributes"].append([list(e.attributes.items()) for e in s.events])
+        cols["Links.TraceId"].append([ln.trace_id for ln in s.links])
+        cols["Links.SpanId"].append([ln.span_id for ln in s.links])
+        cols["Links.TraceState"].append([ln.trace_state for ln in s.links])
+        cols["Links.Attributes"].append([list(ln.attributes.items()) for ln in s.links])
+        cols["ProjectId"].append(project)
+        cols["Operation"].append(s.operation)
+        cols["AgentName"].append(s.agent_name)
+        cols["Model"].append(s.model)
+        cols["ToolName"].append(s.tool_name)
+        cols["InputTokens"].append(s.input_tokens)
+        cols["OutputTokens"].append(s.output_tokens)
+        cols["StepIndex"].append(s.step_index)
+        cols["PayloadRefs"].append(list(s.payload_refs.items()))
+        cols["InputPreview"].append(s.input_preview)
+        cols["OutputPreview"].append(s.output_preview)
+    return pa.table(cols, schema=SPAN_SCHEMA)
+
+
+def payloads_to_arrow(project: str, payloads: Mapping[str, bytes]) -> pa.Table:
+    """A ``retrace_payloads`` batch; hashes must be 64 lowercase hex characters."""
+    for key in payloads:
+        check_hash(key)
+    return pa.table(
+        {
+            "ProjectId": [project] * len(payloads),
+            "Hash": list(payloads),
+            "Size": [len(v) for v in payloads.values()],
+            "Content": list(payloads.values()),
+        },
+        schema=PAYLOAD_SCHEMA,
+    )
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_hash(value: str) -> str:
+    """Return ``value`` if it is a sha256 hex digest, else raise InvalidInputError."""
+    if len(value) != 64 or not _HEX.issuperset(value):
+        raise InvalidInputError(f"{value!r} is not a sha256 hex digest (64 lowercase hex chars)")
+    return value
+
+
+# --- rows to models ----------------------------------------------------------------------------
+def as_map(value: Any) -> dict[str, str]:
+    """A map column value as a dict, whatever shape the Arrow/polars reader gave it."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for item in value:
+        if isinstance(item, dict):
+            out[str(item["key"])] = str(item["value"])
+        else:
+            out[str(item[0])] = str(item[1])
+    return out
+
+
+SPAN_SELECT = """
+    TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName,
+    toUnixTimestamp64Nano(Timestamp) AS StartNs, Duration, StatusCode, StatusMessage,
+    SpanAttributes, ResourceAttributes, PayloadRefs,
+    arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) AS EventTs,
+    `Events.Name` AS EventName, `Events.Attributes` AS EventAttrs,
+    `Links.TraceId` AS LinkTraceId, `Links.SpanId` AS LinkSpanId,
+    `Links.TraceState` AS LinkTraceState, `Links.Attributes` AS LinkAttrs,
+    Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex
+"""
+
+
+def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every payload hash the span rows reference."""
+    found: set[str] = set()
+    for row in rows:
+        found.update(as_map(row["PayloadRefs"]).values())
+    return found
+
+
+def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
+    """A span row as the API view, with payload references resolved into attributes."""
+    attributes = as_map(row["SpanAttributes"])
+    for key, digest in as_map(row["PayloadRefs"]).items():
+        blob = payloads.get(digest)
+        if blob is not None:
+            attributes[key] = blob.decode("utf-8", errors="replace")
+    start_ns = int(row["StartNs"])
+    duration = int(row["Duration"])
+    events = [
+        SpanEvent(timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs))
+        for ts, name, attrs in zip(
+            row["EventTs"] or [], row["EventName"] or [], row["EventAttrs"] or [], strict=False
+        )
+    ]
+    links = [
+        SpanLink(trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a))
+        for t, s, st, a in zip(
+            row["LinkTraceId"] or [],
+            row["LinkSpanId"] or [],
+            row["LinkTraceState"] or [],
+            row["LinkAttrs"] or [],
+            strict=False,
+        )
+    ]
+    return SpanView(
+        trace_id=row["TraceId"],
+        span_id=row["SpanId"],
+        parent_span_id=row["ParentSpanId"],
+        name=row["SpanName"],
+        kind=row["SpanKind"],
+        service_name=row["ServiceName"],
+        start_time=from_ns(start_ns),
+        end_time=from_ns(start_ns + duration),
+        start_time_unix_nano=start_ns,
+        duration_ns=duration,
+        status=row["StatusCode"],
+        status_message=row["StatusMessage"],
+        attributes=attributes,
+        resource_attributes=as_map(row["ResourceAttributes"]),
+        events=events,
+        links=links,
+        operation=row["Operation"],
+        agent_name=row["AgentName"],
+        model=row["Model"],
+        tool_name=row["ToolName"],
+        input_tokens=int(row["InputTokens"]),
+        output_tokens=int(row["OutputTokens"]),
+        step_index=int(row["StepIndex"]),
+    )
+
+
+# --- single trace ------------------------------------------------------------------------------
+TRACE_RANGE_SQL = f"""
+SELECT toUnixTimestamp(min(Start)) AS StartS, toUnixTimestamp(max(End)) AS EndS, count() AS N
+FROM {TRACE_ID_TS_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+"""
+
+TRACE_SPANS_SQL = f"""
+SELECT {SPAN_SELECT}
+FROM {SPANS_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+  AND Timestamp >= toDateTime64({{start_s:Int64}}, 9)
+  AND Timestamp < toDateTime64({{end_s:Int64}}, 9)
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY SpanId
+"""
+
+PAYLOADS_SQL = f"""
+SELECT toString(Hash) AS Hash, any(Content) AS Content
+FROM {PAYLOADS_TABLE}
+WHERE ProjectId = {{project:String}} AND Hash IN {{hashes:Array(FixedString(64))}}
+GROUP BY Hash
+SETTINGS output_format_arrow_string_as_string = 0
+"""
+
+DELETE_SQL = [
+    f"DELETE FROM {table} WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}"
+    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE)
+]
+
+
+# --- trace summaries ---------------------------------------------------------------------------
+_STATUS_EXPR = (
+    "if(sum(ErrorCount) > 0 OR max(RootStatusCode) = 'Error' "
+    "OR max(RunStatus) IN {failed_statuses:Array(String)}, 'error', 'ok')"
+)
+
+SUMMARY_COLUMNS = f"""
+    TraceId,
+    toUnixTimestamp64Nano(min(Start)) AS StartNs,
+    toUnixTimestamp64Nano(max(End)) AS EndNs,
+    toInt64(EndNs - StartNs) AS DurationNs,
+    sum(SpanCount) AS SpanCount_,
+    sum(ErrorCount) AS ErrorCount_,
+    {_STATUS_EXPR} AS Status_,
+    max(RunStatus) AS RunStatus_,
+    max(ServiceName) AS ServiceName_,
+    max(AgentName) AS AgentName_,
+    max(RootSpanName) AS RootSpanName_,
+    max(InputPreview) AS InputPreview_,
+    max(OutputPreview) AS OutputPreview_,
+    sum(InputTokens) AS InputTokens_,
+    sum(OutputTokens) AS OutputTokens_,
+    toInt64(InputTokens_ + OutputTokens_) AS Tokens_,
+    sum(LlmCalls) AS LlmCalls_,
+    sum(ToolCalls) AS ToolCalls_,
+    groupUniqArrayArray(Models) AS Models_,
+    groupUniqArrayArray(Tools) AS Tools_,
+    max(ReplayOf) AS ReplayOf_
+"""
+
+SORT_COLUMNS: dict[str, str] = {
+    "start_time": "StartNs",
+    "duration": "DurationNs",
+    "tokens": "Tokens_",
+    "errors": "ErrorCount_",
+    "spans": "SpanCount_",
+}
+
+
+def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
+    """A summary row (see SUMMARY_COLUMNS) as the API model."""
+    start_ns = int(row["StartNs"])
+    end_ns = int(row["EndNs"])
+    return TraceSummary(
+        trace_id=row["TraceId"],
+        start_time=from_ns(start_ns),
+        end_time=from_ns(end_ns),
+        duration_ms=(end_ns - start_ns) / 1e6,
+        span_count=int(row["SpanCount_"]),
+        error_count=int(row["ErrorCount_"]),
+        status=row["Status_"],
+        run_status=row["RunStatus_"],
+        service_name=row["ServiceName_"],
+        agent_name=row["AgentName_"],
+        root_span_name=row["RootSpanName_"],
+        input_preview=row["InputPreview_"],
+        output_preview=row["OutputPreview_"],
+        input_tokens=int(row["InputTokens_"]),
+        output_tokens=int(row["OutputTokens_"]),
+        llm_calls=int(row["LlmCalls_"]),
+        tool_calls=int(row["ToolCalls_"]),
+        models=sorted(row["Models_"] or []),
+        tools=sorted(row["Tools_"] or []),
+        replay_of=row["ReplayOf_"],
+    )
+
+
+def trace_summary_sql() -> str:
+    """The summary of one trace (same columns as the list)."""
+    return f"""
+SELECT {SUMMARY_COLUMNS}
+FROM {SUMMARIES_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+GROUP BY TraceId
+"""
+
+
+@dataclass
+class Built:
+    """A statement and the parameters it binds."""
+
+    sql: str
+    params: Params = field(default_factory=dict)
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """An opaque cursor for keyset pagination."""
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[Any]:
+    """The values of a cursor made by :func:`encode_cursor`; InvalidInputError if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned") from exc
+    if not isinstance(values, list) or len(values) != size:
+        raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
+    return values
+
+
+def _span_time_filter(start: datetime | None, end: datetime | None, params: Params) -> str:
+    clauses = []
+    if start is not None:
+        params["t_start"] = to_ns(start)
+        clauses.append("Timestamp >= fromUnixTimestamp64Nano({t_start:Int64})")
+    if end is not None:
+        params["t_end"] = to_ns(end)
+        clauses.append("Timestamp < fromUnixTimestamp64Nano({t_end:Int64})")
+    return "".join(f" AND {c}" for c in clauses)
+
+
+def _attribute_filter(attrs: Mapping[str, str], params: Params) -> list[str]:
+    clauses = []
+    for i, (key, value) in enumerate(sorted(attrs.items())):
+        params[f"ak{i}"] = key
+        params[f"av{i}"] = value
+        clauses.append(
+            f"(SpanAttributes[{{ak{i}:String}}] = {{av{i}:String}}"
+            f" OR ResourceAttributes[{{ak{i}:String}}] = {{av{i}:String}})"
+        )
+    return clauses
+
+
+def list_traces_sql(project: str, q: TraceQuery) -> tuple[Built, str]:
+    """The trace-list statement and the name of its sort column.
+
+    Reads ``retrace_trace_summaries`` only, except for text and attribute filters, which select
+    trace ids from spans (and payload contents) bounded by the query's time range.
+    """
+    params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
+    where = ["ProjectId = {project:String}"]
+    having: list[str] = []
+    span_time = _span_time_filter(q.start, q.end, params)
+    if q.start is not None:
+        having.append("StartNs >= {t_start:Int64}")
+    if q.end is not None:
+        having.append("StartNs < {t_end:Int64}")
+    if q.status is not None:
+        params["status"] = q.status
+        having.append("Status_ = {status:String}")
+    for name, value, column in (
+        ("run_status", q.run_status, "RunStatus_"),
+        ("service", q.service, "ServiceName_"),
+        ("agent", q.agent, "AgentName_"),
+        ("replay_of", q.replay_of, "ReplayOf_"),
+    ):
+        if value is not None:
+            params[name] = value
+            having.append(f"{column} = {{{name}:String}}")
+    if not q.include_replays:
+        having.append("ReplayOf_ = ''")
+    if q.model is not None:
+        params["model"] = q.model
+        having.append("has(Models_, {model:String})")
+    if q.tool is not None:
+        params["tool"] = q.tool
+        having.append("has(Tools_, {tool:String})")
+    if q.min_duration_ms is not None:
+        params["min_duration_ns"] = int(q.min_duration_ms * 1_000_000)
+        having.append("DurationNs >= {min_duration_ns:Int64}")
+    span_filters = _attribute_filter(q.attributes, params)
+    if span_filters:
+        where.append(
+            f"TraceId IN (SELECT TraceId FROM {SPANS_TABLE} WHERE ProjectId = {{project:String}}"
+            f"{span_time} AND {' AND '.join(span_filters)})"
+            if len(span_filters) == 1
+            else _all_attributes_subquery(span_filters, span_time)
+        )
+    if q.text:
+        params["text"] = q.text
+        where.append(
+            "(positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
+            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
+            f" OR TraceId IN (SELECT TraceId FROM {SPANS_TABLE}"
+            f" WHERE ProjectId = {{project:String}}{span_time} AND ("
+            "positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
+            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
+            " OR arrayExists(v -> positionCaseInsensitiveUTF8(v, {text:String}) > 0,"
+            " mapValues(SpanAttributes))"
+            " OR hasAny(mapValues(PayloadRefs), (SELECT groupArray(toString(Hash))"
+            f" FROM {PAYLOADS_TABLE} WHERE ProjectId = {{project:String}}"
+            " AND positionCaseInsensitiveUTF8(Content, {text:String}) > 0)))))"
+        )
+    sort_col = SORT_COLUMNS[q.sort]
+    direction = "DESC" if q.order == "desc" else "ASC"
+    if q.cursor:
+        value, trace_id = decode_cursor(q.cursor, 2)
+        if not isinstance(value, int) or not isinstance(trace_id, str):
+            raise InvalidInputError(f"invalid cursor {q.cursor!r}: not one this API returned")
+        params["c_value"] = value
+        params["c_trace"] = trace_id
+        op = "<" if q.order == "desc" else ">"
+        having.append(f"({sort_col}, TraceId) {op} ({{c_value:Int64}}, {{c_trace:String}})")
+    params["limit"] = q.limit + 1
+    sql = f"""
+SELECT {SUMMARY_COLUMNS}
+FROM {SUMMARIES_TABLE}
+WHERE {" AND ".join(where)}
+GROUP BY TraceId
+{"HAVING " + " AND ".join(having) if having else ""}
+ORDER BY {sort_col} {direction}, TraceId {direction}
+LIMIT {{limit:UInt32}}
+"""
+    return Built(sql, params), sort_col
+
+
+def _all_attributes_subquery(span_filters: list[str], span_time: str) -> str:
+    # Each attribute may sit on a different span of the trace: intersect per-filter trace sets.
+    parts = [
+        f"TraceId IN (SELECT TraceId FROM {SPANS_TABLE} WHERE ProjectId = {{project:String}}"
+        f"{span_time} AND {f})"
+        for f in span_filters
+    ]
+    return "(" + " AND ".join(parts) + ")"
+
+
+# --- span search -------------------------------------------------------------------------------
+def search_spans_sql(project: str, q: SpanQuery) -> Built:
+    """Spans matching the filters, newest first, keyset-paginated by (time, trace, span)."""
+    params: Params = {"project": project}
+    where = ["ProjectId = {project:String}"]
+    time_filter = _span_time_filter(q.start, q.end, params)
+    for name, value, column in (
+        ("trace_id", q.trace_id, "TraceId"),
+        ("name", q.name, "SpanName"),
+        ("operation", q.operation, "Operation"),
+        ("service", q.service, "ServiceName"),
+        ("model", q.model, "Model"),
+        ("tool", q.tool, "ToolName"),
+    ):
+        if value is not None:
+            params[name] = value
+            where.append(f"{column} = {{{name}:String}}")
+    if q.status is not None:
+        params["status"] = {"ok": StatusCode.OK, "error": StatusCode.ERROR}.get(
+            q.status, StatusCode.UNSET
+        ).value
+        where.append("StatusCode = {status:String}")
+    if q.min_duration_ms is not None:
+        params["min_duration_ns"] = int(q.min_duration_ms * 1_000_000)
+        where.append("Duration >= {min_duration_ns:UInt64}")
+    where.extend(_attribute_filter(q.attributes, params))
+    if q.cursor:
+        ts, trace_id, span_id = decode_cursor(q.cursor, 3)
+        if not (isinstance(ts, int) and isinstance(trace_id, str) and isinstance(span_id, str)):
+            raise InvalidInputError(f"invalid cursor {q.cursor!r}: not one this API returned")
+        params.update(c_ts=ts, c_trace=trace_id, c_span=span_id)
+        where.append(
+            "(toUnixTimestamp64Nano(Timestamp), TraceId, SpanId)"
+            " < ({c_ts:Int64}, {c_trace:String}, {c_span:String})"
+        )
+    params["limit"] = q.limit + 1
+    sql = f"""
+SELECT {SPAN_SELECT}
+FROM {SPANS_TABLE}
+WHERE {" AND ".join(where)}{time_filter}
+ORDER BY Timestamp DESC, TraceId DESC, SpanId DESC
+LIMIT {{limit:UInt32}}
+"""
+    return Built(sql, params)
+
+
+# --- stats -------------------------------------------------------------------------------------
+def _stats_traces_subquery(project: str, q: StatsQuery, params: Params) -> str:
+    params.update(project=project, failed_statuses=list(FAILED_RUN_STATUSES))
+    having = []
+    if q.start is not None:
+        params["t_start"] = to_ns(q.start)
+        having.append("StartNs >= {t_start:Int64}")
+    if q.end is not None:
+        params["t_end"] = to_ns(q.end)
+        having.append("StartNs < {t_end:Int64}")
+    if q.service is not None:
+        params["service"] = q.service
+        having.append("ServiceName_ = {service:String}")
+    if q.agent is not None:
+        params["agent"] = q.agent
+        having.append("AgentName_ = {agent:String}")
+    return f"""
+SELECT {SUMMARY_COLUMNS}
+FROM {SUMMARIES_TABLE}
+WHERE ProjectId = {{project:String}}
+GROUP BY TraceId
+{"HAVING " + " AND ".join(having) if having else ""}
+"""
+
+
+def stats_totals_sql(project: str, q: StatsQuery) -> Built:
+    """Runs, errors, latency quantiles and tokens over the matching traces."""
+    params: Params = {}
+    sub = _stats_traces_subquery(project, q, params)
+    sql = f"""
+SELECT count() AS Runs, countIf(Status_ = 'error') AS Errors,
+       quantilesExact(0.5, 0.9, 0.99)(DurationNs / 1e6) AS Q,
+       sum(InputTokens_) AS InTok, sum(OutputTokens_) AS OutTok
+FROM ({sub})
+"""
+    return Built(sql, params)
+
+
+def stats_buckets_sql(project: str, q: StatsQuery) -> Built:
+    """Per time bucket: runs, errors, p50/p95 latency, tokens."""
+    params: Params = {"bucket": q.bucket_seconds}
+    sub = _stats_traces_subquery(project, q, params)
+    sql = f"""
+SELECT intDiv(StartNs, {{bucket:Int64}} * 1000000000) * {{bucket:Int64}} AS BucketS,
+       count() AS Runs, countIf(Status_ = 'error') AS Errors,
+       quantilesExact(0.5, 0.95)(DurationNs / 1e6) AS Q,
+       sum(InputTokens_) AS InTok, sum(OutputTokens_) AS OutTok
+FROM ({sub})
+GROUP BY BucketS
+ORDER BY BucketS
+"""
+    return Built(sql, params)
+
+
+def stats_tools_sql(project: str, q: StatsQuery) -> Built:
+    """The tools with the most failed calls in the range (top 10)."""
+    params: Params = {
+        "project": project,
+        "op_tool": attr.OP_EXECUTE_TOOL,
+        "tool_error_key": attr.RETRACE_TOOL_ERROR,
+    }
+    where = ["ProjectId = {project:String}", "Operation = {op_tool:String}"]
+    time_filter = _span_time_filter(q.start, q.end, params)
+    if q.service is not None:
+        params["service"] = q.service
+        where.append("ServiceName = {service:String}")
+    if q.agent is not None:
+        params["agent"] = q.agent
+        where.append(
+            "TraceId IN (SELECT TraceId FROM "
+            f"{SUMMARIES_TABLE} WHERE ProjectId = {{project:String}}"
+            " GROUP BY TraceId HAVING max(AgentName) = {agent:String})"
+        )
+    sql = f"""
+SELECT ToolName AS Tool, count() AS Calls,
+       countIf(StatusCode = 'Error' OR SpanAttributes[{{tool_error_key:String}}] = 'true') AS Errs
+FROM {SPANS_TABLE}
+WHERE {" AND ".join(where)}{time_filter}
+GROUP BY ToolName
+HAVING Errs > 0
+ORDER BY Errs DESC, Tool
+LIMIT 10
+"""
+    return Built(sql, params)
+
+
+# --- replays -----------------------------------------------------------------------------------
+REPLAY_SCHEMA = pa.schema(
+    [
+        ("ProjectId", pa.string()),
+        ("ReplayId", pa.string()),
+        ("OriginalTraceId", pa.string()),
+        ("ReplayTraceId", pa.string()),
+        ("Mode", pa.string()),
+        ("Status", pa.string()),
+        ("CodeVersion", pa.string()),
+        ("CreatedAt", pa.timestamp("ms")),
+        ("UpdatedAt", pa.timestamp("ms")),
+        ("Diverged", pa.uint8()),
+        ("FirstDivergenceStep", pa.int32()),
+        ("FirstDivergenceKind", pa.string()),
+        ("Report", pa.string()),
+    ]
+)
+
+
+def _ms(value: datetime) -> int:
+    return to_ns(value) // 1_000_000
+
+
+def replay_to_arrow(project: str, r: ReplayRecord) -> pa.Table:
+    """One replay row; the whole record is kept as JSON in ``Report`` (columns are for lookups)."""
+    row = {
+        "ProjectId": project,
+        "ReplayId": r.replay_id,
+        "OriginalTraceId": r.original_trace_id,
+        "ReplayTraceId": r.replay_trace_id,
+        "Mode": r.mode.value,
+        "Status": r.status,
+        "CodeVersion": r.code_version,
+        "CreatedAt": _ms(r.created_at),
+        "UpdatedAt": _ms(r.updated_at),
+        "Diverged": int(r.diverged),
+        "FirstDivergenceStep": r.first_divergence_step,
+        "FirstDivergenceKind": r.first_divergence_kind,
+        "Report": r.model_dump_json(),
+    }
+    return pa.Table.from_pylist([row], schema=REPLAY_SCHEMA)
+
+
+REPLAY_SQL = f"""
+SELECT Report FROM {REPLAYS_TABLE} FINAL
+WHERE ProjectId = {{project:String}} AND ReplayId = {{replay_id:String}}
+ORDER BY UpdatedAt DESC
+LIMIT 1
+"""
+
+REPLAYS_OF_TRACE_SQL = f"""
+SELECT Report FROM {REPLAYS_TABLE} FINAL
+WHERE ProjectId = {{project:String}} AND OriginalTraceId = {{trace_id:String}}
+ORDER BY CreatedAt DESC, ReplayId DESC
+"""
+
+
+def replay_from_row(row: Mapping[str, Any]) -> ReplayRecord:
+    return ReplayRecord.model_validate_json(row["Report"])
+
+
+# --- approvals ---------------------------------------------------------------------------------
+APPROVAL_SCHEMA = pa.schema(
+    [
+        ("ProjectId", pa.string()),
+        ("ApprovalId", pa.string()),
+        ("RunId", pa.string()),
+        ("TraceId", pa.string()),
+        ("SpanId", pa.string()),
+        ("ToolName", pa.string()),
+        ("Arguments", pa.string()),
+        ("Reason", pa.string()),
+        ("Rule", pa.string()),
+        ("Status", pa.string()),
+        ("RequestedAt", pa.timestamp("ms")),
+        ("ExpiresAt", pa.timestamp("ms")),
+        ("DecidedAt", pa.timestamp("ms")),
+        ("DecidedBy", pa.string()),
+        ("Comment", pa.string()),
+        ("Version", pa.uint64()),
+    ]
+)
+
+
+def approval_to_arrow(project: str, a: Approval, version: int) -> pa.Table:
+    """One approval row; ``version`` orders upserts (larger wins)."""
+    row = {
+        "ProjectId": project,
+        "ApprovalId": a.approval_id,
+        "RunId": a.run_id,
+        "TraceId": a.trace_id,
+        "SpanId": a.span_id,
+        "ToolName": a.tool_name,
+        "Arguments": json.dumps(a.arguments, sort_keys=True),
+        "Reason": a.reason,
+        "Rule": a.rule,
+        "Status": a.status.value,
+        "RequestedAt": _ms(a.requested_at),
+        "ExpiresAt": _ms(a.expires_at) if a.expires_at else None,
+        "DecidedAt": _ms(a.decided_at) if a.decided_at else None,
+        "DecidedBy": a.decided_by,
+        "Comment": a.comment,
+        "Version": version,
+    }
+    return pa.Table.from_pylist([row], schema=APPROVAL_SCHEMA)
+
+
+_APPROVAL_SELECT = f"""
+SELECT ApprovalId, RunId, TraceId, SpanId, ToolName, Arguments, Reason, Rule, Status,
+       toUnixTimestamp64Milli(RequestedAt) AS RequestedMs,
+       toUnixTimestamp64Milli(ExpiresAt) AS ExpiresMs,
+       toUnixTimestamp64Milli(DecidedAt) AS DecidedMs,
+       DecidedBy, Comment
+FROM {APPROVALS_TABLE} FINAL
+WHERE ProjectId = {{project:String}}
+"""
+
+APPROVAL_SQL = _APPROVAL_SELECT + " AND ApprovalId = {approval_id:String}"
+
+
+def list_approvals_sql(project: str, status: ApprovalStatus | None, run_id: str | None) -> Built:
+    """Approvals of a project, optionally by status and run, oldest request first."""
+    params: Params = {"project": project}
+    sql = _APPROVAL_SELECT
+    if status is not None:
+        params["status"] = ApprovalStatus(status).value
+        sql += " AND Status = {status:String}"
+    if run_id is not None:
+        params["run_id"] = run_id
+        sql += " AND RunId = {run_id:String}"
+    return Built(sql + " ORDER BY RequestedAt, ApprovalId", params)
+
+
+def _ms_dt(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def approval_from_row(row: Mapping[str, Any]) -> Approval:
+    requested = _ms_dt(row["RequestedMs"])
+    assert requested is not None
+    return Approval(
+        approval_id=row["ApprovalId"],
+        run_id=row["RunId"],
+        trace_id=row["TraceId"],
+        span_id=row["SpanId"],
+        tool_name=row["ToolName"],
+        arguments=json.loads(row["Arguments"] or "{}"),
+        reason=row["Reason"],
+        rule=row["Rule"],
+        status=ApprovalStatus(row["Status"]),
+        requested_at=requested,
+        expires_at=_ms_dt(row["ExpiresMs"]),
+        decided_at=_ms_dt(row["DecidedMs"]),
+        decided_by=row["DecidedBy"],
+        comment=row["Comment"],
+    )
+
+
+# --- API keys ----------------------------------------------------------------------------------
+API_KEY_SCHEMA = pa.schema(
+    [
+        ("KeyId", pa.string()),
+        ("ProjectId", pa.string()),
+        ("KeyHash", pa.string()),
+        ("Name", pa.string()),
+        ("CreatedAt", pa.timestamp("ms")),
+        ("Revoked", pa.uint8()),
+        ("Version", pa.uint64()),
+    ]
+)
+
+
+def api_key_to_arrow(
+    project: str,
+    key_id: str,
+    key_hash: str,
+    name: str,
+    created_ms: int,
+    revoked: bool,
+    version: int,
+) -> pa.Table:
+    row = {
+        "KeyId": key_id,
+        "ProjectId": project,
+        "KeyHash": check_hash(key_hash),
+        "Name": name,
+        "CreatedAt": created_ms,
+        "Revoked": int(revoked),
+        "Version": version,
+    }
+    return pa.Table.from_pylist([row], schema=API_KEY_SCHEMA)
+
+
+API_KEY_BY_ID_SQL = f"""
+SELECT KeyId, ProjectId, toString(KeyHash) AS KeyHash, Name,
+       toUnixTimestamp64Milli(CreatedAt) AS CreatedMs, Revoked
+FROM {API_KEYS_TABLE} FINAL
+WHERE KeyId = {{key_id:String}}
+"""
+
+PROJECT_FOR_KEY_SQL = f"""
+SELECT ProjectId FROM {API_KEYS_TABLE} FINAL
+WHERE KeyHash = {{key_hash:FixedString(64)}} AND Revoked = 0
+LIMIT 1
+"""
+
+HAS_API_KEYS_SQL = f"SELECT count() AS N FROM {API_KEYS_TABLE} FINAL WHERE Revoked = 0"
