@@ -317,7 +317,8 @@ def _tool_step(span: SpanView, index: int) -> Step:
         tool_name=name,
         tool_call_id=attrs.get(A.GEN_AI_TOOL_CALL_ID, ""),
         arguments=arguments,
-        result=_parse_json(raw_result),
+        # kept verbatim: replay serves it back byte for byte (diffs parse it when it is JSON)
+        result=raw_result,
         mcp_server=attrs.get(A.RETRACE_MCP_SERVER, ""),
         sandbox_backend=attrs.get(A.RETRACE_SANDBOX_BACKEND, ""),
         exit_code=_as_int(attrs.get(A.RETRACE_SANDBOX_EXIT_CODE)),

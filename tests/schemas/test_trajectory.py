@@ -207,7 +207,7 @@ def test_retrace_trace_becomes_ordered_steps() -> None:
     assert (chat0.input_tokens, chat0.output_tokens) == (10, 5)
     assert tool1.tool_name == "query"
     assert tool1.arguments == {"sql": "select 1"}
-    assert tool1.result == {"rows": [[42]]}
+    assert json.loads(tool1.result) == {"rows": [[42]]}
     assert tool1.exit_code == 0
     assert tool1.policy_decision == "allow" and tool1.policy_rule == "r1"
     assert tool1.mcp_server == "data" and tool1.sandbox_backend == "gvisor"
