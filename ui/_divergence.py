@@ -1,0 +1,97 @@
+"""Rows of the divergence page: the alignment of two trajectories, with matching runs collapsed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.models import AlignedPair, DivergenceReport, Step
+
+
+@dataclass(frozen=True)
+class MatchRun:
+    """Consecutive matching steps shown as one collapsed row."""
+
+    pairs: list[AlignedPair]
+
+
+@dataclass(frozen=True)
+class PairRow:
+    pair: AlignedPair
+    is_first_divergence: bool
+
+
+AlignmentRow = MatchRun | PairRow
+
+
+def alignment_rows(report: DivergenceReport) -> list[AlignmentRow]:
+    """The alignment with each run of matches folded into one ``MatchRun``."""
+    first = report.first_divergence
+    rows: list[AlignmentRow] = []
+    run: list[AlignedPair] = []
+    for pair in report.alignment:
+        if pair.status == "match":
+            run.append(pair)
+            continue
+        if run:
+            rows.append(MatchRun(run))
+            run = []
+        is_first = first is not None and (
+            (pair.recorded_index, pair.replayed_index)
+            == (first.recorded_index, first.replayed_index)
+        )
+        rows.append(PairRow(pair, is_first))
+    if run:
+        rows.append(MatchRun(run))
+    marked = any(isinstance(r, PairRow) and r.is_first_divergence for r in rows)
+    if first is not None and not marked:
+        # The report's first divergence is not in the alignment (e.g. a status-only divergence):
+        # mark the first non-matching row instead so something is highlighted.
+        for index, row in enumerate(rows):
+            if isinstance(row, PairRow):
+                rows[index] = PairRow(row.pair, True)
+                break
+    return rows
+
+
+def step_by_index(steps: list[Step], index: int | None) -> Step | None:
+    if index is None:
+        return None
+    for step in steps:
+        if step.index == index:
+            return step
+    return steps[index] if 0 <= index < len(steps) else None
+
+
+def step_title(step: Step | None) -> str:
+    """One line naming a step: ``#3 tool run_python`` / ``#2 llm gpt-4o``."""
+    if step is None:
+        return "—"
+    what = step.tool_name if step.kind == "tool" else (step.model or step.name)
+    error = " ⚠ error" if step.error else ""
+    return f"#{step.index} {step.kind} {what}{error}"
+
+
+def step_essentials(step: Step) -> dict[str, Any]:
+    """What a person compares between two versions of a step."""
+    if step.kind == "tool":
+        return {
+            "tool": step.tool_name,
+            "arguments": step.arguments,
+            "result": step.result,
+            "error": step.error,
+        }
+    output = step.output_message or {}
+    return {
+        "model": step.model,
+        "output": output,
+        "tool_calls": step.tool_calls,
+        "last_input_message": step.input_messages[-1] if step.input_messages else None,
+        "error": step.error,
+    }
+
+
+def short_json(value: Any, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,27 @@
+"""Relative URLs between pages, so links work behind any base path and can be shared."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+
+def trace_link(trace_id: str, span_id: str = "") -> str:
+    params = {"trace": trace_id} | ({"span": span_id} if span_id else {})
+    return f"trace?{urlencode(params)}"
+
+
+def replay_link(trace_id: str) -> str:
+    return f"replay?{urlencode({'trace': trace_id})}"
+
+
+def divergence_link(trace_id: str, replay_id: str) -> str:
+    return f"divergence?{urlencode({'trace': trace_id, 'replay': replay_id})}"
+
+
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|$~"
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown literally inside Streamlit markdown (one line)."""
+    flat = " ".join(text.split())
+    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in flat)
