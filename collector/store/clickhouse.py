@@ -1,0 +1,83 @@
+"""The server backend: a ClickHouse server reached with clickhouse-connect over HTTP.
+
+Stateless: any number of collectors may share one server. Inserts travel as Arrow, results come
+back as Arrow and are read with polars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+import pyarrow as pa
+
+from collector.store import _sql as q
+from collector.store._engine import SqlTraceStore
+from schemas.errors import ConfigError, StoreError
+
+
+class ClickHouseTraceStore(SqlTraceStore):
+    """A store in database ``database`` of the server at ``url`` (http[s]://host[:port])."""
+
+    backend_name = "clickhouse"
+
+    def __init__(self, url: str, *, user: str, password: str, database: str) -> None:
+        super().__init__()
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        self._errors: tuple[type[Exception], ...] = (ClickHouseError, OSError)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"invalid ClickHouse URL {url!r}: expected http[s]://host[:port]")
+        q.quote_identifier(database)
+        self.database = database
+        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")
+        try:
+            self._client: Any = clickhouse_connect.get_client(
+                host=parts.hostname,
+                port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                secure=parts.scheme == "https",
+                username=parts.username or user,
+                password=parts.password or password,
+                autogenerate_session_id=False,
+            )
+        except self._errors as exc:
+            raise StoreError(f"cannot reach ClickHouse at {self.url}: {exc}") from exc
+        self._create_database()
+
+    # --- primitives ----------------------------------------------------------------------------
+    def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params) if params else None)
+        except self._errors as exc:
+            raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
+
+    def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        try:
+            table = self._client.query_arrow(
+                sql, parameters=dict(params) if params else None, use_strings=True
+            )
+        except self._errors as exc:
+            raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def _insert(self, table: str, data: pa.Table, settings: Mapping[str, Any]) -> None:
+        try:
+            self._client.insert_arrow(table, data, settings=dict(settings) if settings else None)
+        except self._errors as exc:
+            raise StoreError(
+                f"ClickHouse at {self.url}: insert into {table} failed: {exc}"
+            ) from exc
+
+    def _create_database(self) -> None:
+        self._client.database = None
+        self._command(q.create_database_sql(self.database))
+        self._client.database = self.database
+
+    def close(self) -> None:
+        self._client.close()
