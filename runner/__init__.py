@@ -1,1 +1,31 @@
-"""Retrace runner."""
+"""Retrace runner: the traced LangGraph + MCP agent.
+
+``run_agent`` runs one task through the agent graph behind the seams of ``runner.seams``;
+``resume_agent`` continues a run paused for approval. Imported lazily, so ``retrace serve``
+(whose CLI lives in this package) does not pay for LangGraph.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AgentConfig": "runner.config",
+    "load_config": "runner.config",
+    "RunResult": "runner.run",
+    "resume_agent": "runner.run",
+    "run_agent": "runner.run",
+    "LiveRuntime": "runner.runtime",
+    "RecordingRuntime": "runner.runtime",
+    "instrument": "runner.instrument",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

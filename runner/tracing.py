@@ -1,0 +1,458 @@
+"""OpenTelemetry for a run: one ``invoke_agent`` root, one ``chat`` span per LLM call, one
+``execute_tool`` span per tool call, all keys from ``schemas.attributes``.
+
+Spans leave through a ``BatchSpanProcessor`` + OTLP/HTTP (protobuf) exporter to
+``{endpoint}/v1/traces``. A run that dies still leaves its spans: SIGTERM/SIGINT handlers and an
+atexit hook end every open root span with ``retrace.run.status=incomplete`` and flush.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import json
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from runner.seams import ToolResult, ToolSpec
+from schemas import attributes as A
+from schemas.models import RunStatus
+
+SERVICE_NAME = "retrace-runner"
+SCOPE_NAME = "retrace.runner"
+
+# Short metadata names a ToolExecutor may use instead of the full attribute key.
+_METADATA_KEYS: dict[str, str] = {
+    "backend": A.RETRACE_SANDBOX_BACKEND,
+    "sandbox_backend": A.RETRACE_SANDBOX_BACKEND,
+    "insecure": A.RETRACE_SANDBOX_INSECURE,
+    "limits": A.RETRACE_SANDBOX_LIMITS,
+    "exit_code": A.RETRACE_SANDBOX_EXIT_CODE,
+    "cpu_ms": A.RETRACE_SANDBOX_CPU_MS,
+    "memory_bytes": A.RETRACE_SANDBOX_MEMORY_BYTES,
+    "timed_out": A.RETRACE_SANDBOX_TIMED_OUT,
+    "output_truncated": A.RETRACE_SANDBOX_OUTPUT_TRUNCATED,
+    "snapshot_before": A.RETRACE_WORKSPACE_BEFORE,
+    "snapshot_after": A.RETRACE_WORKSPACE_AFTER,
+    "mcp_server": A.RETRACE_MCP_SERVER,
+    "server": A.RETRACE_MCP_SERVER,
+}
+_KNOWN_KEYS = frozenset(
+    value for name, value in vars(A).items() if name.isupper() and isinstance(value, str)
+)
+
+
+# --- provider ---------------------------------------------------------------------------------
+
+
+class PinnableIdGenerator(RandomIdGenerator):
+    """Random ids, except that the next trace id can be pinned (a resumed run continues its
+    original trace)."""
+
+    def __init__(self) -> None:
+        self._pinned: int | None = None
+
+    def pin_trace_id(self, trace_id: int) -> None:
+        self._pinned = trace_id
+
+    def generate_trace_id(self) -> int:
+        if self._pinned is not None:
+            value, self._pinned = self._pinned, None
+            return value
+        return super().generate_trace_id()
+
+
+def build_tracer_provider(
+    *,
+    endpoint: str | None,
+    api_key: str | None = None,
+    project: str = "default",
+    exporter: SpanExporter | None = None,
+) -> TracerProvider:
+    """A provider exporting to ``{endpoint}/v1/traces`` (batched), or to ``exporter``
+    synchronously (tests), or nowhere when both are None."""
+    resource = Resource.create({A.SERVICE_NAME: SERVICE_NAME, A.RETRACE_PROJECT: project})
+    provider = TracerProvider(resource=resource, id_generator=PinnableIdGenerator())
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif endpoint:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        otlp = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces", headers=headers)
+        provider.add_span_processor(
+            BatchSpanProcessor(otlp, schedule_delay_millis=500, max_export_batch_size=512)
+        )
+    return provider
+
+
+@functools.cache
+def code_version() -> str:
+    """The git sha of the checkout this code runs from, else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git:{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"retrace=={version('retrace')}"
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# --- message formats --------------------------------------------------------------------------
+
+
+def messages_to_genai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """Messages in the GenAI semantic-convention shape (role + parts)."""
+    return [_genai_message(m) for m in messages]
+
+
+def _genai_message(message: BaseMessage) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    text = message.text if isinstance(message.content, list) else message.content
+    if isinstance(message, ToolMessage):
+        parts.append({"type": "tool_call_response", "id": message.tool_call_id, "response": text})
+        return {"role": "tool", "parts": parts, "status": message.status}
+    if text:
+        parts.append({"type": "text", "content": text})
+    role = "user"
+    if isinstance(message, AIMessage):
+        role = "assistant"
+        for call in message.tool_calls:
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call["id"],
+                    "name": call["name"],
+                    "arguments": call["args"],
+                }
+            )
+    elif isinstance(message, SystemMessage):
+        role = "system"
+    elif not isinstance(message, HumanMessage):
+        role = message.type
+    return {"role": role, "parts": parts}
+
+
+def ai_message_to_json(message: AIMessage) -> str:
+    """The exact AIMessage (LangChain's dict form) as JSON: what replay serves back."""
+    return json.dumps(message_to_dict(message), default=str, sort_keys=True)
+
+
+def ai_message_from_json(text: str) -> AIMessage:
+    """Inverse of :func:`ai_message_to_json`."""
+    (message,) = messages_from_dict([json.loads(text)])
+    if not isinstance(message, AIMessage):
+        raise ValueError(f"recorded model response is a {message.type} message, not ai")
+    return message
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _attr(value: Any) -> str | bool | int | float:
+    if isinstance(value, str | bool | int | float):
+        return value
+    return _json(value)
+
+
+# --- the run's spans --------------------------------------------------------------------------
+
+
+class RunTracer:
+    """Creates one run's spans. The graph calls it; it never decides anything."""
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        *,
+        agent_name: str,
+        provider_name: str,
+        model_name: str,
+    ) -> None:
+        self.provider = provider
+        self.tracer = provider.get_tracer(SCOPE_NAME)
+        self.agent_name = agent_name
+        self.provider_name = provider_name
+        self.model_name = model_name
+        self.root: Span | None = None
+        self._root_token: Any = None
+        self._ended = False
+        self._lock = threading.Lock()
+
+    # root ------------------------------------------------------------------------------------
+    def start_root(
+        self,
+        attributes: dict[str, Any],
+        *,
+        trace_id: str | None = None,
+        continues: tuple[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """Start the ``invoke_agent`` span; ``trace_id`` pins the trace (a resumed run) and
+        ``continues`` links to the (trace_id, span_id) of the segment it continues."""
+        if trace_id:
+            generator = self.provider.id_generator
+            if isinstance(generator, PinnableIdGenerator):
+                generator.pin_trace_id(int(trace_id, 16))
+        links = []
+        if continues:
+            ctx = SpanContext(
+                int(continues[0], 16),
+                int(continues[1], 16),
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+            links.append(Link(ctx))
+        base = {
+            A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
+            A.GEN_AI_AGENT_NAME: self.agent_name,
+            A.GEN_AI_PROVIDER_NAME: self.provider_name,
+            A.GEN_AI_REQUEST_MODEL: self.model_name,
+            A.RETRACE_RUN_STATUS: RunStatus.RUNNING.value,
+            A.RETRACE_CODE_VERSION: code_version(),
+        }
+        base.update({k: _attr(v) for k, v in attributes.items()})
+        self.root = self.tracer.start_span(
+            f"{A.OP_INVOKE_AGENT} {self.agent_name}",
+            kind=SpanKind.INTERNAL,
+            attributes=base,
+            links=links,
+            context=trace.set_span_in_context(trace.INVALID_SPAN),
+        )
+        self._root_token = trace.set_span_in_context(self.root)
+        _ACTIVE.add(self)
+        _install_crash_handlers()
+        ctx = self.root.get_span_context()
+        return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+    def root_event(self, name: str, attributes: dict[str, Any]) -> None:
+        if self.root is not None and not self._ended:
+            self.root.add_event(name, {k: _attr(v) for k, v in attributes.items()})
+
+    def finish_root(
+        self,
+        status: RunStatus,
+        *,
+        answer: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """End the root span with the run's status. Idempotent (the crash path may win)."""
+        with self._lock:
+            if self.root is None or self._ended:
+                return
+            self._ended = True
+        root = self.root
+        root.set_attribute(A.RETRACE_RUN_STATUS, status.value)
+        if answer is not None:
+            root.set_attribute(A.RETRACE_RUN_OUTPUT, answer)
+        for key, value in (attributes or {}).items():
+            root.set_attribute(key, _attr(value))
+        if error is not None:
+            root.record_exception(error)
+            root.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        elif status in (RunStatus.FAILED, RunStatus.INCOMPLETE):
+            root.set_status(Status(StatusCode.ERROR, f"run {status.value}"))
+        else:
+            root.set_status(Status(StatusCode.OK))
+        root.end()
+        _ACTIVE.discard(self)
+
+    def flush(self, timeout_ms: int = 10_000) -> bool:
+        return self.provider.force_flush(timeout_ms)
+
+    # children --------------------------------------------------------------------------------
+    def _child(self, name: str, attributes: dict[str, Any]) -> Span:
+        context = trace.set_span_in_context(self.root) if self.root is not None else None
+        return self.tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, context=context
+        )
+
+    @contextlib.contextmanager
+    def chat_span(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        step_index: int,
+        parameters: dict[str, Any],
+    ) -> Iterator[Span]:
+        """The ``chat`` span around one model call; record the answer with :meth:`record_chat`."""
+        attributes: dict[str, Any] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
+            A.GEN_AI_PROVIDER_NAME: self.provider_name,
+            A.GEN_AI_REQUEST_MODEL: self.model_name,
+            A.GEN_AI_AGENT_NAME: self.agent_name,
+            A.RETRACE_STEP_INDEX: step_index,
+            A.GEN_AI_INPUT_MESSAGES: _json(messages_to_genai(messages)),
+            A.GEN_AI_TOOL_DEFINITIONS: _json(
+                [
+                    {"name": t.name, "description": t.description, "parameters": t.input_schema}
+                    for t in tools
+                ]
+            ),
+            A.RETRACE_MODEL_PARAMETERS: _json(parameters),
+        }
+        for key, attr in (
+            ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
+            ("top_p", A.GEN_AI_REQUEST_TOP_P),
+            ("max_tokens", A.GEN_AI_REQUEST_MAX_TOKENS),
+            ("seed", A.GEN_AI_REQUEST_SEED),
+        ):
+            if isinstance(parameters.get(key), int | float):
+                attributes[attr] = parameters[key]
+        span = self._child(f"{A.OP_CHAT} {self.model_name}", attributes)
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=True):
+                yield span
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            span.end()
+
+    @staticmethod
+    def record_chat(span: Span, message: AIMessage) -> tuple[int, int]:
+        """Put the model's answer on its span; returns (input_tokens, output_tokens)."""
+        usage = message.usage_metadata or {}
+        input_tokens = int(usage.get("input_tokens", 0))
+        output_tokens = int(usage.get("output_tokens", 0))
+        meta = message.response_metadata or {}
+        finish = meta.get("finish_reason") or ("tool_calls" if message.tool_calls else "stop")
+        span.set_attribute(A.GEN_AI_OUTPUT_MESSAGES, _json(messages_to_genai([message])))
+        span.set_attribute(A.RETRACE_MODEL_TOOL_CALLS, _json(message.tool_calls))
+        span.set_attribute(A.RETRACE_MODEL_RESPONSE, ai_message_to_json(message))
+        span.set_attribute(A.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+        span.set_attribute(A.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+        span.set_attribute(A.GEN_AI_RESPONSE_FINISH_REASONS, [str(finish)])
+        model = meta.get("model_name") or meta.get("model")
+        if model:
+            span.set_attribute(A.GEN_AI_RESPONSE_MODEL, str(model))
+        response_id = meta.get("id") or message.id
+        if response_id:
+            span.set_attribute(A.GEN_AI_RESPONSE_ID, str(response_id))
+        return input_tokens, output_tokens
+
+    @contextlib.contextmanager
+    def tool_span(
+        self,
+        name: str,
+        *,
+        call_id: str,
+        arguments: dict[str, Any],
+        step_index: int,
+        server: str = "",
+        attempt: int = 1,
+    ) -> Iterator[Span]:
+        """The ``execute_tool`` span around one attempt of one tool call."""
+        attributes: dict[str, Any] = {
+            A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
+            A.GEN_AI_TOOL_NAME: name,
+            A.GEN_AI_TOOL_TYPE: "function",
+            A.GEN_AI_TOOL_CALL_ID: call_id,
+            A.GEN_AI_TOOL_CALL_ARGUMENTS: _json(arguments),
+            A.GEN_AI_AGENT_NAME: self.agent_name,
+            A.RETRACE_STEP_INDEX: step_index,
+            A.RETRACE_TOOL_ATTEMPT: attempt,
+        }
+        if server:
+            attributes[A.RETRACE_MCP_SERVER] = server
+        span = self._child(f"{A.OP_EXECUTE_TOOL} {name}", attributes)
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=True):
+                yield span
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            span.end()
+
+    @staticmethod
+    def record_tool_result(span: Span, result: ToolResult) -> None:
+        """Put a tool's result (and the sandbox/MCP metadata it carries) on its span."""
+        span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, result.content)
+        span.set_attribute(A.RETRACE_TOOL_ERROR, "true" if result.is_error else "false")
+        for key, value in result.metadata.items():
+            attr = _METADATA_KEYS.get(key, key)
+            if attr in _KNOWN_KEYS and value is not None:
+                span.set_attribute(attr, _attr(value))
+        if result.is_error:
+            span.set_status(Status(StatusCode.ERROR, result.content[:200]))
+
+
+# --- crash path -------------------------------------------------------------------------------
+
+_ACTIVE: set[RunTracer] = set()
+_INSTALLED = False
+_PREVIOUS: dict[int, Any] = {}
+
+
+def flush_incomplete(reason: str) -> None:
+    """End every open run as ``incomplete`` and flush its spans (crash paths call this)."""
+    for run in list(_ACTIVE):
+        run.root_event(A.EVENT_EXCEPTION, {A.EXCEPTION_TYPE: reason, A.EXCEPTION_MESSAGE: reason})
+        run.finish_root(RunStatus.INCOMPLETE)
+        run.flush(5_000)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    flush_incomplete(signal.Signals(signum).name)
+    previous = _PREVIOUS.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # Default action: restore it and re-deliver, so the exit status says "killed by signal".
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
+def _install_crash_handlers() -> None:
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    _INSTALLED = True
+    atexit.register(flush_incomplete, "exit")
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if previous is _on_signal:
+            continue
+        _PREVIOUS[signum] = previous if previous not in (signal.SIG_DFL, signal.SIG_IGN) else None
+        signal.signal(signum, _on_signal)
