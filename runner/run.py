@@ -242,6 +242,7 @@ class _Session:
         self.approvals = approvals
         self.approval_resolver = approval_resolver
         self.project = project
+        self.owns_exporter = span_exporter is None
         self.provider: TracerProvider = build_tracer_provider(
             endpoint=endpoint, api_key=api_key, project=project, exporter=span_exporter
         )
@@ -325,7 +326,8 @@ class _Session:
             raise
         finally:
             tracer.flush()
-            self.provider.shutdown()
+            if self.owns_exporter:  # a caller's exporter outlives the run
+                self.provider.shutdown()
 
     def _pause(
         self,
