@@ -1,0 +1,293 @@
+"""Divergence analysis: compare a recorded and a replayed trajectory and build the report.
+
+Pure. Steps are aligned (see ``_align``), each pair is compared aspect by aspect, and the first
+divergence in run order is reported with a structured diff. Kinds, most specific first for a
+tool step: other tool, policy/approval, other arguments, error vs success, other output; for an
+LLM step: other messages (prompt, tools offered), error vs success, other output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replay._align import align
+from replay._diff import (
+    DEFAULT_CONFIG,
+    DiffConfig,
+    canonical_messages,
+    canonical_tool,
+    json_diff,
+    normalize,
+)
+from schemas.models import (
+    AlignedPair,
+    DiffEntry,
+    Divergence,
+    DivergenceKind,
+    DivergenceMetrics,
+    DivergenceReport,
+    ReplayMode,
+    Step,
+    Trajectory,
+)
+from schemas.trajectory import step_label
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A request the recording could not answer, as seen at the seam during the replay."""
+
+    replayed_index: int  # the step index the request had in the replay
+    step_kind: str  # "llm" | "tool"
+    summary: str
+    recorded_index: int | None = None
+    diff: tuple[DiffEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class _View:
+    """The comparable content of one step, normalized once."""
+
+    step: Step
+    name: str
+    inputs: Any  # llm: canonical input messages; tool: arguments
+    offered: Any  # llm: canonical tool definitions
+    output: Any  # llm: canonical output message; tool: result
+    failed: bool
+    policy: Any
+
+
+def _view(step: Step, config: DiffConfig) -> _View:
+    if step.kind == "llm":
+        output = None
+        if step.output_message is not None:
+            output = canonical_messages([step.output_message])[0]
+        return _View(
+            step=step,
+            name=step.model,
+            inputs=normalize(canonical_messages(step.input_messages), config, "/input_messages"),
+            offered=normalize(
+                sorted((canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]),
+                config,
+                "/tool_definitions",
+            ),
+            output=normalize(output, config, "/output_message"),
+            failed=step.error is not None,
+            policy=None,
+        )
+    return _View(
+        step=step,
+        name=step.tool_name,
+        inputs=normalize(step.arguments, config, "/arguments"),
+        offered=None,
+        output=normalize(step.result, config, "/result"),
+        failed=step.error is not None,
+        policy=normalize(
+            {"decision": step.policy_decision, "approval": (step.approval or {}).get("status")},
+            config,
+            "/policy",
+        ),
+    )
+
+
+def _similarity(a: _View, b: _View) -> int:
+    if a.step.kind != b.step.kind:
+        return -1
+    same_inputs, same_output = bool(a.inputs == b.inputs), bool(a.output == b.output)
+    score = 1
+    if a.step.kind == "tool":
+        score += 4 * (a.name == b.name) + 2 * same_inputs + same_output
+    else:
+        score += 2 * same_inputs + 2 * same_output + bool(a.offered == b.offered)
+    return score
+
+
+def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
+    """Every aspect in which a replayed step differs from its recorded partner."""
+    rec, rep = a.step, b.step
+    out: list[Divergence] = []
+
+    def add(kind: DivergenceKind, summary: str, diff: list[DiffEntry]) -> None:
+        out.append(
+            Divergence(
+                kind=kind,
+                recorded_index=rec.index,
+                replayed_index=rep.index,
+                step_kind=rec.kind,
+                summary=summary,
+                diff=diff,
+            )
+        )
+
+    label = step_label(rec)
+    if rec.kind == "tool":
+        if a.name != b.name:
+            add(
+                DivergenceKind.OTHER_TOOL,
+                f"{label}: the replay called {b.name!r} instead of {a.name!r}",
+                [DiffEntry(path="/tool_name", op="change", recorded=a.name, replayed=b.name)],
+            )
+        if a.policy != b.policy:
+            add(
+                DivergenceKind.POLICY,
+                f"{label}: policy/approval decided differently",
+                json_diff(a.policy, b.policy, config, "/policy"),
+            )
+        if a.name == b.name and a.inputs != b.inputs:
+            add(
+                DivergenceKind.OTHER_ARGUMENTS,
+                f"{label}: called with other arguments",
+                json_diff(rec.arguments, rep.arguments, config, "/arguments"),
+            )
+    else:
+        if a.inputs != b.inputs or a.offered != b.offered:
+            diff = json_diff(
+                canonical_messages(rec.input_messages),
+                canonical_messages(rep.input_messages),
+                config,
+                "/input_messages",
+            )
+            diff += json_diff(a.offered, b.offered, config, "/tool_definitions")
+            add(DivergenceKind.OTHER_MESSAGES, f"{label}: the model was asked something else", diff)
+    if a.failed != b.failed:
+        add(
+            DivergenceKind.ERROR_STATUS,
+            f"{label}: {'failed' if b.failed else 'succeeded'} in the replay, "
+            f"{'failed' if a.failed else 'succeeded'} in the recording",
+            [DiffEntry(path="/error", op="change", recorded=rec.error, replayed=rep.error)],
+        )
+    elif a.output != b.output and not (rec.kind == "tool" and a.name != b.name):
+        path = "/output_message" if rec.kind == "llm" else "/result"
+        add(
+            DivergenceKind.OTHER_OUTPUT,
+            f"{label}: {'the model answered' if rec.kind == 'llm' else 'the tool returned'} "
+            "something else",
+            json_diff(a.output, b.output, config, path),
+        )
+    return out
+
+
+def _tokens(steps: Sequence[Step]) -> tuple[int, int]:
+    return sum(s.input_tokens for s in steps), sum(s.output_tokens for s in steps)
+
+
+def build_report(
+    recorded: Trajectory,
+    replayed: Trajectory,
+    mode: ReplayMode,
+    *,
+    unanswered: Sequence[Unanswered] = (),
+    config: DiffConfig = DEFAULT_CONFIG,
+) -> DivergenceReport:
+    """Align the two runs, list every divergence in run order and summarize.
+
+    ``unanswered`` are requests the recording could not answer; each becomes an ``UNANSWERABLE``
+    divergence placed at the replay step where it happened (ahead of other findings there).
+    """
+    rec_views = [_view(s, config) for s in recorded.steps]
+    rep_views = [_view(s, config) for s in replayed.steps]
+    pairs = align(rec_views, rep_views, _similarity)
+
+    alignment: list[AlignedPair] = []
+    ordered: list[tuple[int, int, Divergence]] = []  # (position, priority, divergence)
+    matched = 0
+    position_of_replayed: dict[int, int] = {}
+    for position, (ri, pi) in enumerate(pairs):
+        if pi is not None:
+            position_of_replayed[pi] = position
+        if ri is not None and pi is not None:
+            found = _compare(rec_views[ri], rep_views[pi], config)
+            status = "diverged" if found else "match"
+            matched += not found
+            ordered.extend((position, 1, d) for d in found)
+        elif ri is not None:
+            step = recorded.steps[ri]
+            status = "missing"
+            ordered.append(
+                (
+                    position,
+                    1,
+                    Divergence(
+                        kind=DivergenceKind.MISSING_STEP,
+                        recorded_index=ri,
+                        replayed_index=None,
+                        step_kind=step.kind,
+                        summary=f"{step_label(step)}: did not happen in the replay",
+                    ),
+                )
+            )
+        else:
+            assert pi is not None
+            step = replayed.steps[pi]
+            status = "extra"
+            ordered.append(
+                (
+                    position,
+                    1,
+                    Divergence(
+                        kind=DivergenceKind.EXTRA_STEP,
+                        recorded_index=None,
+                        replayed_index=pi,
+                        step_kind=step.kind,
+                        summary=f"replay {step_label(step)}: not in the recording",
+                    ),
+                )
+            )
+        alignment.append(AlignedPair(recorded_index=ri, replayed_index=pi, status=status))
+
+    for item in unanswered:
+        position = position_of_replayed.get(item.replayed_index, len(pairs))
+        ordered.append(
+            (
+                position,
+                0,
+                Divergence(
+                    kind=DivergenceKind.UNANSWERABLE,
+                    recorded_index=item.recorded_index,
+                    replayed_index=item.replayed_index,
+                    step_kind="llm" if item.step_kind == "llm" else "tool",
+                    summary=item.summary,
+                    diff=list(item.diff),
+                ),
+            )
+        )
+    ordered.sort(key=lambda entry: (entry[0], entry[1]))
+    divergences = [d for _, _, d in ordered]
+
+    rec_in, rec_out = _tokens(recorded.steps)
+    rep_in, rep_out = _tokens(replayed.steps)
+    rec_ns = sum(s.duration_ns for s in recorded.steps)
+    rep_ns = sum(s.duration_ns for s in replayed.steps)
+    answer_changed = normalize(recorded.output, config) != normalize(replayed.output, config)
+    metrics = DivergenceMetrics(
+        steps_recorded=len(recorded.steps),
+        steps_replayed=len(replayed.steps),
+        steps_matched=matched,
+        input_tokens_delta=rep_in - rec_in,
+        output_tokens_delta=rep_out - rec_out,
+        latency_delta_ms=(rep_ns - rec_ns) / 1e6,
+        final_answer_changed=answer_changed,
+        recorded_answer=recorded.output,
+        replayed_answer=replayed.output,
+    )
+    return DivergenceReport(
+        original_trace_id=recorded.trace_id,
+        replay_trace_id=replayed.trace_id,
+        mode=mode,
+        diverged=bool(divergences) or answer_changed,
+        first_divergence=divergences[0] if divergences else None,
+        divergences=divergences,
+        alignment=alignment,
+        metrics=metrics,
+    )
+
+
+def report_fingerprint(report: DivergenceReport) -> dict[str, Any]:
+    """The report without what is measured rather than replayed (the replay's trace id and the
+    latency delta): two replays of the same code must give equal fingerprints."""
+    data = report.model_dump(mode="json")
+    data["replay_trace_id"] = ""
+    data["metrics"]["latency_delta_ms"] = 0.0
+    return data
