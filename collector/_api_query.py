@@ -1,0 +1,490 @@
+"""The query API under ``/api/v1``: traces, spans, stats, payloads, replays, approvals.
+
+Handlers are plain ``def`` (FastAPI runs them in its thread pool, so store calls never block the
+event loop). Each one gets the caller's project from the ``project`` dependency and passes it to
+the store: there is no unscoped read or write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from schemas.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, RetraceError
+from schemas.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalList,
+    ApprovalStatus,
+    ReplayList,
+    ReplayRecord,
+    ReplayRequest,
+    SpanPage,
+    SpanQuery,
+    Stats,
+    StatsQuery,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+    Trajectory,
+)
+
+log = logging.getLogger("retrace.collector.api")
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _state(request: Request) -> Any:
+    return request.app.state.collector
+
+
+def project(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The project the caller's API key belongs to (``default`` in open mode)."""
+    result: str = _state(request).project_for(authorization)
+    return result
+
+
+Project = Annotated[str, Depends(project)]
+
+
+def _parse_attrs(attr: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in attr:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"attr filter {item!r} must be key=value")
+        out[key] = value
+    return out
+
+
+def _build(schema: type[Any], /, **fields: Any) -> Any:
+    try:
+        return schema.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise InvalidInputError("invalid query: " + "; ".join(parts)) from None
+
+
+def _trace_or_404(request: Request, project: str, trace_id: str) -> TraceDetail:
+    detail: TraceDetail | None = _state(request).store.get_trace(project, trace_id)
+    if detail is None:
+        raise NotFoundError(f"trace {trace_id} not found")
+    return detail
+
+
+# --- traces -----------------------------------------------------------------------------------
+
+
+@router.get("/traces", response_model=TracePage, tags=["traces"], summary="List/search traces")
+def list_traces(
+    request: Request,
+    project: Project,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    status: Literal["ok", "error"] | None = None,
+    run_status: str | None = None,
+    service: str | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    tool: str | None = None,
+    min_duration_ms: float | None = None,
+    text: str | None = None,
+    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    replay_of: str | None = None,
+    include_replays: bool = True,
+    sort: Literal["start_time", "duration", "tokens", "errors", "spans"] = "start_time",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> TracePage:
+    query = _build(
+        TraceQuery,
+        start=start,
+        end=end,
+        status=status,
+        run_status=run_status,
+        service=service,
+        agent=agent,
+        model=model,
+        tool=tool,
+        min_duration_ms=min_duration_ms,
+        text=text,
+        attributes=_parse_attrs(attr),
+        replay_of=replay_of,
+        include_replays=include_replays,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    page: TracePage = _state(request).store.list_traces(project, query)
+    return page
+
+
+@router.get(
+    "/traces/{trace_id}",
+    response_model=TraceDetail,
+    tags=["traces"],
+    summary="One trace with all spans, payloads resolved (404 if unknown)",
+)
+def get_trace(request: Request, project: Project, trace_id: str) -> TraceDetail:
+    return _trace_or_404(request, project, trace_id)
+
+
+@router.delete("/traces/{trace_id}", tags=["traces"], summary="Delete a trace")
+def delete_trace(request: Request, project: Project, trace_id: str) -> dict[str, bool]:
+    if not _state(request).store.delete_trace(project, trace_id):
+        raise NotFoundError(f"trace {trace_id} not found")
+    return {"deleted": True}
+
+
+@router.get(
+    "/traces/{trace_id}/trajectory",
+    response_model=Trajectory,
+    tags=["traces"],
+    summary="The trace as an ordered list of steps",
+)
+def get_trajectory(request: Request, project: Project, trace_id: str) -> Trajectory:
+    from schemas.trajectory import trajectory_from_detail
+
+    return trajectory_from_detail(_trace_or_404(request, project, trace_id))
+
+
+@router.get(
+    "/traces/{trace_id}/export",
+    tags=["traces"],
+    summary="Download a trace as JSON, Parquet or Arrow IPC",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "application/octet-stream": {}}}},
+)
+def export_trace(
+    request: Request,
+    project: Project,
+    trace_id: str,
+    format: Literal["json", "parquet", "arrow"] = "json",
+) -> Response:
+    detail = _trace_or_404(request, project, trace_id)
+    if format == "json":
+        return Response(
+            detail.model_dump_json(),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{trace_id}.json"'},
+        )
+    data, media = spans_table_bytes(detail, format)
+    ext = "parquet" if format == "parquet" else "arrow"
+    return Response(
+        data,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{trace_id}.{ext}"'},
+    )
+
+
+def spans_table_bytes(detail: TraceDetail, format: str) -> tuple[bytes, str]:
+    """A trace's spans as one flat table (maps/lists as JSON text) in Parquet or Arrow IPC."""
+    import polars as pl
+
+    rows = []
+    for span in detail.spans:
+        row = span.model_dump(mode="json")
+        for key in ("attributes", "resource_attributes", "events", "links"):
+            row[key] = json.dumps(row[key], sort_keys=True)
+        rows.append(row)
+    frame = pl.DataFrame(rows) if rows else pl.DataFrame()
+    buf = io.BytesIO()
+    if format == "parquet":
+        frame.write_parquet(buf)
+        return buf.getvalue(), "application/vnd.apache.parquet"
+    frame.write_ipc(buf)
+    return buf.getvalue(), "application/vnd.apache.arrow.file"
+
+
+# --- spans and stats --------------------------------------------------------------------------
+
+
+@router.get("/spans", response_model=SpanPage, tags=["spans"], summary="Search spans")
+def search_spans(
+    request: Request,
+    project: Project,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    trace_id: str | None = None,
+    name: str | None = None,
+    operation: str | None = None,
+    service: str | None = None,
+    model: str | None = None,
+    tool: str | None = None,
+    status: Literal["ok", "error", "unset"] | None = None,
+    min_duration_ms: float | None = None,
+    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+    cursor: str | None = None,
+) -> SpanPage:
+    query = _build(
+        SpanQuery,
+        start=start,
+        end=end,
+        trace_id=trace_id,
+        name=name,
+        operation=operation,
+        service=service,
+        model=model,
+        tool=tool,
+        status=status,
+        min_duration_ms=min_duration_ms,
+        attributes=_parse_attrs(attr),
+        limit=limit,
+        cursor=cursor,
+    )
+    page: SpanPage = _state(request).store.search_spans(project, query)
+    return page
+
+
+@router.get("/stats", response_model=Stats, tags=["stats"], summary="Aggregate run statistics")
+def stats(
+    request: Request,
+    project: Project,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket_seconds: Annotated[int, Query(ge=1)] = 3600,
+    service: str | None = None,
+    agent: str | None = None,
+) -> Stats:
+    query = _build(
+        StatsQuery,
+        start=start,
+        end=end,
+        bucket_seconds=bucket_seconds,
+        service=service,
+        agent=agent,
+    )
+    result: Stats = _state(request).store.stats(project, query)
+    return result
+
+
+# --- payloads ---------------------------------------------------------------------------------
+
+
+def _check_hash(sha256: str) -> str:
+    value = sha256.lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InvalidInputError(f"payload id {sha256!r} is not a sha256 hex digest")
+    return value
+
+
+@router.put("/payloads/{sha256}", tags=["payloads"], summary="Store a blob by its sha256")
+async def put_payload(request: Request, sha256: str) -> dict[str, Any]:
+    from starlette.concurrency import run_in_threadpool
+
+    state = _state(request)
+    proj = await run_in_threadpool(state.project_for, request.headers.get("authorization"))
+    digest = _check_hash(sha256)
+    limit = state.settings.max_body_bytes
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"payload is over the {limit} byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != digest:
+        raise InvalidInputError(
+            f"payload hash mismatch: URL says {digest}, body hashes to {actual}"
+        )
+    await run_in_threadpool(state.store.put_payloads, proj, {digest: body})
+    return {"sha256": digest, "size": size}
+
+
+@router.get(
+    "/payloads/{sha256}",
+    tags=["payloads"],
+    summary="Fetch a blob by sha256",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_payload(request: Request, project: Project, sha256: str) -> Response:
+    digest = _check_hash(sha256)
+    found = _state(request).store.get_payloads(project, [digest])
+    if digest not in found:
+        raise NotFoundError(f"payload {digest} not found")
+    return Response(found[digest], media_type="application/octet-stream")
+
+
+# --- replays ----------------------------------------------------------------------------------
+
+
+@router.post("/replays", response_model=ReplayRecord, tags=["replays"], summary="Save a replay")
+def save_replay(request: Request, project: Project, replay: ReplayRecord) -> ReplayRecord:
+    _state(request).store.save_replay(project, replay)
+    return replay
+
+
+@router.get("/replays/{replay_id}", response_model=ReplayRecord, tags=["replays"])
+def get_replay(request: Request, project: Project, replay_id: str) -> ReplayRecord:
+    found: ReplayRecord | None = _state(request).store.get_replay(project, replay_id)
+    if found is None:
+        raise NotFoundError(f"replay {replay_id} not found")
+    return found
+
+
+@router.get("/traces/{trace_id}/replays", response_model=ReplayList, tags=["replays"])
+def list_replays(request: Request, project: Project, trace_id: str) -> ReplayList:
+    return ReplayList(replays=_state(request).store.list_replays(project, trace_id))
+
+
+@router.post(
+    "/traces/{trace_id}/replay",
+    response_model=ReplayRecord,
+    tags=["replays"],
+    summary="Start a replay of this trace in the background",
+)
+def start_replay(
+    request: Request, project: Project, trace_id: str, body: ReplayRequest
+) -> ReplayRecord:
+    state = _state(request)
+    _trace_or_404(request, project, trace_id)
+    now = datetime.now(UTC)
+    record = ReplayRecord(
+        replay_id=uuid.uuid4().hex,
+        original_trace_id=trace_id,
+        mode=body.mode,
+        status="running",
+        created_at=now,
+        updated_at=now,
+    )
+    state.store.save_replay(project, record)
+    argv = [
+        *("replay", trace_id, "--mode", body.mode.value),
+        *("--endpoint", state.self_url, "--replay-id", record.replay_id),
+    ]
+    if body.model:
+        argv += ["--model", body.model]
+    if body.policy:
+        argv += ["--policy", body.policy]
+
+    def on_failure(message: str) -> None:
+        current = state.store.get_replay(project, record.replay_id)
+        if current is not None and current.status == "running":
+            current.status = "failed"
+            current.error = message
+            current.updated_at = datetime.now(UTC)
+            state.store.save_replay(project, current)
+
+    launch_cli(
+        state, argv, request.headers.get("authorization"), f"replay-{record.replay_id}", on_failure
+    )
+    return record
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+@router.post("/approvals", response_model=Approval, tags=["approvals"], summary="Save an approval")
+def save_approval(request: Request, project: Project, approval: Approval) -> Approval:
+    _state(request).store.save_approval(project, approval)
+    return approval
+
+
+@router.get("/approvals", response_model=ApprovalList, tags=["approvals"])
+def list_approvals(
+    request: Request,
+    project: Project,
+    status: ApprovalStatus | None = None,
+    run_id: str | None = None,
+) -> ApprovalList:
+    return ApprovalList(approvals=_state(request).store.list_approvals(project, status, run_id))
+
+
+@router.get("/approvals/{approval_id}", response_model=Approval, tags=["approvals"])
+def get_approval(request: Request, project: Project, approval_id: str) -> Approval:
+    found: Approval | None = _state(request).store.get_approval(project, approval_id)
+    if found is None:
+        raise NotFoundError(f"approval {approval_id} not found")
+    return found
+
+
+@router.post(
+    "/approvals/{approval_id}/decision",
+    response_model=Approval,
+    tags=["approvals"],
+    summary="Approve or reject; the paused run is resumed in the background",
+)
+def decide_approval(
+    request: Request, project: Project, approval_id: str, body: ApprovalDecision
+) -> Approval:
+    state = _state(request)
+    approval = get_approval(request, project, approval_id)
+    if approval.status != ApprovalStatus.PENDING:
+        raise InvalidInputError(
+            f"approval {approval_id} is already {approval.status.value}; decisions are final"
+        )
+    approval.status = (
+        ApprovalStatus.APPROVED if body.decision == "approve" else ApprovalStatus.REJECTED
+    )
+    approval.decided_at = datetime.now(UTC)
+    approval.decided_by = body.decided_by
+    approval.comment = body.comment
+    state.store.save_approval(project, approval)
+    if state.settings.resume_on_decision:
+        argv = ["resume", approval.run_id, "--endpoint", state.self_url]
+        launch_cli(state, argv, request.headers.get("authorization"), f"resume-{approval.run_id}")
+    return approval
+
+
+# --- background CLI processes -----------------------------------------------------------------
+
+
+def launch_cli(
+    state: Any,
+    argv: list[str],
+    authorization: str | None,
+    log_name: str,
+    on_failure: Any = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m runner.cli ARGV`` detached from the request; log to DATA_DIR/logs.
+
+    The caller's own key is handed to the child in its environment (never stored), so the child
+    acts in the same project.
+    """
+    env = dict(os.environ)
+    if authorization and authorization.lower().startswith("bearer "):
+        env["RETRACE_API_KEY"] = authorization[7:].strip()
+    env["RETRACE_ENDPOINT"] = state.self_url
+    logs = Path(state.settings.data_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{log_name}.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.cli", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+    def reap() -> None:
+        code = proc.wait()
+        if code != 0 and on_failure is not None:
+            tail = log_path.read_bytes()[-2000:].decode(errors="replace").strip()
+            try:
+                on_failure(f"`retrace {argv[0]}` exited with {code}: {tail[-500:]}")
+            except RetraceError as exc:
+                log.warning("could not record failure of %s: %s", log_name, exc)
+
+    threading.Thread(target=reap, name=f"reap-{log_name}", daemon=True).start()
+    return proc

@@ -1,0 +1,289 @@
+"""``CollectorClient``: a typed, synchronous client of the collector's query API.
+
+Used by the runner, the replay engine, the UI and the CLI; they never open the store themselves.
+Every method returns ``schemas.models`` objects and raises the ``RetraceError`` subclass the
+server's ``{"error": {"code", "message"}}`` body names (``NotFoundError``, ``AuthError``,
+``InvalidInputError``, ``StoreError``...); a collector that cannot be reached is a ``StoreError``
+saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from schemas.errors import (
+    AuthError,
+    ConfigError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ReplayError,
+    RetraceError,
+    StoreError,
+    UnsupportedMediaTypeError,
+)
+from schemas.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalList,
+    ApprovalStatus,
+    ReplayList,
+    ReplayMode,
+    ReplayRecord,
+    ReplayRequest,
+    SpanPage,
+    SpanQuery,
+    Stats,
+    StatsQuery,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+    Trajectory,
+)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_ERRORS_BY_CODE: dict[str, type[RetraceError]] = {
+    cls.code: cls
+    for cls in (
+        AuthError,
+        ConfigError,
+        ForbiddenError,
+        InvalidInputError,
+        NotFoundError,
+        OverloadedError,
+        PayloadTooLargeError,
+        ReplayError,
+        StoreError,
+        UnsupportedMediaTypeError,
+    )
+}
+_ERRORS_BY_STATUS: dict[int, type[RetraceError]] = {
+    400: InvalidInputError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError,
+    429: OverloadedError,
+    503: StoreError,
+}
+
+
+def _query_params(query: BaseModel) -> list[tuple[str, str]]:
+    """A query model as URL params; ``attributes`` becomes repeated ``attr=key=value``."""
+    params: list[tuple[str, str]] = []
+    for name, value in query.model_dump(exclude_none=True).items():
+        if name == "attributes":
+            params += [("attr", f"{k}={v}") for k, v in value.items()]
+        elif isinstance(value, datetime):
+            params.append((name, value.isoformat()))
+        elif isinstance(value, bool):
+            params.append((name, "true" if value else "false"))
+        else:
+            params.append((name, str(value)))
+    return params
+
+
+class CollectorClient:
+    """Sync client of one collector. Use as a context manager or call ``close()``."""
+
+    def __init__(self, endpoint: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> CollectorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- transport ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreError(
+                f"collector at {self.endpoint} is unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: httpx.Response) -> RetraceError:
+        code, message = "", response.text[:500]
+        try:
+            body = response.json()
+            code = str(body["error"]["code"])
+            message = str(body["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        cls = _ERRORS_BY_CODE.get(code) or _ERRORS_BY_STATUS.get(response.status_code)
+        if cls is None:
+            cls = StoreError if response.status_code >= 500 else InvalidInputError
+        if issubclass(cls, OverloadedError):
+            retry = response.headers.get("retry-after", "1")
+            return OverloadedError(message, float(retry) if retry.isdigit() else 1.0)
+        return cls(message)
+
+    def _get_model(self, path: str, model: type[_M], **kwargs: Any) -> _M:
+        return model.model_validate_json(self._request("GET", path, **kwargs).content)
+
+    def _post_model(self, path: str, model: type[_M], body: BaseModel) -> _M:
+        response = self._request(
+            "POST",
+            path,
+            content=body.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+        )
+        return model.model_validate_json(response.content)
+
+    # --- health ------------------------------------------------------------------------------
+    def healthz(self) -> bool:
+        """True when the collector answers /healthz."""
+        return self._request("GET", "/healthz").status_code == 200
+
+    def ready(self) -> bool:
+        """True when /readyz says the store answers and the spool is under its cap."""
+        try:
+            self._request("GET", "/readyz")
+        except StoreError:
+            return False
+        return True
+
+    def metrics(self) -> dict[str, float]:
+        """Unlabelled samples of /metrics by name (e.g. ``retrace_spans_stored_total``)."""
+        from collector.metrics import parse_metrics
+
+        return parse_metrics(self._request("GET", "/metrics").text)
+
+    # --- traces ------------------------------------------------------------------------------
+    def list_traces(self, query: TraceQuery | None = None, **filters: Any) -> TracePage:
+        """Trace summaries; pass a ``TraceQuery`` or its fields as keywords."""
+        q = query if query is not None else TraceQuery(**filters)
+        return self._get_model("/api/v1/traces", TracePage, params=_query_params(q))
+
+    def get_trace(self, trace_id: str) -> TraceDetail:
+        """One trace with all spans; ``NotFoundError`` if unknown in this project."""
+        return self._get_model(f"/api/v1/traces/{trace_id}", TraceDetail)
+
+    def delete_trace(self, trace_id: str) -> None:
+        self._request("DELETE", f"/api/v1/traces/{trace_id}")
+
+    def get_trajectory(self, trace_id: str) -> Trajectory:
+        return self._get_model(f"/api/v1/traces/{trace_id}/trajectory", Trajectory)
+
+    def export_trace(
+        self, trace_id: str, format: Literal["json", "parquet", "arrow"] = "json"
+    ) -> bytes:
+        """The trace as a JSON, Parquet or Arrow IPC file's bytes."""
+        path = f"/api/v1/traces/{trace_id}/export"
+        return self._request("GET", path, params={"format": format}).content
+
+    def search_spans(self, query: SpanQuery | None = None, **filters: Any) -> SpanPage:
+        q = query if query is not None else SpanQuery(**filters)
+        return self._get_model("/api/v1/spans", SpanPage, params=_query_params(q))
+
+    def stats(self, query: StatsQuery | None = None, **filters: Any) -> Stats:
+        q = query if query is not None else StatsQuery(**filters)
+        return self._get_model("/api/v1/stats", Stats, params=_query_params(q))
+
+    def wait_for_trace(
+        self, trace_id: str, *, min_spans: int = 1, timeout: float = 30.0
+    ) -> TraceDetail:
+        """Poll until the trace has ``min_spans`` spans (ingest is asynchronous to the store)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                detail = self.get_trace(trace_id)
+                if len(detail.spans) >= min_spans:
+                    return detail
+            except NotFoundError:
+                if time.monotonic() >= deadline:
+                    raise
+            if time.monotonic() >= deadline:
+                raise NotFoundError(
+                    f"trace {trace_id} has fewer than {min_spans} spans after {timeout}s"
+                )
+            time.sleep(0.1)
+
+    # --- payloads ----------------------------------------------------------------------------
+    def put_payload(self, sha256: str, data: bytes) -> None:
+        """Store a blob under its sha256 hex (the server verifies the hash)."""
+        self._request(
+            "PUT",
+            f"/api/v1/payloads/{sha256}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def put_payloads(self, payloads: Mapping[str, bytes]) -> None:
+        for sha256, data in payloads.items():
+            self.put_payload(sha256, data)
+
+    def get_payload(self, sha256: str) -> bytes:
+        """A blob by sha256; ``NotFoundError`` if absent from this project."""
+        return self._request("GET", f"/api/v1/payloads/{sha256}").content
+
+    # --- replays -----------------------------------------------------------------------------
+    def save_replay(self, replay: ReplayRecord) -> ReplayRecord:
+        return self._post_model("/api/v1/replays", ReplayRecord, replay)
+
+    def get_replay(self, replay_id: str) -> ReplayRecord:
+        return self._get_model(f"/api/v1/replays/{replay_id}", ReplayRecord)
+
+    def list_replays(self, trace_id: str) -> list[ReplayRecord]:
+        return self._get_model(f"/api/v1/traces/{trace_id}/replays", ReplayList).replays
+
+    def start_replay(
+        self,
+        trace_id: str,
+        mode: ReplayMode | str = ReplayMode.RECORDED,
+        *,
+        model: str | None = None,
+        policy: str | None = None,
+    ) -> ReplayRecord:
+        """Ask the collector to run a replay in the background; returns the running record."""
+        body = ReplayRequest(mode=ReplayMode(mode), model=model, policy=policy)
+        return self._post_model(f"/api/v1/traces/{trace_id}/replay", ReplayRecord, body)
+
+    # --- approvals ---------------------------------------------------------------------------
+    def save_approval(self, approval: Approval) -> Approval:
+        return self._post_model("/api/v1/approvals", Approval, approval)
+
+    def get_approval(self, approval_id: str) -> Approval:
+        return self._get_model(f"/api/v1/approvals/{approval_id}", Approval)
+
+    def list_approvals(
+        self, status: ApprovalStatus | str | None = None, run_id: str | None = None
+    ) -> list[Approval]:
+        params = {}
+        if status is not None:
+            params["status"] = ApprovalStatus(status).value
+        if run_id is not None:
+            params["run_id"] = run_id
+        return self._get_model("/api/v1/approvals", ApprovalList, params=params).approvals
+
+    def decide_approval(
+        self,
+        approval_id: str,
+        decision: Literal["approve", "reject"],
+        decided_by: str = "",
+        comment: str = "",
+    ) -> Approval:
+        """Approve or reject; the collector resumes the paused run in the background."""
+        body = ApprovalDecision(decision=decision, decided_by=decided_by, comment=comment)
+        return self._post_model(f"/api/v1/approvals/{approval_id}/decision", Approval, body)

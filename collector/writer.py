@@ -1,0 +1,191 @@
+"""The background thread that drains the spool into the store in large batches.
+
+A batch is a contiguous range of spool records (up to ``batch_max_spans`` spans or
+``batch_max_wait_s`` seconds of waiting), grouped per project. Its range is persisted as *in
+flight* before the store sees it, and each per-project insert carries a dedup token derived from
+that range, so replaying it after ``kill -9`` is dropped by the engine instead of duplicated.
+When the store fails, the batch stays in the spool and is retried with backoff; ``healthy``
+turns false (``/readyz`` answers 503) until an insert succeeds again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collector.metrics import CollectorMetrics
+from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
+from collector.store import TraceStore
+from schemas.models import SpanRecord
+
+log = logging.getLogger("retrace.collector.writer")
+
+
+@dataclass
+class ProjectBatch:
+    """Spans and payloads of one project within one spool batch."""
+
+    spans: list[SpanRecord] = field(default_factory=list)
+    payloads: dict[str, bytes] = field(default_factory=dict)
+
+
+# decode(record) -> (spans, payloads); the app provides it (OTLP decoding lives in collector.otlp).
+RecordDecoder = Callable[[IngestRecord], tuple[list[SpanRecord], dict[str, bytes]]]
+
+
+def dedup_token(start: Position, end: Position, project: str) -> str:
+    """The insert token of one project's share of the spool range ``[start, end)``."""
+    return f"spool:{start.token()}-{end.token()}:{project}"
+
+
+class SpoolWriter:
+    """Drains ``spool`` into ``store``; call ``start()`` once and ``stop()`` at shutdown."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        store: TraceStore,
+        metrics: CollectorMetrics,
+        decode: RecordDecoder,
+        *,
+        batch_max_spans: int,
+        batch_max_wait_s: float,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self._spool = spool
+        self._store = store
+        self._metrics = metrics
+        self._decode = decode
+        self._max_spans = max(1, batch_max_spans)
+        self._max_wait = max(0.0, batch_max_wait_s)
+        self._backoff_initial = backoff_initial_s
+        self._backoff_max = backoff_max_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self.healthy = True
+        self.last_error = ""
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand (if the store answers) and stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                entries = self._next_batch()
+                if entries:
+                    self._store_batch(entries)
+            except _Stopping:
+                return
+            except Exception as exc:  # never let the writer thread die silently
+                log.exception("spool writer error")
+                self.healthy = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._spool.rewind()  # re-read from the committed position (same in-flight range)
+                self._stop.wait(self._backoff_max)
+
+    def _next_batch(self) -> list[SpoolEntry]:
+        inflight = self._spool.recovered_inflight
+        if inflight is not None:
+            # Replay exactly the range that may already be in the store, with the same tokens.
+            entries: list[SpoolEntry] = []
+            while not self._stop.is_set():
+                got = self._spool.read(100_000, timeout=0.5, until=inflight.end)
+                if not got:
+                    break
+                entries.extend(got)
+            return entries
+        entries = self._spool.read(256, timeout=0.5)
+        if not entries:
+            return entries
+        spans = sum(self._span_count(e) for e in entries)
+        deadline = time.monotonic() + self._max_wait
+        while spans < self._max_spans and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self._spool.read(256, timeout=min(remaining, 0.05))
+            if not more:
+                continue
+            entries.extend(more)
+            spans += sum(self._span_count(e) for e in more)
+        return entries
+
+    @staticmethod
+    def _span_count(entry: SpoolEntry) -> int:
+        if entry.cached is not None:
+            return len(entry.cached[0])
+        return 1  # unknown until decoded; counted as one so a replay backlog still batches
+
+    def _group(self, entries: list[SpoolEntry]) -> dict[str, ProjectBatch]:
+        groups: dict[str, ProjectBatch] = {}
+        for entry in entries:
+            record = IngestRecord.decode(entry.data)
+            if entry.cached is not None:
+                spans, payloads = entry.cached
+            else:
+                try:
+                    spans, payloads = self._decode(record)
+                except Exception as exc:
+                    # Accepted once, so it decoded then; a newer decoder refusing it is logged.
+                    log.error("dropping spool record at %s: %s", entry.start.token(), exc)
+                    continue
+            group = groups.setdefault(record.project, ProjectBatch())
+            group.spans.extend(spans)
+            group.payloads.update(payloads)
+        return groups
+
+    def _store_batch(self, entries: list[SpoolEntry]) -> None:
+        start, end = entries[0].start, entries[-1].end
+        groups = self._group(entries)
+        self._spool.mark_inflight(start, end)
+        # Mirror the persisted state: if anything below fails, the same range is replayed.
+        self._spool.recovered_inflight = InFlight(start, end)
+        for project in sorted(groups):
+            group = groups[project]
+            if not group.spans and not group.payloads:
+                continue
+            self._insert_with_retry(project, group, dedup_token(start, end, project))
+        self._spool.commit(end)
+        stored = sum(len(g.spans) for g in groups.values())
+        self._metrics.inc("retrace_spans_stored_total", stored)
+        self._metrics.inc("retrace_store_batches_total")
+        self.batches += 1
+
+    def _insert_with_retry(self, project: str, group: ProjectBatch, token: str) -> None:
+        delay = self._backoff_initial
+        while True:
+            try:
+                self._store.insert_spans(project, group.spans, group.payloads, dedup_token=token)
+            except Exception as exc:
+                self._metrics.inc("retrace_store_insert_failures_total")
+                self.healthy = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("store insert failed (retrying in %.2fs): %s", delay, exc)
+                # Retry even while stopping is requested for a short while; the spool keeps the
+                # batch either way, so giving up at shutdown loses nothing.
+                if self._stop.wait(delay):
+                    raise _Stopping() from exc
+                delay = min(delay * 2, self._backoff_max)
+                continue
+            self.healthy = True
+            self.last_error = ""
+            return
+
+
+class _Stopping(Exception):
+    """Raised inside the loop to abandon a batch at shutdown (it stays in the spool)."""
