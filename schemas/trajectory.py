@@ -136,6 +136,26 @@ def _find_root(spans: Sequence[SpanView], ops: Mapping[str, str]) -> SpanView | 
     return None
 
 
+def _segments(
+    spans: Sequence[SpanView], ops: Mapping[str, str], root: SpanView | None
+) -> list[SpanView]:
+    """Every top-level ``invoke_agent`` span of the root's run, in start order."""
+    if root is None or ops[root.span_id] != A.OP_INVOKE_AGENT:
+        return []
+    ids = {s.span_id for s in spans}
+    run_id = root.attributes.get(A.RETRACE_RUN_ID)
+    return sorted(
+        (
+            s
+            for s in spans
+            if ops[s.span_id] == A.OP_INVOKE_AGENT
+            and (not s.parent_span_id or s.parent_span_id not in ids)
+            and s.attributes.get(A.RETRACE_RUN_ID) == run_id
+        ),
+        key=lambda s: (s.start_time_unix_nano, s.span_id),
+    )
+
+
 def _error_of(span: SpanView) -> str | None:
     attrs = span.attributes
     failed = span.status == StatusCode.ERROR.value or attrs.get(A.RETRACE_TOOL_ERROR) == "true"
@@ -394,14 +414,25 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
 
     attrs = root.attributes if root is not None else {}
     resource = root.resource_attributes if root is not None else {}
+    # A run paused for approval and resumed later is several root segments in one trace: the
+    # first says what was asked, the last how it ended; pinned values accumulate in order.
+    segments = _segments(spans, ops, root)
+    last = segments[-1].attributes if segments else attrs
+    clock: list[float] = []
+    draws: list[float] = []
+    ids: list[str] = []
+    for segment in segments or ([root] if root is not None else []):
+        clock += _as_float_list(_parse_json(segment.attributes.get(A.RETRACE_CLOCK_VALUES)))
+        draws += _as_float_list(_parse_json(segment.attributes.get(A.RETRACE_RANDOM_VALUES)))
+        seg_ids = _parse_json(segment.attributes.get(A.RETRACE_IDS))
+        ids += [str(i) for i in seg_ids] if isinstance(seg_ids, list) else []
     config_value = _parse_json(attrs.get(A.RETRACE_AGENT_CONFIG))
-    ids_value = _parse_json(attrs.get(A.RETRACE_IDS))
     run_input = attrs.get(A.RETRACE_RUN_INPUT)
     if run_input is None:
         run_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT) or ""
-    run_output = attrs.get(A.RETRACE_RUN_OUTPUT)
+    run_output = last.get(A.RETRACE_RUN_OUTPUT)
     if run_output is None:
-        run_output = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT) or ""
+        run_output = last.get(A.OI_OUTPUT_VALUE) or last.get(A.TL_ENTITY_OUTPUT) or ""
     models = [s.model for s in steps if s.kind == "llm" and s.model]
     summary = detail.trace
     return Trajectory(
@@ -418,14 +449,14 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
         service_name=(root.service_name if root is not None else "") or summary.service_name,
         input=run_input,
         output=run_output,
-        run_status=attrs.get(A.RETRACE_RUN_STATUS, "") or summary.run_status,
+        run_status=last.get(A.RETRACE_RUN_STATUS, "") or summary.run_status,
         model=attrs.get(A.GEN_AI_REQUEST_MODEL) or (models[0] if models else ""),
         seed=_as_int(attrs.get(A.RETRACE_SEED)),
         code_version=attrs.get(A.RETRACE_CODE_VERSION, ""),
         agent_config=dict(config_value) if isinstance(config_value, Mapping) else {},
-        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
-        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
-        ids=[str(i) for i in ids_value] if isinstance(ids_value, list) else [],
+        clock_values=clock,
+        random_values=draws,
+        ids=ids,
         replay_of=attrs.get(A.RETRACE_REPLAY_OF, "") or summary.replay_of,
         steps=steps,
     )

@@ -342,3 +342,34 @@ def test_any_attribute_values_never_crash(values: dict[str, Any], op: str) -> No
     traj = trajectory_from_detail(detail(spans))
     for mode in ReplayMode:
         assert isinstance(missing_for_mode(traj, mode), list)
+
+
+def test_resumed_run_segments_are_one_trajectory() -> None:
+    first = span(
+        "r1",
+        op=A.OP_INVOKE_AGENT,
+        attrs={
+            A.RETRACE_RUN_ID: "run-9",
+            A.RETRACE_RUN_INPUT: "delete rows",
+            A.RETRACE_RUN_OUTPUT: "Waiting for approval",
+            A.RETRACE_RUN_STATUS: "pending_approval",
+            A.RETRACE_CLOCK_VALUES: [1.0],
+            A.RETRACE_IDS: ["run-9"],
+        },
+    )
+    second = span(
+        "r2",
+        start=100,
+        op=A.OP_INVOKE_AGENT,
+        attrs={
+            A.RETRACE_RUN_ID: "run-9",
+            A.RETRACE_RUN_OUTPUT: "deleted",
+            A.RETRACE_RUN_STATUS: "completed",
+            A.RETRACE_CLOCK_VALUES: [2.0],
+        },
+    )
+    traj = trajectory_from_detail(detail([second, first]))
+    assert traj.input == "delete rows"
+    assert (traj.output, traj.run_status) == ("deleted", "completed")
+    assert traj.clock_values == [1.0, 2.0]
+    assert traj.ids == ["run-9"]
