@@ -1,0 +1,205 @@
+"""Map well-known agent span conventions onto Retrace's derived columns.
+
+Spans may follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``, span names such as
+``chat gpt-4o`` / ``execute_tool search`` / ``invoke_agent planner``), OpenInference
+(``openinference.span.kind``, ``llm.*``, ``tool.*``) or OpenLLMetry (``traceloop.*``,
+``llm.usage.*`` plus the ``gen_ai.*`` keys it also emits). Whichever was used, the store gets the
+same ``operation``, ``agent_name``, ``model``, ``tool_name``, token counts and step index, so one
+query finds LLM calls from any instrumentation. Pure: no I/O, no state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from schemas.attributes import (
+    GEN_AI_AGENT_NAME,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_USAGE_COMPLETION_TOKENS,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GEN_AI_USAGE_PROMPT_TOKENS,
+    LLM_REQUEST_TYPE,
+    LLM_USAGE_COMPLETION_TOKENS,
+    LLM_USAGE_PROMPT_TOKENS,
+    OI_AGENT_NAME,
+    OI_LLM_MODEL_NAME,
+    OI_LLM_TOKEN_COMPLETION,
+    OI_LLM_TOKEN_PROMPT,
+    OI_SPAN_KIND,
+    OI_TOOL_NAME,
+    OP_CHAT,
+    OP_EXECUTE_TOOL,
+    OP_INVOKE_AGENT,
+    RETRACE_STEP_INDEX,
+    TL_ENTITY_NAME,
+    TL_SPAN_KIND,
+)
+
+__all__ = ["DerivedColumns", "derive_columns", "parse_count"]
+
+_UINT64_MAX: Final = 2**64 - 1
+_INT32_MAX: Final = 2**31 - 1
+
+# gen_ai.operation.name values that are one LLM call: counted as "chat" so every LLM call is
+# found (and counted in trace summaries) the same way.
+_GEN_AI_OPERATIONS: Final[dict[str, str]] = {
+    "chat": OP_CHAT,
+    "text_completion": OP_CHAT,
+    "generate_content": OP_CHAT,
+    "execute_tool": OP_EXECUTE_TOOL,
+    "invoke_agent": OP_INVOKE_AGENT,
+}
+# Span names "<operation> <target>" per the GenAI conventions.
+_NAME_OPERATIONS: Final[frozenset[str]] = frozenset(
+    {*_GEN_AI_OPERATIONS, "create_agent", "embeddings"}
+)
+# openinference.span.kind values (upper case in the spec).
+_OPENINFERENCE_KINDS: Final[dict[str, str]] = {
+    "LLM": OP_CHAT,
+    "TOOL": OP_EXECUTE_TOOL,
+    "AGENT": OP_INVOKE_AGENT,
+    "CHAIN": "chain",
+    "RETRIEVER": "retrieval",
+    "EMBEDDING": "embeddings",
+    "RERANKER": "rerank",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "evaluate",
+}
+# traceloop.span.kind values.
+_TRACELOOP_KINDS: Final[dict[str, str]] = {
+    "agent": OP_INVOKE_AGENT,
+    "tool": OP_EXECUTE_TOOL,
+    "workflow": "workflow",
+    "task": "task",
+}
+# llm.request.type values on OpenLLMetry LLM spans.
+_LLM_REQUEST_TYPES: Final[dict[str, str]] = {
+    "chat": OP_CHAT,
+    "completion": OP_CHAT,
+    "embedding": "embeddings",
+    "rerank": "rerank",
+}
+_INPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_PROMPT_TOKENS,
+    OI_LLM_TOKEN_PROMPT,
+    LLM_USAGE_PROMPT_TOKENS,
+)
+_OUTPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GEN_AI_USAGE_COMPLETION_TOKENS,
+    OI_LLM_TOKEN_COMPLETION,
+    LLM_USAGE_COMPLETION_TOKENS,
+)
+
+
+class DerivedColumns(NamedTuple):
+    """The Retrace columns derived from a span's name and attributes."""
+
+    operation: str = ""
+    agent_name: str = ""
+    model: str = ""
+    tool_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    step_index: int = -1
+
+
+def parse_count(value: str | None, *, maximum: int = _UINT64_MAX) -> int | None:
+    """Parse a non-negative integer attribute (``"12"``, ``"12.0"``); None when it is not one.
+
+    Values above ``maximum`` are clamped to it, negative values count as absent.
+    """
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        try:
+            as_float = float(value)
+        except ValueError:
+            return None
+        if as_float != as_float or as_float in (float("inf"), float("-inf")):
+            return None
+        number = int(as_float)
+    if number < 0:
+        return None
+    return min(number, maximum)
+
+
+def _first_count(attributes: Mapping[str, str], keys: tuple[str, ...]) -> int:
+    for key in keys:
+        value = attributes.get(key)
+        if value:
+            count = parse_count(value)
+            if count is not None:
+                return count
+    return 0
+
+
+def derive_columns(name: str, attributes: Mapping[str, str]) -> DerivedColumns:
+    """Derive operation, agent, model, tool, token counts and step index from a span.
+
+    Explicit attributes win over what the span name implies; the GenAI conventions win over
+    OpenInference, which wins over OpenLLMetry.
+    """
+    get = attributes.get
+    operation = ""
+    agent = get(GEN_AI_AGENT_NAME) or get(OI_AGENT_NAME) or ""
+    tool = get(GEN_AI_TOOL_NAME) or get(OI_TOOL_NAME) or ""
+    model = get(GEN_AI_REQUEST_MODEL) or get(GEN_AI_RESPONSE_MODEL) or get(OI_LLM_MODEL_NAME) or ""
+
+    gen_ai_op = get(GEN_AI_OPERATION_NAME)
+    if gen_ai_op:
+        operation = _GEN_AI_OPERATIONS.get(gen_ai_op, gen_ai_op)
+    else:
+        oi_kind = get(OI_SPAN_KIND)
+        if oi_kind:
+            operation = _OPENINFERENCE_KINDS.get(oi_kind.upper(), oi_kind.lower())
+            if operation == OP_INVOKE_AGENT and not agent:
+                agent = name
+            elif operation == OP_EXECUTE_TOOL and not tool:
+                tool = name
+        else:
+            tl_kind = get(TL_SPAN_KIND)
+            if tl_kind:
+                operation = _TRACELOOP_KINDS.get(tl_kind, tl_kind)
+                entity = get(TL_ENTITY_NAME) or ""
+                if operation == OP_INVOKE_AGENT and not agent:
+                    agent = entity or name
+                elif operation == OP_EXECUTE_TOOL and not tool:
+                    tool = entity or name
+            else:
+                request_type = get(LLM_REQUEST_TYPE)
+                if request_type:
+                    operation = _LLM_REQUEST_TYPES.get(request_type, request_type)
+
+    # "chat gpt-4o", "execute_tool search", "invoke_agent planner": the name says what the
+    # attributes may not.
+    head, _, target = name.partition(" ")
+    if head in _NAME_OPERATIONS:
+        if not operation:
+            operation = _GEN_AI_OPERATIONS.get(head, head)
+        if target:
+            if operation == OP_CHAT and not model:
+                model = target
+            elif operation == OP_EXECUTE_TOOL and not tool:
+                tool = target
+            elif operation == OP_INVOKE_AGENT and not agent:
+                agent = target
+
+    step = parse_count(get(RETRACE_STEP_INDEX), maximum=_INT32_MAX)
+    return DerivedColumns(
+        operation=operation,
+        agent_name=agent,
+        model=model,
+        tool_name=tool,
+        input_tokens=_first_count(attributes, _INPUT_TOKEN_KEYS),
+        output_tokens=_first_count(attributes, _OUTPUT_TOKEN_KEYS),
+        step_index=-1 if step is None else step,
+    )
