@@ -8,3 +8,14 @@ Both export their spans (the MCP SDK's ``tools/call`` server spans, which join t
 through the W3C ``traceparent`` in each request's ``_meta``) over OTLP/HTTP to
 ``RETRACE_ENDPOINT`` when it is set.
 """
+
+from typing import Final
+
+#: ``python -m`` module of the bundled sandbox server (the bridge snapshots around its calls).
+SANDBOX_SERVER_MODULE: Final = "runner.mcp_servers.sandbox_server"
+#: Key in a sandbox tool result's ``_meta`` holding the execution stats (backend, exit code,
+#: CPU, memory, limits...); timings live here, not in the structured result, so that results
+#: stay reproducible for replay.
+SANDBOX_META_KEY: Final = "retrace/sandbox"
+
+__all__ = ["SANDBOX_META_KEY", "SANDBOX_SERVER_MODULE"]
