@@ -1,0 +1,603 @@
+"""One conformance suite for every TraceStore backend: chDB on disk, and ClickHouse over HTTP.
+
+The ClickHouse backend talks to a real ClickHouse engine (chDB served over the HTTP interface by
+tests/fixtures/chdb_http.py, or the server named by RETRACE_TEST_CLICKHOUSE_URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from collector.store import TraceStore, open_store
+from schemas import attributes as attr
+from schemas.errors import InvalidInputError, SchemaVersionError, StoreLockedError
+from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION
+from schemas.models import (
+    Approval,
+    ApprovalStatus,
+    DivergenceMetrics,
+    DivergenceReport,
+    ReplayMode,
+    ReplayRecord,
+    RunStatus,
+    SpanEvent,
+    SpanKind,
+    SpanLink,
+    SpanQuery,
+    SpanRecord,
+    StatsQuery,
+    StatusCode,
+    TraceQuery,
+)
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MS = 1_000_000
+
+
+def _ns(dt: datetime) -> int:
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def _sha(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def make_run(
+    project: str,
+    *,
+    start: datetime = BASE,
+    agent: str = "analyst",
+    model: str = "gpt-test",
+    tool: str = "run_python",
+    question: str = "How many rows?",
+    answer: str = "42 rows",
+    run_status: RunStatus = RunStatus.COMPLETED,
+    tool_fails: bool = False,
+    duration_ms: int = 100,
+    attributes: dict[str, str] | None = None,
+    tokens: tuple[int, int] = (10, 5),
+) -> tuple[str, list[SpanRecord], dict[str, bytes]]:
+    """A realistic agent run: invoke_agent root, one chat span, one tool span, with payloads."""
+    trace_id = uuid.uuid4().hex
+    root_id, chat_id, tool_id = (uuid.uuid4().hex[:16] for _ in range(3))
+    t0 = _ns(start)
+    messages = json.dumps([{"role": "user", "content": question}]).encode()
+    output = json.dumps([{"role": "assistant", "content": answer}]).encode()
+    result = json.dumps({"stdout": f"result of {question}"}).encode()
+    payloads = {_sha(b): b for b in (messages, output, result)}
+    root = SpanRecord(
+        project_id=project,
+        trace_id=trace_id,
+        span_id=root_id,
+        name=f"invoke_agent {agent}",
+        service_name="retrace-runner",
+        resource_attributes={attr.SERVICE_NAME: "retrace-runner"},
+        attributes={attr.RETRACE_RUN_STATUS: run_status.value, **(attributes or {})},
+        start_time_unix_nano=t0,
+        duration_ns=duration_ms * MS,
+        status_code=StatusCode.ERROR if run_status == RunStatus.FAILED else StatusCode.OK,
+        operation=attr.OP_INVOKE_AGENT,
+        agent_name=agent,
+        input_preview=question,
+        output_preview=answer,
+    )
+    chat = SpanRecord(
+        project_id=project,
+        trace_id=trace_id,
+        span_id=chat_id,
+        parent_span_id=root_id,
+        name=f"chat {model}",
+        kind=SpanKind.CLIENT,
+        service_name="retrace-runner",
+        attributes={attr.GEN_AI_REQUEST_MODEL: model},
+        start_time_unix_nano=t0 + 1 * MS,
+        duration_ns=10 * MS,
+        status_code=StatusCode.OK,
+        operation=attr.OP_CHAT,
+        agent_name=agent,
+        model=model,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        step_index=0,
+        payload_refs={
+            attr.GEN_AI_INPUT_MESSAGES: _sha(messages),
+            attr.GEN_AI_OUTPUT_MESSAGES: _sha(output),
+        },
+        events=[SpanEvent(timestamp_unix_nano=t0 + 2 * MS, name="tick", attributes={"n": "1"})],
+    )
+    tool_span = SpanRecord(
+        project_id=project,
+        trace_id=trace_id,
+        span_id=tool_id,
+        parent_span_id=root_id,
+        name=f"execute_tool {tool}",
+        service_name="retrace-runner",
+        attributes={
+            attr.GEN_AI_TOOL_NAME: tool,
+            **({attr.RETRACE_TOOL_ERROR: "true"} if tool_fails else {}),
+        },
+        start_time_unix_nano=t0 + 20 * MS,
+        duration_ns=30 * MS,
+        status_code=StatusCode.ERROR if tool_fails else StatusCode.OK,
+        status_message="boom" if tool_fails else "",
+        operation=attr.OP_EXECUTE_TOOL,
+        agent_name=agent,
+        tool_name=tool,
+        step_index=1,
+        payload_refs={attr.GEN_AI_TOOL_CALL_RESULT: _sha(result)},
+        links=[SpanLink(trace_id=trace_id, span_id=chat_id, attributes={"why": "answers"})],
+    )
+    return trace_id, [root, chat, tool_span], payloads
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    if request.param == "chdb":
+        opened = open_store(Settings(data_dir=tmp_path / "data"))
+    else:
+        url = request.getfixturevalue("clickhouse_url")
+        database = f"retrace_test_{uuid.uuid4().hex[:12]}"
+        opened = open_store(Settings(clickhouse_url=url, clickhouse_database=database))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _ids(store: TraceStore, project: str, query: TraceQuery) -> list[str]:
+    return [t.trace_id for t in store.list_traces(project, query).traces]
+
+
+# --- migrations -------------------------------------------------------------------------------
+def test_migrations_are_idempotent_and_refuse_a_newer_schema(store: TraceStore) -> None:
+    assert store.migrate() == SCHEMA_VERSION
+    assert store.migrate() == SCHEMA_VERSION
+    rows = store._rows(f"SELECT Version FROM {MIGRATIONS_TABLE} ORDER BY Version")  # type: ignore[attr-defined]
+    assert [r["Version"] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    store.ping()
+
+    store._command(  # type: ignore[attr-defined]
+        f"INSERT INTO {MIGRATIONS_TABLE} (Version, Description) VALUES ({SCHEMA_VERSION + 1}, 'x')"
+    )
+    with pytest.raises(SchemaVersionError) as err:
+        store.migrate()
+    assert str(SCHEMA_VERSION + 1) in err.value.message
+    assert f"up to version {SCHEMA_VERSION}" in err.value.message
+
+
+# --- writes and single-trace reads -------------------------------------------------------------
+def test_insert_and_get_trace_resolves_payloads(store: TraceStore) -> None:
+    trace_id, spans, payloads = make_run("p", question="What is the mean?", answer="3.5")
+    store.insert_spans("p", spans, payloads)
+
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None
+    assert [s.span_id for s in detail.spans] == [s.span_id for s in spans]  # by start time
+    root, chat, tool = detail.spans
+    assert root.parent_span_id == ""
+    assert root.attributes[attr.RETRACE_RUN_STATUS] == "completed"
+    assert root.resource_attributes == {attr.SERVICE_NAME: "retrace-runner"}
+    assert json.loads(chat.attributes[attr.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "content": "What is the mean?"}
+    ]
+    assert json.loads(chat.attributes[attr.GEN_AI_OUTPUT_MESSAGES])[0]["content"] == "3.5"
+    assert chat.events == spans[1].events
+    assert chat.input_tokens == 10 and chat.model == "gpt-test" and chat.step_index == 0
+    assert tool.links == spans[2].links
+    assert tool.attributes[attr.GEN_AI_TOOL_CALL_RESULT].startswith('{"stdout"')
+    assert chat.start_time_unix_nano == spans[1].start_time_unix_nano
+    assert chat.start_time == BASE + timedelta(milliseconds=1)
+    assert chat.end_time == BASE + timedelta(milliseconds=11)
+
+    summary = detail.trace
+    assert summary.trace_id == trace_id
+    assert summary.span_count == 3 and summary.error_count == 0 and summary.status == "ok"
+    assert summary.run_status == "completed" and summary.agent_name == "analyst"
+    assert summary.root_span_name == "invoke_agent analyst"
+    assert summary.input_preview == "What is the mean?" and summary.output_preview == "3.5"
+    assert summary.llm_calls == 1 and summary.tool_calls == 1
+    assert summary.models == ["gpt-test"] and summary.tools == ["run_python"]
+    assert summary.duration_ms == pytest.approx(100.0)
+
+    assert store.get_payloads("p", [*payloads, "0" * 64, "not-a-hash"]) == payloads
+
+
+def test_unknown_trace_is_none(store: TraceStore) -> None:
+    assert store.get_trace("p", uuid.uuid4().hex) is None
+    assert store.get_trace("p", "") is None
+
+
+def test_spans_of_another_project_are_rejected(store: TraceStore) -> None:
+    _, spans, payloads = make_run("a")
+    with pytest.raises(InvalidInputError, match="belongs to project 'a'"):
+        store.insert_spans("b", spans, payloads)
+    with pytest.raises(InvalidInputError, match="sha256"):
+        store.put_payloads("a", {"xyz": b"data"})
+
+
+def test_project_isolation(store: TraceStore) -> None:
+    trace_id, spans, payloads = make_run("a", question="secret question")
+    store.insert_spans("a", spans, payloads)
+    now = datetime.now(UTC)
+    store.save_replay(
+        "a",
+        ReplayRecord(
+            replay_id="r1",
+            original_trace_id=trace_id,
+            mode=ReplayMode.RECORDED,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    store.save_approval(
+        "a", Approval(approval_id="ap1", run_id="run1", tool_name="rm", requested_at=now)
+    )
+
+    assert store.get_trace("b", trace_id) is None
+    assert store.get_payloads("b", list(payloads)) == {}
+    assert store.list_traces("b", TraceQuery()).traces == []
+    assert store.list_traces("b", TraceQuery(text="secret")).traces == []
+    assert store.search_spans("b", SpanQuery()).spans == []
+    assert store.stats("b", StatsQuery()).runs == 0
+    assert store.get_replay("b", "r1") is None
+    assert store.list_replays("b", trace_id) == []
+    assert store.get_approval("b", "ap1") is None
+    assert store.list_approvals("b") == []
+    assert store.delete_trace("b", trace_id) is False
+
+    assert store.get_trace("a", trace_id) is not None
+    assert _ids(store, "a", TraceQuery(text="secret")) == [trace_id]
+    assert store.get_replay("a", "r1") is not None
+    assert [a.approval_id for a in store.list_approvals("a")] == ["ap1"]
+
+
+def test_dedup_token_makes_a_replayed_batch_a_no_op(store: TraceStore) -> None:
+    trace_id, spans, payloads = make_run("p", tokens=(7, 3))
+    store.insert_spans("p", spans, payloads, dedup_token="spool-segment-1:0-3")
+    store.insert_spans("p", spans, payloads, dedup_token="spool-segment-1:0-3")
+
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None
+    assert len(detail.spans) == 3
+    # The views (summaries, trace-id lookup) must not count the replayed batch either.
+    assert detail.trace.span_count == 3 and detail.trace.input_tokens == 7
+    [summary] = store.list_traces("p", TraceQuery()).traces
+    assert summary.span_count == 3 and summary.llm_calls == 1
+    assert store.stats("p", StatsQuery()).input_tokens == 7
+    spans_rows = store._rows(  # type: ignore[attr-defined]
+        "SELECT count() AS n FROM otel_traces_trace_id_ts WHERE TraceId = {t:String}",
+        {"t": trace_id},
+    )
+    assert spans_rows[0]["n"] == 1
+
+    # A different token is a different batch: it is stored.
+    other_id, other, other_payloads = make_run("p")
+    store.insert_spans("p", other, other_payloads, dedup_token="spool-segment-1:3-6")
+    assert store.get_trace("p", other_id) is not None
+
+
+# --- lists -------------------------------------------------------------------------------------
+@pytest.fixture
+def populated(store: TraceStore) -> dict[str, str]:
+    """Five runs with distinct agents, models, tools, outcomes and durations; name -> trace id."""
+    runs = {
+        "ok_fast": make_run("p", start=BASE, duration_ms=50, question="count the rows"),
+        "ok_slow": make_run(
+            "p",
+            start=BASE + timedelta(minutes=1),
+            duration_ms=5000,
+            agent="planner",
+            model="claude-test",
+            attributes={"customer.id": "c-77"},
+        ),
+        "tool_error": make_run(
+            "p",
+            start=BASE + timedelta(minutes=2),
+            tool="run_sql",
+            tool_fails=True,
+            tokens=(100, 50),
+        ),
+        "failed_run": make_run(
+            "p", start=BASE + timedelta(hours=2), run_status=RunStatus.FAILED, answer="gave up"
+        ),
+        "replay": make_run(
+            "p",
+            start=BASE + timedelta(hours=3),
+            attributes={attr.RETRACE_REPLAY_OF: "orig-trace"},
+            question="a replayed question",
+        ),
+    }
+    for _, spans, payloads in runs.values():
+        store.insert_spans("p", spans, payloads)
+    return {name: run[0] for name, run in runs.items()}
+
+
+def test_list_filters(store: TraceStore, populated: dict[str, str]) -> None:
+    ids = populated
+
+    def names(**filters: object) -> set[str]:
+        found = set(_ids(store, "p", TraceQuery.model_validate(filters)))
+        return {name for name, trace_id in ids.items() if trace_id in found}
+
+    assert names() == set(ids)
+    assert names(status="error") == {"tool_error", "failed_run"}
+    assert names(status="ok") == {"ok_fast", "ok_slow", "replay"}
+    assert names(run_status="failed") == {"failed_run"}
+    assert names(agent="planner") == {"ok_slow"}
+    assert names(model="claude-test") == {"ok_slow"}
+    assert names(tool="run_sql") == {"tool_error"}
+    assert names(service="retrace-runner") == set(ids)
+    assert names(service="other") == set()
+    assert names(min_duration_ms=1000) == {"ok_slow"}
+    assert names(start=BASE + timedelta(hours=1)) == {"failed_run", "replay"}
+    assert names(end=BASE + timedelta(hours=1)) == {"ok_fast", "ok_slow", "tool_error"}
+    assert names(replay_of="orig-trace") == {"replay"}
+    assert names(include_replays=False) == set(ids) - {"replay"}
+    assert names(attributes={"customer.id": "c-77"}) == {"ok_slow"}
+    assert names(attributes={"customer.id": "c-78"}) == set()
+    assert names(attributes={attr.GEN_AI_TOOL_NAME: "run_sql"}) == {"tool_error"}
+    assert names(attributes={"customer.id": "c-77", attr.GEN_AI_REQUEST_MODEL: "claude-test"}) == {
+        "ok_slow"
+    }
+    # Free text: previews, then payload contents (the tool result mentions the question).
+    assert names(text="COUNT THE") == {"ok_fast"}
+    assert names(text="gave up") == {"failed_run"}
+    assert names(text="result of a replayed") == {"replay"}
+    assert names(text="no such words anywhere") == set()
+    assert names(text="it's \\ odd\t") == set()  # quoting and escapes are bound, not spliced
+
+    [summary] = store.list_traces("p", TraceQuery(tool="run_sql")).traces
+    assert summary.error_count == 1 and summary.status == "error"
+    assert summary.input_tokens == 100 and summary.output_tokens == 50
+
+
+@pytest.mark.parametrize(
+    ("sort", "order"),
+    [("start_time", "desc"), ("start_time", "asc"), ("duration", "desc"), ("tokens", "asc")],
+)
+def test_cursor_pagination_is_complete_and_stable(store: TraceStore, sort: str, order: str) -> None:
+    expected = []
+    for i in range(7):
+        # Equal durations and tokens on some runs: the trace id breaks ties.
+        trace_id, spans, payloads = make_run(
+            "p",
+            start=BASE + timedelta(seconds=i),
+            duration_ms=100 * (i % 3 + 1),
+            tokens=(i % 2, 1),
+        )
+        store.insert_spans("p", spans, payloads)
+        expected.append(trace_id)
+
+    seen = []
+    pages = 0
+    cursor = None
+    while True:
+        page = store.list_traces(
+            "p",
+            TraceQuery.model_validate({"sort": sort, "order": order, "limit": 3, "cursor": cursor}),
+        )
+        seen.extend(t.trace_id for t in page.traces)
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == 3
+    assert sorted(seen) == sorted(expected) and len(seen) == 7
+    everything = _ids(store, "p", TraceQuery.model_validate({"sort": sort, "order": order}))
+    assert seen == everything
+
+    with pytest.raises(InvalidInputError, match="invalid cursor"):
+        store.list_traces("p", TraceQuery(cursor="not-a-cursor"))
+
+
+# --- spans, stats, delete ------------------------------------------------------------------------
+def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
+    chats = store.search_spans("p", SpanQuery(operation=attr.OP_CHAT))
+    assert len(chats.spans) == 5
+    assert all(s.operation == attr.OP_CHAT for s in chats.spans)
+    assert all(attr.GEN_AI_INPUT_MESSAGES in s.attributes for s in chats.spans)  # resolved
+    assert [s.start_time for s in chats.spans] == sorted(
+        (s.start_time for s in chats.spans), reverse=True
+    )
+
+    failed = store.search_spans("p", SpanQuery(status="error"))
+    assert {s.trace_id for s in failed.spans} == {populated["tool_error"], populated["failed_run"]}
+    assert store.search_spans("p", SpanQuery(tool="run_sql")).spans[0].status_message == "boom"
+    assert len(store.search_spans("p", SpanQuery(trace_id=populated["ok_fast"])).spans) == 3
+    assert len(store.search_spans("p", SpanQuery(min_duration_ms=1000)).spans) == 1
+    by_attr = store.search_spans("p", SpanQuery(attributes={"customer.id": "c-77"}))
+    assert [s.trace_id for s in by_attr.spans] == [populated["ok_slow"]]
+
+    seen = []
+    cursor = None
+    while True:
+        page = store.search_spans("p", SpanQuery(limit=4, cursor=cursor))
+        seen.extend((s.trace_id, s.span_id) for s in page.spans)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == 15 and len(set(seen)) == 15
+
+
+def test_stats(store: TraceStore, populated: dict[str, str]) -> None:
+    stats = store.stats("p", StatsQuery(bucket_seconds=3600))
+    assert stats.runs == 5
+    assert stats.errors == 2
+    assert stats.error_rate == pytest.approx(0.4)
+    assert stats.input_tokens == 10 * 4 + 100 and stats.output_tokens == 5 * 4 + 50
+    assert stats.p50_ms == pytest.approx(100.0)
+    assert stats.p99_ms >= stats.p90_ms >= stats.p50_ms
+    assert [b.runs for b in stats.buckets] == [3, 1, 1]
+    assert stats.buckets[0].time == BASE and stats.buckets[0].errors == 1
+    assert [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools] == [("run_sql", 1, 1)]
+
+    narrow = store.stats("p", StatsQuery(start=BASE + timedelta(hours=1), agent="analyst"))
+    assert narrow.runs == 2 and narrow.errors == 1
+    assert store.stats("p", StatsQuery(agent="planner")).runs == 1
+
+
+def test_delete_trace(store: TraceStore) -> None:
+    trace_id, spans, payloads = make_run("p")
+    keep_id, keep, keep_payloads = make_run("p")
+    store.insert_spans("p", spans + keep, {**payloads, **keep_payloads})
+
+    assert store.delete_trace("p", trace_id) is True
+    assert store.get_trace("p", trace_id) is None
+    assert _ids(store, "p", TraceQuery()) == [keep_id]
+    assert {s.trace_id for s in store.search_spans("p", SpanQuery()).spans} == {keep_id}
+    assert store.delete_trace("p", trace_id) is False
+    assert store.get_trace("p", keep_id) is not None
+
+
+# --- replays, approvals, keys --------------------------------------------------------------------
+def test_replays_upsert_and_list(store: TraceStore) -> None:
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    running = ReplayRecord(
+        replay_id="r1",
+        original_trace_id="orig",
+        mode=ReplayMode.RECORDED,
+        created_at=t0,
+        updated_at=t0,
+    )
+    store.save_replay("p", running)
+    report = DivergenceReport(
+        original_trace_id="orig",
+        replay_trace_id="new",
+        mode=ReplayMode.RECORDED,
+        diverged=True,
+        metrics=DivergenceMetrics(steps_recorded=3, steps_replayed=2, steps_matched=2),
+    )
+    done = running.model_copy(
+        update={
+            "status": "completed",
+            "updated_at": t0 + timedelta(seconds=5),
+            "replay_trace_id": "new",
+            "diverged": True,
+            "first_divergence_step": 2,
+            "first_divergence_kind": "missing_step",
+            "report": report,
+        }
+    )
+    store.save_replay("p", done)
+    later = ReplayRecord(
+        replay_id="r2",
+        original_trace_id="orig",
+        mode=ReplayMode.LIVE_TOOLS,
+        created_at=t0 + timedelta(minutes=1),
+        updated_at=t0 + timedelta(minutes=1),
+        status="failed",
+        error="sandbox missing",
+    )
+    store.save_replay("p", later)
+
+    assert store.get_replay("p", "r1") == done
+    assert store.get_replay("p", "nope") is None
+    assert [r.replay_id for r in store.list_replays("p", "orig")] == ["r2", "r1"]
+    assert store.list_replays("p", "orig")[0].error == "sandbox missing"
+    assert store.list_replays("p", "other") == []
+
+
+def test_approvals_upsert_and_filter(store: TraceStore) -> None:
+    t0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    pending = Approval(
+        approval_id="ap1",
+        run_id="run1",
+        trace_id="t1",
+        span_id="s1",
+        tool_name="write_file",
+        arguments={"path": "/workspace/x", "n": [1, 2]},
+        reason="writes",
+        rule="ask-writes",
+        requested_at=t0,
+        expires_at=t0 + timedelta(hours=1),
+    )
+    store.save_approval("p", pending)
+    store.save_approval(
+        "p",
+        Approval(approval_id="ap2", run_id="run2", tool_name="run_shell", requested_at=t0),
+    )
+    decided = pending.model_copy(
+        update={
+            "status": ApprovalStatus.APPROVED,
+            "decided_at": t0 + timedelta(minutes=3),
+            "decided_by": "ana",
+            "comment": "fine",
+        }
+    )
+    store.save_approval("p", decided)
+
+    assert store.get_approval("p", "ap1") == decided
+    assert store.get_approval("p", "missing") is None
+    assert [a.approval_id for a in store.list_approvals("p")] == ["ap1", "ap2"]
+    assert [a.approval_id for a in store.list_approvals("p", ApprovalStatus.PENDING)] == ["ap2"]
+    assert [a.approval_id for a in store.list_approvals("p", run_id="run1")] == ["ap1"]
+    assert store.list_approvals("p", ApprovalStatus.APPROVED, run_id="run2") == []
+
+
+def test_api_keys(store: TraceStore) -> None:
+    assert store.has_api_keys() is False
+    key_hash = _sha(b"rt_secret_key")
+    store.add_api_key("team-a", "k1", key_hash, name="ci")
+    assert store.has_api_keys() is True
+    assert store.project_for_key_hash(key_hash) == "team-a"
+    assert store.project_for_key_hash(_sha(b"other")) is None
+    assert store.project_for_key_hash("not-a-hash") is None
+    with pytest.raises(InvalidInputError):
+        store.add_api_key("team-a", "k2", "plaintext-key")
+
+    assert store.revoke_api_key("k1") is True
+    assert store.project_for_key_hash(key_hash) is None
+    assert store.has_api_keys() is False
+    assert store.revoke_api_key("k1") is False
+    assert store.revoke_api_key("unknown") is False
+
+
+# --- the embedded store's owner lock -------------------------------------------------------------
+def test_chdb_store_is_owned_by_one_process(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    owner = open_store(Settings(data_dir=data_dir))
+    try:
+        code = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from collector.store import open_store\n"
+            "from schemas.errors import StoreLockedError\n"
+            "from schemas.settings import Settings\n"
+            "try:\n"
+            f"    open_store(Settings(data_dir=Path({str(data_dir)!r})))\n"
+            "except StoreLockedError as exc:\n"
+            "    print(exc.message)\n"
+            "    sys.exit(3)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 3, result.stderr
+        assert f"owned by process {os.getpid()} (" in result.stdout
+        assert "pytest" in result.stdout or "python" in result.stdout
+
+        # The same process opening it twice is refused the same way.
+        with pytest.raises(StoreLockedError, match=str(os.getpid())):
+            open_store(Settings(data_dir=data_dir))
+    finally:
+        owner.close()
+    reopened = open_store(Settings(data_dir=data_dir))  # released on close
+    reopened.close()
+    owner.close()  # idempotent
