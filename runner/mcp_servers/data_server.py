@@ -1,6 +1,7 @@
 """MCP server: read-only SQL over the bundled sample dataset (or any SQLite file).
 
-``python -m runner.mcp_servers.data_server [--db PATH] [--max-rows N] [--span-file PATH]``
+``python -m runner.mcp_servers.data_server [--db PATH] [--max-rows N] [--span-file PATH]
+[--http PORT]`` (stdio by default; ``--http`` serves streamable HTTP on 127.0.0.1:PORT/mcp)
 
 Tools: ``list_tables()``, ``describe_table(name)``, ``query(sql)``. Writes are impossible four
 ways over: the SQL must parse (sqlglot) as a single read-only query before it reaches SQLite;
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per query, s")
     parser.add_argument("--span-file", type=Path, default=None, help="also write spans here")
+    parser.add_argument("--http", type=int, default=None, metavar="PORT", help="serve HTTP")
     args = parser.parse_args(argv)
     try:
         db = ReadOnlyDatabase(args.db, max_rows=args.max_rows, timeout_s=args.timeout)
@@ -242,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {exc.message}\n")
     provider = configure_server_tracing(SERVER_NAME, Settings(), span_file=args.span_file)
     try:
-        build_server(db).run("stdio")
+        server = build_server(db)
+        if args.http is not None:
+            server.run("streamable-http", host="127.0.0.1", port=args.http)
+        else:
+            server.run("stdio")
     finally:
         if provider is not None:
             provider.shutdown()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -186,3 +190,49 @@ def test_langchain_tool_format() -> None:
     assert convert_to_openai_tool(tool)["function"]["parameters"]["properties"] == {
         "sql": {"type": "string"}
     }
+
+
+@pytest.fixture
+def http_data_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The data server on streamable HTTP (a real socket on a free local port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    span_file = tmp_path / "http-spans.jsonl"
+    argv = [sys.executable, "-m", "runner.mcp_servers.data_server", "--http", str(port)]
+    proc = subprocess.Popen(
+        [*argv, "--span-file", str(span_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("data server did not start on HTTP") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp", span_file
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_streamable_http_server(http_data_server: tuple[str, Path]) -> None:
+    url, span_file = http_data_server
+    tracer = TracerProvider().get_tracer("test")
+    async with McpToolExecutor([McpServer(name="remote", url=url)]) as tools:
+        assert "query" in {s.name for s in await tools.list_tools()}
+        with tracer.start_as_current_span("execute_tool query") as span:
+            result = await tools.call(
+                "query", {"sql": "SELECT count(*) FROM products"}, step_index=0, call_id="h"
+            )
+            caller = span.get_span_context()
+        assert result.structured["rows"] == [[50]]
+        assert result.metadata[RETRACE_MCP_SERVER] == "remote"
+    spans = [json.loads(line) for line in span_file.read_text().splitlines()]
+    (call_span,) = [s for s in spans if s["name"] == "tools/call query"]
+    assert call_span["trace_id"] == trace.format_trace_id(caller.trace_id)
