@@ -10,7 +10,9 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -236,3 +238,20 @@ async def test_streamable_http_server(http_data_server: tuple[str, Path]) -> Non
     spans = [json.loads(line) for line in span_file.read_text().splitlines()]
     (call_span,) = [s for s in spans if s["name"] == "tools/call query"]
     assert call_span["trace_id"] == trace.format_trace_id(caller.trace_id)
+
+
+async def test_server_spans_reach_the_collector_in_the_callers_trace(collector_server: Any) -> None:
+    """With RETRACE_ENDPOINT the server exports its spans over OTLP into the run's trace."""
+    tracer = TracerProvider().get_tracer("test")
+    env = {"RETRACE_ENDPOINT": collector_server.url}
+    async with McpToolExecutor([data_server()], span_env=env) as tools:
+        with tracer.start_as_current_span("execute_tool query") as span:
+            await tools.call("query", {"sql": "SELECT 1"}, step_index=0, call_id="otlp")
+            trace_id = trace.format_trace_id(span.get_span_context().trace_id)
+    # Leaving the executor closes the server, which flushes its exporter.
+    detail = await anyio.to_thread.run_sync(
+        lambda: collector_server.client.wait_for_trace(trace_id, min_spans=1, timeout=30)
+    )
+    names = {s.name: s for s in detail.spans}
+    assert "tools/call query" in names
+    assert names["tools/call query"].service_name == "retrace-data"
