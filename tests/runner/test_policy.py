@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.policy import (
@@ -355,3 +357,56 @@ def test_empty_policy_file_allows(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert Policy.load(path).decide("x", {}).action == "allow"
+
+
+_FRAGMENTS = [
+    "SELECT 1",
+    "SELECT * FROM orders",
+    "DELETE FROM orders",
+    "DROP TABLE orders",
+    "INSERT INTO orders VALUES (9, 'x')",
+    "UPDATE orders SET status = 'x'",
+    "CREATE TABLE t (a)",
+    "PRAGMA user_version = 7",
+    "ATTACH ':memory:' AS m",
+    "WITH d AS (",
+    ")",
+    "(",
+    ";",
+    "/*",
+    "*/",
+    "--",
+    "\n",
+    "'",
+    "UNION SELECT 2",
+    "EXPLAIN",
+    "QUERY PLAN",
+    "RETURNING *",
+    "AS x",
+    "FROM orders",
+    "WHERE 1 = 1",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=8))
+def test_accepted_sql_never_changes_a_writable_database(fragments: list[str]) -> None:
+    """Whatever the checker accepts, run with full write access, changes nothing."""
+    sql = " ".join(fragments)
+    if sql_read_only_problem(sql, dialect="sqlite") is not None:
+        return
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(
+            "CREATE TABLE orders (id INTEGER, status TEXT); INSERT INTO orders VALUES (1, 'a');"
+        )
+        before = conn.total_changes
+        schema = conn.execute("SELECT sql FROM sqlite_master").fetchall()
+        with contextlib.suppress(sqlite3.Error):
+            conn.executescript(sql)
+        assert conn.total_changes == before, sql
+        assert conn.execute("SELECT sql FROM sqlite_master").fetchall() == schema, sql
+        assert conn.execute("PRAGMA user_version").fetchone() == (0,), sql
+        assert len(conn.execute("PRAGMA database_list").fetchall()) == 1, sql
+    finally:
+        conn.close()
