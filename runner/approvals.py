@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.errors import ConfigError, InvalidInputError, NotFoundError, RetraceError
+from collector.client import CollectorClient
+from schemas.errors import ConfigError, InvalidInputError, NotFoundError
 from schemas.models import Approval, ApprovalStatus
 
 Decision = Literal["approve", "reject"]
@@ -42,58 +42,24 @@ class ApprovalDesk(Protocol):
 
 
 class ApiApprovals:
-    """Approvals through the collector's HTTP API (``/api/v1/approvals``)."""
+    """Approvals through the collector's API (``collector.client.CollectorClient``)."""
 
-    def __init__(self, endpoint: str, api_key: str | None = None, timeout: float = 10.0) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=endpoint.rstrip("/"), headers=headers, timeout=timeout)
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RetraceError(f"collector at {self._http.base_url} unreachable: {exc}") from None
-        if response.status_code == 404:
-            raise NotFoundError(f"{path}: not found")
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200]
-            raise InvalidInputError(f"{method} {path} failed ({response.status_code}): {message}")
-        return response.json()
+    def __init__(self, client: CollectorClient) -> None:
+        self.client = client
 
     def create(self, approval: Approval) -> Approval:
-        data = self._send(
-            "POST",
-            "/api/v1/approvals",
-            content=approval.model_dump_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        return Approval.model_validate(data)
+        return self.client.save_approval(approval)
 
     def get(self, approval_id: str) -> Approval:
-        return Approval.model_validate(self._send("GET", f"/api/v1/approvals/{approval_id}"))
+        return self.client.get_approval(approval_id)
 
     def pending_for_run(self, run_id: str) -> list[Approval]:
-        data = self._send(
-            "GET", "/api/v1/approvals", params={"run_id": run_id, "status": "pending"}
-        )
-        return [Approval.model_validate(a) for a in data.get("approvals", [])]
+        return self.client.list_approvals(status=ApprovalStatus.PENDING, run_id=run_id)
 
     def decide(
         self, approval_id: str, decision: Decision, decided_by: str, comment: str
     ) -> Approval:
-        body = {"decision": decision, "decided_by": decided_by, "comment": comment}
-        data = self._send("POST", f"/api/v1/approvals/{approval_id}/decision", json=body)
-        return Approval.model_validate(data)
-
-    def record(self, approval: Approval) -> Approval:
-        """Upsert an approval as given (used to mark one expired)."""
-        return self.create(approval)
-
-    def close(self) -> None:
-        self._http.close()
+        return self.client.decide_approval(approval_id, decision, decided_by, comment)
 
 
 def effective_status(approval: Approval, now: float) -> ApprovalStatus:

@@ -4,7 +4,8 @@ A script is YAML: a list of tasks, each with a ``match`` regex (searched, case-i
 task text) and ``steps``. A step either calls a tool (``call``, ``args``, optional ``thought``,
 ``on_error: retry|continue|stop``, ``max_retries``, ``alternative``) or gives the final ``answer``.
 Strings in arguments and answers may use ``{{ last }}``, ``{{ results.0.rows.1.name }}`` or
-``{{ task }}``: values taken from earlier tool results (parsed as JSON when they are JSON).
+``{{ task }}``: values taken from earlier tool results (parsed when they are JSON or CSV with a
+header); ``{{ last | json }}`` writes the parsed value as JSON.
 
 The model is stateless: where it is in the script is derived from the conversation alone (the
 tool results so far), so the same messages always give the same answer — which is what replay
@@ -13,7 +14,9 @@ needs. Token usage is word counts; response metadata looks like a real provider'
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -235,7 +238,10 @@ def render(template: str, context: dict[str, Any]) -> str:
     """Substitute ``{{ path }}`` expressions with values from ``context``."""
 
     def substitute(match: re.Match[str]) -> str:
-        value = lookup(context, match.group(1))
+        expression, _, fmt = match.group(1).partition("|")
+        value = lookup(context, expression.strip())
+        if fmt.strip() == "json":
+            return json.dumps(_parse(value) if isinstance(value, str) else value, default=str)
         return value if isinstance(value, str) else json.dumps(value, default=str)
 
     return _TEMPLATE.sub(substitute, template)
@@ -246,7 +252,7 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
     expression keeps the value's type (a number stays a number)."""
     if isinstance(value, str):
         whole = _TEMPLATE.fullmatch(value.strip())
-        if whole:
+        if whole and "|" not in whole.group(1):
             return lookup(context, whole.group(1))
         return render(value, context)
     if isinstance(value, dict):
@@ -276,10 +282,29 @@ def lookup(context: dict[str, Any], path: str) -> Any:
 
 
 def _parse(text: str) -> Any:
+    """A tool result as data: JSON, else CSV with a header (a list of row dicts), else text."""
     try:
         return json.loads(text)
     except (ValueError, TypeError):
-        return text
+        pass
+    lines = text.strip().splitlines()
+    if len(lines) >= 2 and "," in lines[0] and not lines[0].startswith(("{", "[")):
+        try:
+            rows = list(csv.DictReader(io.StringIO(text.strip())))
+        except csv.Error:
+            return text
+        if rows and all(len(r) == len(rows[0]) and None not in r for r in rows):
+            return [{k: _number(v) for k, v in r.items()} for r in rows]
+    return text
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
 
 
 def _text(message: BaseMessage) -> str:

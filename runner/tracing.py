@@ -213,6 +213,7 @@ class RunTracer:
         self._root_token: Any = None
         self._ended = False
         self._lock = threading.Lock()
+        self._open: set[Span] = set()  # children in flight, ended by the crash path
 
     # root ------------------------------------------------------------------------------------
     def start_root(
@@ -292,6 +293,13 @@ class RunTracer:
         root.end()
         _ACTIVE.discard(self)
 
+    def abandon_children(self, reason: str) -> None:
+        """End the spans still in flight (the process is going down), marked as errors."""
+        for span in list(self._open):
+            self._open.discard(span)
+            span.set_status(Status(StatusCode.ERROR, f"interrupted: {reason}"))
+            span.end()
+
     def flush(self, timeout_ms: int = 10_000) -> bool:
         return self.provider.force_flush(timeout_ms)
 
@@ -336,6 +344,7 @@ class RunTracer:
             if isinstance(parameters.get(key), int | float):
                 attributes[attr] = parameters[key]
         span = self._child(f"{A.OP_CHAT} {self.model_name}", attributes)
+        self._open.add(span)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=True):
                 yield span
@@ -344,6 +353,7 @@ class RunTracer:
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
         finally:
+            self._open.discard(span)
             span.end()
 
     @staticmethod
@@ -393,6 +403,7 @@ class RunTracer:
         if server:
             attributes[A.RETRACE_MCP_SERVER] = server
         span = self._child(f"{A.OP_EXECUTE_TOOL} {name}", attributes)
+        self._open.add(span)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=True):
                 yield span
@@ -401,6 +412,7 @@ class RunTracer:
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
         finally:
+            self._open.discard(span)
             span.end()
 
     @staticmethod
@@ -426,6 +438,7 @@ _PREVIOUS: dict[int, Any] = {}
 def flush_incomplete(reason: str) -> None:
     """End every open run as ``incomplete`` and flush its spans (crash paths call this)."""
     for run in list(_ACTIVE):
+        run.abandon_children(reason)
         run.root_event(A.EVENT_EXCEPTION, {A.EXCEPTION_TYPE: reason, A.EXCEPTION_MESSAGE: reason})
         run.finish_root(RunStatus.INCOMPLETE)
         run.flush(5_000)
