@@ -249,10 +249,13 @@ class Spool:
             return self._pending_bytes_locked()
 
     def _pending_bytes_locked(self) -> int:
-        total = sum(size for seq, size in self._sizes.items() if seq >= self.committed.segment)
-        if self._active_seq >= self.committed.segment:
-            total += self._written.offset - self._sizes[self._active_seq]
-        return max(0, total - self.committed.offset)
+        header = len(SEGMENT_MAGIC)
+        total = 0
+        for seq, size in self._sizes.items():
+            if seq < self.committed.segment:
+                continue
+            total += (self._written.offset if seq == self._active_seq else size) - header
+        return max(0, total - max(0, self.committed.offset - header))
 
     @property
     def over_cap(self) -> bool:
