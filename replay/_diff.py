@@ -211,7 +211,8 @@ _ROLE_OF_TYPE = {
 }
 
 
-def _loads_maybe(value: Any) -> Any:
+def loads_maybe(value: Any) -> Any:
+    """A JSON string parsed (for structured diffs); anything else unchanged."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -240,10 +241,10 @@ def _canonical_call(call: Mapping[str, Any]) -> dict[str, Any]:
         function = call["function"]
         return {
             "name": str(function.get("name", "")),
-            "args": _loads_maybe(function.get("arguments", {})),
+            "args": loads_maybe(function.get("arguments", {})),
         }
     args = call.get("args", call.get("arguments", {}))
-    return {"name": str(call.get("name", "")), "args": _loads_maybe(args)}
+    return {"name": str(call.get("name", "")), "args": loads_maybe(args)}
 
 
 def canonical_message(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from replay._diff import (
     canonical_messages,
     canonical_tool,
     json_diff,
+    loads_maybe,
     normalize,
 )
 from schemas.models import (
@@ -82,7 +83,7 @@ def _view(step: Step, config: DiffConfig) -> _View:
         name=step.tool_name,
         inputs=normalize(step.arguments, config, "/arguments"),
         offered=None,
-        output=normalize(step.result, config, "/result"),
+        output=normalize(loads_maybe(step.result), config, "/result"),
         failed=step.error is not None,
         policy=normalize(
             {"decision": step.policy_decision, "approval": (step.approval or {}).get("status")},

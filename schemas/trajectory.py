@@ -476,8 +476,9 @@ def missing_for_mode(
 
     Every mode re-drives the agent, so it needs the run's input and (unless the caller supplies
     one) the agent config. ``recorded`` needs every model response and every tool result;
-    ``live-tools`` needs every model response and the workspace snapshot before each tool call
-    after the first; ``live-model`` needs nothing more (tool results are used where present).
+    ``live-tools`` needs every model response and the workspace snapshot before each call of a
+    workspace (sandbox) server after its first; ``live-model`` needs nothing more (tool results
+    are used where present).
     """
     mode = ReplayMode(mode)
     missing: list[str] = []
@@ -487,7 +488,14 @@ def missing_for_mode(
         missing.append(f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)")
     if not trajectory.steps and mode is not ReplayMode.LIVE_MODEL:
         missing.append("any recorded step (no chat or execute_tool spans)")
-    seen_tool = False
+    # Servers that snapshot their workspace (the sandbox): their calls after the first need the
+    # workspace they ran in. Other tools (a read-only SQL server) have none and need none.
+    workspace_servers = {
+        s.mcp_server
+        for s in trajectory.steps
+        if s.kind == "tool" and (s.snapshot_before or s.snapshot_after)
+    }
+    seen_servers: set[str] = set()
     for step in trajectory.steps:
         label = step_label(step)
         if step.kind == "llm":
@@ -496,9 +504,14 @@ def missing_for_mode(
             continue
         if mode is ReplayMode.RECORDED and step.result is None and step.error is None:
             missing.append(f"{label}: no recorded result")
-        if mode is ReplayMode.LIVE_TOOLS and seen_tool and not step.snapshot_before:
+        if (
+            mode is ReplayMode.LIVE_TOOLS
+            and step.mcp_server in workspace_servers
+            and step.mcp_server in seen_servers
+            and not step.snapshot_before
+        ):
             missing.append(f"{label}: no workspace snapshot before the call")
-        seen_tool = True
+        seen_servers.add(step.mcp_server)
     return missing
 
 

@@ -162,6 +162,7 @@ def retrace_trace() -> TraceDetail:
         status_message="denied by policy",
         attrs={
             A.GEN_AI_TOOL_CALL_ARGUMENTS: {"path": "/etc/passwd"},
+            A.RETRACE_MCP_SERVER: "data",
             A.GEN_AI_TOOL_CALL_RESULT: "denied",
             A.RETRACE_TOOL_ERROR: "true",
             A.RETRACE_POLICY_DECISION: "deny",

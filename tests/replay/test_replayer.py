@@ -1,0 +1,225 @@
+"""Record a real run, change the agent in controlled ways, check where the replay diverges."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from replay import Replayer, report_fingerprint
+from runner.config import AgentConfig
+from runner.seams import ToolExecutor
+from schemas.errors import ReplayError, TrajectoryIncompleteError
+from schemas.models import DivergenceKind, ReplayMode, Trajectory
+from tests.replay.agent_fixture import SCRIPT, FileTools, agent_config, record, write_script
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    return write_script(tmp_path)
+
+
+@pytest.fixture
+def golden(tmp_path: Path, script: Path) -> Trajectory:
+    return record(agent_config(script), tmp_path / "recorded-ws")
+
+
+def live_file_tools(rows: list[list[object]] | None = None) -> object:
+    @contextlib.asynccontextmanager
+    async def factory(config: AgentConfig, workspace: Path) -> AsyncIterator[ToolExecutor]:
+        yield FileTools(workspace, rows=rows)
+
+    return factory
+
+
+def test_recording_has_the_expected_shape(golden: Trajectory) -> None:
+    assert [s.kind for s in golden.steps] == ["llm", "tool"] * 3 + ["llm"]
+    assert [s.tool_name for s in golden.steps if s.kind == "tool"] == [
+        "query",
+        "write_file",
+        "read_file",
+    ]
+    assert golden.run_status == "completed"
+    assert golden.clock_values and golden.ids
+
+
+def test_unchanged_code_gives_zero_divergences(golden: Trajectory) -> None:
+    outcome = Replayer().replay(golden, ReplayMode.RECORDED)
+    assert outcome.error == ""
+    report = outcome.report
+    assert report is not None
+    assert not report.diverged and report.divergences == []
+    assert report.metrics.steps_matched == report.metrics.steps_recorded == 7
+    assert report.metrics.final_answer_changed is False
+    assert outcome.replay_trace_id and outcome.replay_trace_id != golden.trace_id
+    assert outcome.mismatches == []
+    assert outcome.run_status == "completed"
+
+
+def test_prompt_edit_diverges_at_the_first_llm_call(golden: Trajectory) -> None:
+    outcome = Replayer().replay(golden, "recorded", prompt="You are a sloppy data scientist.")
+    report = outcome.report
+    assert report is not None and report.diverged
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index, first.step_kind) == (
+        DivergenceKind.OTHER_MESSAGES,
+        0,
+        "llm",
+    )
+    assert [(d.path, d.recorded, d.replayed) for d in first.diff] == [
+        (
+            "/input_messages/0/content",
+            "You are a careful data scientist.",
+            "You are a sloppy data scientist.",
+        )
+    ]
+    # every LLM call saw the edited prompt; every tool call still matched
+    assert {d.kind for d in report.divergences} == {DivergenceKind.OTHER_MESSAGES}
+    assert [d.recorded_index for d in report.divergences] == [0, 2, 4, 6]
+    assert outcome.mismatches and outcome.mismatches[0].recorded_index == 0
+
+
+def test_removed_tool_shows_in_the_tools_offered(golden: Trajectory, script: Path) -> None:
+    config = agent_config(script)
+    config.mcp_servers = [s for s in config.mcp_servers if s.name != "files"]
+    outcome = Replayer().replay(golden, "recorded", config=config)
+    report = outcome.report
+    assert report is not None
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index) == (DivergenceKind.OTHER_MESSAGES, 0)
+    removed = {(d.path, d.op) for d in first.diff}
+    assert ("/tool_definitions/2", "remove") in removed or any(
+        d.op == "remove" and d.path.startswith("/tool_definitions") for d in first.diff
+    )
+    # the recorded model still asks for write_file, which no longer exists: unanswerable
+    kinds = [d.kind for d in report.divergences]
+    assert DivergenceKind.UNANSWERABLE in kinds
+    unanswerable = next(d for d in report.divergences if d.kind is DivergenceKind.UNANSWERABLE)
+    assert "write_file" in unanswerable.summary and unanswerable.replayed_index == 3
+    assert outcome.run_status == "incomplete"
+    assert report.metrics.final_answer_changed
+
+
+def test_policy_change_is_a_policy_divergence(golden: Trajectory, script: Path) -> None:
+    config = agent_config(script, policy={"version": 1, "tools": {"deny": ["write_file"]}})
+    report = Replayer().replay(golden, "recorded", config=config).report
+    assert report is not None
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index) == (DivergenceKind.POLICY, 3)
+    assert any(d.path == "/policy/decision" and d.replayed == "deny" for d in first.diff)
+    assert DivergenceKind.ERROR_STATUS in {
+        d.kind for d in report.divergences if d.recorded_index == 3
+    }
+
+
+def test_different_model_policy_in_live_model_mode(golden: Trajectory, tmp_path: Path) -> None:
+    # the new script skips reading the file back and answers right after writing it
+    shorter = write_script(
+        tmp_path,
+        SCRIPT.replace(
+            "      - call: read_file\n        args: {path: report.csv}\n",
+            "",
+        ),
+        name="shorter.yaml",
+    )
+    outcome = Replayer().replay(golden, "live-model", policy_file=str(shorter))
+    report = outcome.report
+    assert report is not None and report.diverged
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index, first.step_kind) == (
+        DivergenceKind.OTHER_OUTPUT,
+        4,
+        "llm",
+    )
+    assert any(d.path.startswith("/output_message") for d in first.diff)
+    missing = [
+        d.recorded_index for d in report.divergences if d.kind is DivergenceKind.MISSING_STEP
+    ]
+    assert missing == [5, 6]
+    assert report.metrics.final_answer_changed
+    assert report.metrics.steps_replayed == 5
+
+
+def test_tool_argument_change_live_model(golden: Trajectory, tmp_path: Path) -> None:
+    changed = write_script(
+        tmp_path, SCRIPT.replace("select region, total from sales", "select * from sales"), "b.yaml"
+    )
+    replayer = Replayer(live_tools=live_file_tools())  # type: ignore[arg-type]
+    # unmatched tool calls executed live
+    report = replayer.replay(golden, "live-model", policy_file=str(changed)).report
+    assert report is not None
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index) == (DivergenceKind.OTHER_OUTPUT, 0)
+    args = next(d for d in report.divergences if d.kind is DivergenceKind.OTHER_ARGUMENTS)
+    assert args.recorded_index == 1
+    assert [(d.path, d.recorded, d.replayed) for d in args.diff] == [
+        ("/arguments/sql", "select region, total from sales", "select * from sales")
+    ]
+    # ... or stopped: an unanswerable request at the tool call
+    stopped = replayer.replay(
+        golden, "live-model", policy_file=str(changed), on_unmatched="stop"
+    ).report
+    assert stopped is not None
+    kinds = [(d.kind, d.replayed_index) for d in stopped.divergences]
+    assert (DivergenceKind.UNANSWERABLE, 1) in kinds
+    unanswerable = next(d for d in stopped.divergences if d.kind is DivergenceKind.UNANSWERABLE)
+    assert any(d.path == "/arguments/sql" for d in unanswerable.diff)
+
+
+def test_tool_whose_output_changed_live_tools(golden: Trajectory) -> None:
+    replayer = Replayer(live_tools=live_file_tools(rows=[["north", 11]]))  # type: ignore[arg-type]
+    report = replayer.replay(golden, "live-tools").report
+    assert report is not None
+    first = report.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index, first.step_kind) == (
+        DivergenceKind.OTHER_OUTPUT,
+        1,
+        "tool",
+    )
+    assert [(d.path, d.op) for d in first.diff] == [
+        ("/result/rows/0/1", "change"),
+        ("/result/rows/1", "remove"),
+    ]
+    # the same tools as recorded: live-tools replays cleanly
+    same = Replayer(live_tools=live_file_tools()).replay(golden, "live-tools")  # type: ignore[arg-type]
+    assert same.report is not None and not same.report.diverged, same.report.divergences
+
+
+def test_more_llm_calls_than_recorded_is_unanswerable(golden: Trajectory) -> None:
+    truncated = golden.model_copy(deep=True)
+    truncated.steps = truncated.steps[:-1]
+    outcome = Replayer().replay(truncated, "recorded")
+    report = outcome.report
+    assert report is not None
+    first = report.first_divergence
+    assert first is not None
+    assert first.kind is DivergenceKind.UNANSWERABLE
+    assert first.replayed_index == 6 and "LLM call #4" in first.summary
+    assert outcome.error == ""
+
+
+def test_replays_are_deterministic(golden: Trajectory) -> None:
+    replayer = Replayer()
+    reports = [replayer.replay(golden, "recorded").report for _ in range(100)]
+    prints = {json.dumps(report_fingerprint(r), sort_keys=True) for r in reports if r}
+    assert len(prints) == 1
+    changed = [replayer.replay(golden, "recorded", prompt="other").report for _ in range(5)]
+    assert len({json.dumps(report_fingerprint(r), sort_keys=True) for r in changed if r}) == 1
+
+
+def test_missing_data_is_a_clear_error(golden: Trajectory) -> None:
+    broken = golden.model_copy(deep=True)
+    broken.steps[3].result = None
+    with pytest.raises(TrajectoryIncompleteError, match=r"step 3 \(execute_tool write_file\)"):
+        Replayer().replay(broken, "recorded")
+    with pytest.raises(ReplayError, match="no collector endpoint"):
+        Replayer().replay("0123456789abcdef", "recorded")
