@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.errors import ConfigError
 
@@ -82,12 +90,13 @@ class AgentConfig(_Config):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     workspace: str | None = None
 
-    @model_validator(mode="after")
-    def _model_spec(self) -> AgentConfig:
-        provider, _, model = self.model.partition(":")
+    @field_validator("model")
+    @classmethod
+    def _model_spec(cls, value: str) -> str:
+        provider, _, model = value.partition(":")
         if not provider or not model:
-            raise ValueError(f"model must look like 'provider:model', got {self.model!r}")
-        return self
+            raise ValueError(f"model must look like 'provider:model', got {value!r}")
+        return value
 
     @property
     def provider(self) -> str:

@@ -288,7 +288,9 @@ def _parse(text: str) -> Any:
     except (ValueError, TypeError):
         pass
     lines = text.strip().splitlines()
-    if len(lines) >= 2 and "," in lines[0] and not lines[0].startswith(("{", "[")):
+    header = lines[0] if lines else ""
+    tabular = "," in header or re.fullmatch(r"[A-Za-z_]\w*", header) is not None
+    if len(lines) >= 2 and tabular and not header.startswith(("{", "[")):
         try:
             rows = list(csv.DictReader(io.StringIO(text.strip())))
         except csv.Error:
