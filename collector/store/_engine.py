@@ -147,18 +147,12 @@ class SqlTraceStore(TraceStore):
         return self.get_payloads(project, sorted(q.payload_hashes(rows)))
 
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
-        params: dict[str, Any] = {"project": project, "trace_id": trace_id}
-        found = self._rows(q.TRACE_RANGE_SQL, params)
-        if not found or int(found[0]["N"]) == 0:
-            return None
-        params.update(start_s=int(found[0]["StartS"]), end_s=int(found[0]["EndS"]) + 1)
-        rows = self._rows(q.TRACE_SPANS_SQL, params)
-        summaries = self._rows(q.trace_summary_sql(), _summary_params(project, trace_id))
-        if not rows or not summaries:
+        rows = self._rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
+        if not rows:
             return None
         payloads = self._resolve(project, rows)
         return TraceDetail(
-            trace=q.summary_from_row(summaries[0]),
+            trace=q.summary_from_spans(rows),
             spans=[q.span_from_row(r, payloads) for r in rows],
         )
 
@@ -290,11 +284,3 @@ def _is_hash(value: str) -> bool:
     except InvalidInputError:
         return False
     return True
-
-
-def _summary_params(project: str, trace_id: str) -> dict[str, Any]:
-    return {
-        "project": project,
-        "trace_id": trace_id,
-        "failed_statuses": list(q.FAILED_RUN_STATUSES),
-    }

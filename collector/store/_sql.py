@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -184,72 +186,138 @@ PAYLOAD_SCHEMA = pa.schema(
 )
 
 
+# Scalar columns and the SpanRecord field each one comes from.
+_SCALAR_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", "start_time_unix_nano"),
+    ("TraceId", "trace_id"),
+    ("SpanId", "span_id"),
+    ("ParentSpanId", "parent_span_id"),
+    ("TraceState", "trace_state"),
+    ("SpanName", "name"),
+    ("SpanKind", "kind"),
+    ("ServiceName", "service_name"),
+    ("ScopeName", "scope_name"),
+    ("ScopeVersion", "scope_version"),
+    ("Duration", "duration_ns"),
+    ("StatusCode", "status_code"),
+    ("StatusMessage", "status_message"),
+    ("Operation", "operation"),
+    ("AgentName", "agent_name"),
+    ("Model", "model"),
+    ("ToolName", "tool_name"),
+    ("InputTokens", "input_tokens"),
+    ("OutputTokens", "output_tokens"),
+    ("StepIndex", "step_index"),
+    ("InputPreview", "input_preview"),
+    ("OutputPreview", "output_preview"),
+)
+_MAP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ResourceAttributes", "resource_attributes"),
+    ("SpanAttributes", "attributes"),
+    ("PayloadRefs", "payload_refs"),
+)
+_scalars = attrgetter(*(f for _, f in _SCALAR_COLUMNS))
+_maps = attrgetter(*(f for _, f in _MAP_COLUMNS))
+
+
+def _map_array(dicts: Iterable[Mapping[str, str]]) -> pa.Array:
+    keys: list[str] = []
+    values: list[str] = []
+    offsets = [0]
+    for d in dicts:
+        keys.extend(d.keys())
+        values.extend(d.values())
+        offsets.append(len(keys))
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )
+
+
+def _nested(
+    groups: Sequence[Sequence[Any]], fields: Sequence[tuple[str, pa.DataType]]
+) -> list[pa.Array]:
+    """Nested(...) sub-columns: one list column per field, from per-span lists of models."""
+    offsets = [0]
+    flat: list[Any] = []
+    for group in groups:
+        flat.extend(group)
+        offsets.append(len(flat))
+    offs = pa.array(offsets, pa.int32())
+    out = []
+    for name, dtype in fields:
+        if dtype == _MAP:
+            child: pa.Array = _map_array(getattr(item, name) for item in flat)
+        else:
+            child = pa.array([getattr(item, name) for item in flat], dtype)
+        out.append(pa.ListArray.from_arrays(offs, child))
+    return out
+
+
 def spans_to_arrow(project: str, spans: Sequence[SpanRecord]) -> pa.Table:
     """One ``otel_traces`` batch in columnar form. Every span must belong to ``project``."""
-    cols: dict[str, list[Any]] = {name: [] for name in SPAN_SCHEMA.names}
     for s in spans:
         if s.project_id != project:
             raise InvalidInputError(
                 f"span {s.span_id} of trace {s.trace_id} belongs to project {s.project_id!r}, "
                 f"not {project!r}"
             )
-        cols["Timestamp"].append(s.start_time_unix_nano)
-        cols["TraceId"].append(s.trace_id)
-        cols["SpanId"].append(s.span_id)
-        cols["ParentSpanId"].append(s.parent_span_id)
-        cols["TraceState"].append(s.trace_state)
-        cols["SpanName"].append(s.name)
-        cols["SpanKind"].append(str(s.kind))
-        cols["ServiceName"].append(s.service_name)
-        cols["ResourceAttributes"].append(list(s.resource_attributes.items()))
-        cols["ScopeName"].append(s.scope_name)
-        cols["ScopeVersion"].append(s.scope_version)
-        cols["SpanAttributes"].append(list(s.attributes.items()))
-        cols["Duration"].append(s.duration_ns)
-        cols["StatusCode"].append(str(s.status_code))
-        cols["StatusMessage"].append(s.status_message)
-        cols["Events.Timestamp"].append([e.timestamp_unix_nano for e in s.events])
-        cols["Events.Name"].append([e.name for e in s.events])
-        cols["Events.Attributes"].append([list(e.attributes.items()) for e in s.events])
-        cols["Links.TraceId"].append([ln.trace_id for ln in s.links])
-        cols["Links.SpanId"].append([ln.span_id for ln in s.links])
-        cols["Links.TraceState"].append([ln.trace_state for ln in s.links])
-        cols["Links.Attributes"].append([list(ln.attributes.items()) for ln in s.links])
-        cols["ProjectId"].append(project)
-        cols["Operation"].append(s.operation)
-        cols["AgentName"].append(s.agent_name)
-        cols["Model"].append(s.model)
-        cols["ToolName"].append(s.tool_name)
-        cols["InputTokens"].append(s.input_tokens)
-        cols["OutputTokens"].append(s.output_tokens)
-        cols["StepIndex"].append(s.step_index)
-        cols["PayloadRefs"].append(list(s.payload_refs.items()))
-        cols["InputPreview"].append(s.input_preview)
-        cols["OutputPreview"].append(s.output_preview)
-    return pa.table(cols, schema=SPAN_SCHEMA)
+    arrays: dict[str, pa.Array] = {}
+    scalar_rows = list(zip(*map(_scalars, spans), strict=True)) or [()] * len(_SCALAR_COLUMNS)
+    for (column, _), values in zip(_SCALAR_COLUMNS, scalar_rows, strict=True):
+        arrays[column] = pa.array(values, SPAN_SCHEMA.field(column).type)
+    map_rows = list(zip(*map(_maps, spans), strict=True)) or [()] * len(_MAP_COLUMNS)
+    for (column, _), dicts in zip(_MAP_COLUMNS, map_rows, strict=True):
+        arrays[column] = _map_array(dicts)
+    ev_ts, ev_name, ev_attrs = _nested(
+        [s.events for s in spans],
+        [("timestamp_unix_nano", _TS), ("name", pa.string()), ("attributes", _MAP)],
+    )
+    arrays.update(
+        {"Events.Timestamp": ev_ts, "Events.Name": ev_name, "Events.Attributes": ev_attrs}
+    )
+    ln_trace, ln_span, ln_state, ln_attrs = _nested(
+        [s.links for s in spans],
+        [
+            ("trace_id", pa.string()),
+            ("span_id", pa.string()),
+            ("trace_state", pa.string()),
+            ("attributes", _MAP),
+        ],
+    )
+    arrays.update(
+        {
+            "Links.TraceId": ln_trace,
+            "Links.SpanId": ln_span,
+            "Links.TraceState": ln_state,
+            "Links.Attributes": ln_attrs,
+        }
+    )
+    arrays["ProjectId"] = pa.array([project] * len(spans), pa.string())
+    return pa.Table.from_arrays([arrays[name] for name in SPAN_SCHEMA.names], schema=SPAN_SCHEMA)
 
 
 def payloads_to_arrow(project: str, payloads: Mapping[str, bytes]) -> pa.Table:
     """A ``retrace_payloads`` batch; hashes must be 64 lowercase hex characters."""
     for key in payloads:
         check_hash(key)
-    return pa.table(
-        {
-            "ProjectId": [project] * len(payloads),
-            "Hash": list(payloads),
-            "Size": [len(v) for v in payloads.values()],
-            "Content": list(payloads.values()),
-        },
+    blobs = list(payloads.values())
+    return pa.Table.from_arrays(
+        [
+            pa.array([project] * len(blobs), pa.string()),
+            pa.array(list(payloads), pa.string()),
+            pa.array([len(v) for v in blobs], pa.uint64()),
+            pa.array(blobs, pa.binary()),
+        ],
         schema=PAYLOAD_SCHEMA,
     )
 
 
-_HEX = frozenset("0123456789abcdef")
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def check_hash(value: str) -> str:
     """Return ``value`` if it is a sha256 hex digest, else raise InvalidInputError."""
-    if len(value) != 64 or not _HEX.issuperset(value):
+    if not _HASH.fullmatch(value):
         raise InvalidInputError(f"{value!r} is not a sha256 hex digest (64 lowercase hex chars)")
     return value
 
@@ -349,15 +417,60 @@ FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
+# One round trip: the lookup table's time range (scalar subqueries, evaluated first) prunes
+# partitions and parts, the sort key finds the trace inside them.
+_TRACE_BOUND = (
+    f"(SELECT toDateTime64({{agg}}({{col}}), 9) FROM {TRACE_ID_TS_TABLE}"
+    " WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}})"
+)
 TRACE_SPANS_SQL = f"""
-SELECT {SPAN_SELECT}
+SELECT {SPAN_SELECT}, InputPreview, OutputPreview
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-  AND Timestamp >= toDateTime64({{start_s:Int64}}, 9)
-  AND Timestamp < toDateTime64({{end_s:Int64}}, 9)
+  AND Timestamp >= {_TRACE_BOUND.format(agg="min", col="Start")}
+  AND Timestamp < {_TRACE_BOUND.format(agg="max", col="End")} + 1
 ORDER BY Timestamp, SpanId
 LIMIT 1 BY SpanId
 """
+
+
+def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
+    """The summary of a whole trace from its span rows, by the rules of the summary view."""
+    roots = [r for r in rows if not r["ParentSpanId"]]
+    root_attrs = [as_map(r["SpanAttributes"]) for r in roots]
+    starts = [int(r["StartNs"]) for r in rows]
+    start_ns = min(starts)
+    end_ns = max(s + int(r["Duration"]) for s, r in zip(starts, rows, strict=True))
+    errors = sum(1 for r in rows if r["StatusCode"] == StatusCode.ERROR.value)
+    run_status = max((a.get(attr.RETRACE_RUN_STATUS, "") for a in root_attrs), default="")
+    root_status = max((str(r["StatusCode"]) for r in roots), default="")
+    failed = errors > 0 or root_status == StatusCode.ERROR.value
+    replay_of = max(
+        (as_map(r["SpanAttributes"]).get(attr.RETRACE_REPLAY_OF, "") for r in rows), default=""
+    )
+    return TraceSummary(
+        trace_id=rows[0]["TraceId"],
+        start_time=from_ns(start_ns),
+        end_time=from_ns(end_ns),
+        duration_ms=(end_ns - start_ns) / 1e6,
+        span_count=len(rows),
+        error_count=errors,
+        status="error" if failed or run_status in FAILED_RUN_STATUSES else "ok",
+        run_status=run_status,
+        service_name=max(str(r["ServiceName"]) for r in rows),
+        agent_name=max(str(r["AgentName"]) for r in rows),
+        root_span_name=max((str(r["SpanName"]) for r in roots), default=""),
+        input_preview=max((str(r["InputPreview"]) for r in roots), default=""),
+        output_preview=max((str(r["OutputPreview"]) for r in roots), default=""),
+        input_tokens=sum(int(r["InputTokens"]) for r in rows),
+        output_tokens=sum(int(r["OutputTokens"]) for r in rows),
+        llm_calls=sum(1 for r in rows if r["Operation"] == attr.OP_CHAT),
+        tool_calls=sum(1 for r in rows if r["Operation"] == attr.OP_EXECUTE_TOOL),
+        models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
+        tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
+        replay_of=replay_of,
+    )
+
 
 PAYLOADS_SQL = f"""
 SELECT toString(Hash) AS Hash, any(Content) AS Content
@@ -438,16 +551,6 @@ def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
         tools=sorted(row["Tools_"] or []),
         replay_of=row["ReplayOf_"],
     )
-
-
-def trace_summary_sql() -> str:
-    """The summary of one trace (same columns as the list)."""
-    return f"""
-SELECT {SUMMARY_COLUMNS}
-FROM {SUMMARIES_TABLE}
-WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-GROUP BY TraceId
-"""
 
 
 @dataclass
