@@ -1,0 +1,73 @@
+"""The UI's one way to the collector: a cached ``CollectorClient`` and page-level error display.
+
+Settings are read once here (the UI's edge): ``RETRACE_ENDPOINT``, ``RETRACE_API_KEY`` (a project
+key; the UI never holds store credentials) and ``RETRACE_UI_PRICES_FILE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import streamlit as st
+
+from collector.client import CollectorClient
+from schemas.errors import NotFoundError, RetraceError
+from schemas.settings import Settings
+from ui._pricing import PriceTable, load_price_table
+
+
+def settings() -> Settings:
+    """Read on every script run (cheap), so a changed environment is seen without a restart."""
+    return Settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _client(endpoint: str, api_key: str | None) -> CollectorClient:
+    return CollectorClient(endpoint, api_key=api_key)
+
+
+def client() -> CollectorClient:
+    """The collector client for this app (one per endpoint/key, shared by sessions)."""
+    config = settings()
+    key = config.api_key.get_secret_value() if config.api_key is not None else None
+    return _client(config.endpoint, key)
+
+
+@st.cache_resource(show_spinner=False)
+def _price_table(path: Path | None) -> PriceTable:
+    return load_price_table(path)
+
+
+def price_table() -> PriceTable:
+    """The configured price table; a broken price file is reported and the defaults used."""
+    try:
+        return _price_table(settings().ui_prices_file)
+    except RetraceError as exc:
+        st.warning(f"Using default prices: {exc.message}")
+        return _price_table(None)
+
+
+@contextmanager
+def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
+    """Show a failure of the block as a message in the page, never a traceback.
+
+    ``what`` names the action for the message, e.g. "load trace 4bf9…". With ``stop`` the rest of
+    the page is not run after a failure.
+    """
+    try:
+        yield
+    except NotFoundError as exc:
+        st.error(f"Could not {what}: not found. {exc.message}")
+    except RetraceError as exc:
+        st.error(f"Could not {what}: {exc.message}")
+    except httpx.HTTPError as exc:
+        st.error(
+            f"Could not {what}: the collector at {settings().endpoint} is unreachable ({exc})."
+        )
+    else:
+        return
+    if stop:
+        st.stop()

@@ -1,0 +1,39 @@
+"""Retrace UI entry point (``streamlit run ui/app.py``; normally started by ``retrace ui``).
+
+Pages are files under ``ui/views/``; each is reachable by URL (``/traces``, ``/trace?trace=<id>``,
+``/replay``, ``/divergence``, ``/approvals``, ``/overview``). ``/?trace=<id>`` opens the trace too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui._connection import settings
+
+_VIEWS = Path(__file__).parent / "views"
+
+st.set_page_config(page_title="Retrace", page_icon="🔁", layout="wide")
+
+pages = {
+    "traces": st.Page(_VIEWS / "traces.py", title="Traces", icon="📋", default=True),
+    "trace": st.Page(_VIEWS / "trace.py", title="Trace detail", icon="🔎", url_path="trace"),
+    "replay": st.Page(_VIEWS / "replay.py", title="Replay", icon="🔁", url_path="replay"),
+    "divergence": st.Page(
+        _VIEWS / "divergence.py", title="Divergence", icon="🔀", url_path="divergence"
+    ),
+    "approvals": st.Page(
+        _VIEWS / "approvals.py", title="Approvals", icon="✋", url_path="approvals"
+    ),
+    "overview": st.Page(_VIEWS / "overview.py", title="Overview", icon="📈", url_path="overview"),
+}
+current = st.navigation(list(pages.values()))
+st.sidebar.caption(f"Collector: {settings().endpoint}")
+
+trace_param = st.query_params.get("trace", "")
+if current.url_path == pages["traces"].url_path and trace_param:
+    # A shared link of the form /?trace=<id> opens the trace's page.
+    st.switch_page(pages["trace"], query_params={"trace": trace_param})
+
+current.run()

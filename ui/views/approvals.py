@@ -1,0 +1,85 @@
+"""Approvals: what paused agents want to do and why; approve or reject to resume them."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from schemas.models import ApprovalStatus
+from ui._connection import client, shown_errors
+from ui._links import trace_link
+
+st.title("Approvals")
+
+if notice := st.session_state.pop("approval-notice", None):
+    st.success(notice)
+
+with shown_errors("list pending approvals"):
+    pending = client().list_approvals(status=ApprovalStatus.PENDING)
+
+if not pending:
+    st.info("No pending approval requests.")
+for approval in pending:
+    with st.container(border=True):
+        st.markdown(
+            f"### ✋ `{approval.tool_name}` wants approval\n"
+            f"Run `{approval.run_id}`"
+            + (
+                f" · trace [`{approval.trace_id}`]"
+                f"({trace_link(approval.trace_id, approval.span_id)})"
+                if approval.trace_id
+                else ""
+            )
+            + f" · requested {approval.requested_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        if approval.reason or approval.rule:
+            st.warning(
+                f"Why: {approval.reason or 'required by policy'}"
+                + (f" (rule `{approval.rule}`)" if approval.rule else "")
+            )
+        st.markdown("**Arguments**")
+        st.json(approval.arguments, expanded=True)
+        cols = st.columns([2, 3, 1, 1])
+        who = cols[0].text_input("Your name", "ui", key=f"who-{approval.approval_id}")
+        comment = cols[1].text_input("Comment", "", key=f"comment-{approval.approval_id}")
+        choices = ((cols[2], "Approve", "approve"), (cols[3], "Reject", "reject"))
+        for column, label, decision in choices:
+            if column.button(
+                label,
+                key=f"{decision}-{approval.approval_id}",
+                type="primary" if decision == "approve" else "secondary",
+            ):
+                with shown_errors(f"{decision} {approval.approval_id}", stop=False):
+                    decided = client().decide_approval(
+                        approval.approval_id, decision, decided_by=who, comment=comment
+                    )
+                    st.session_state["approval-notice"] = (
+                        f"{decided.tool_name} ({decided.approval_id}): {decided.status.value} by "
+                        f"{decided.decided_by or who}; the run resumes."
+                    )
+                    st.rerun()
+
+st.subheader("Recently decided")
+with shown_errors("list decided approvals"):
+    decided_list = [
+        a
+        for status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED)
+        for a in client().list_approvals(status=status)
+    ]
+if decided_list:
+    decided_list.sort(key=lambda a: a.decided_at or a.requested_at, reverse=True)
+    st.dataframe(
+        pl.DataFrame(
+            {
+                "tool": [a.tool_name for a in decided_list],
+                "status": [a.status.value for a in decided_list],
+                "decided by": [a.decided_by for a in decided_list],
+                "decided at": [a.decided_at for a in decided_list],
+                "comment": [a.comment for a in decided_list],
+                "run": [a.run_id for a in decided_list],
+            }
+        ),
+        hide_index=True,
+    )
+else:
+    st.caption("None yet.")

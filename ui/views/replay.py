@@ -1,0 +1,138 @@
+"""Replay: launch a replay of a trace in any mode, follow its progress, list earlier replays."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import streamlit as st
+
+from schemas.models import ReplayMode, ReplayRecord
+from ui._connection import client, shown_errors
+from ui._links import divergence_link, trace_link
+
+st.title("Replay")
+trace_id = st.query_params.get("trace", "").strip().lower()
+if not trace_id:
+    st.info("Choose a trace to replay: open it from the Traces page, or enter its id.")
+    entered = st.text_input("Trace id")
+    if entered:
+        st.query_params["trace"] = entered.strip()
+        st.rerun()
+    st.stop()
+
+with shown_errors(f"load trace {trace_id}"):
+    summary = client().get_trace(trace_id).trace
+st.markdown(
+    f"Trace [`{trace_id}`]({trace_link(trace_id)}) · {summary.agent_name or summary.service_name}"
+    f" · {summary.llm_calls} LLM calls · {summary.tool_calls} tool calls"
+)
+
+_MODE_HELP = {
+    ReplayMode.RECORDED: "model answers and tool results from the recording (tests agent code)",
+    ReplayMode.LIVE_TOOLS: "model answers from the recording, tools re-run in the sandbox",
+    ReplayMode.LIVE_MODEL: "a model runs live (choose it below), recorded tool results reused",
+}
+
+with st.form("launch"):
+    mode = st.radio(
+        "Mode",
+        list(ReplayMode),
+        format_func=lambda m: f"{m.value} — {_MODE_HELP[m]}",
+        key="replay-mode",
+    )
+    model = st.text_input(
+        "Model for live-model (provider:model, e.g. openai:gpt-4o-mini)",
+        value=summary.models[0] if summary.models else "",
+    )
+    policy = st.text_input("Policy file for the replay (optional)", "")
+    launch = st.form_submit_button("Launch replay", type="primary")
+
+if launch:
+    with shown_errors(f"launch a {mode.value} replay", stop=False):
+        record = client().start_replay(
+            trace_id,
+            mode=mode,
+            model=(model.strip() or None) if mode == ReplayMode.LIVE_MODEL else None,
+            policy=policy.strip() or None,
+        )
+        st.query_params["replay"] = record.replay_id
+        st.rerun()
+
+
+def _show_record(record: ReplayRecord) -> None:
+    if record.status == "running":
+        st.info(f"Replay `{record.replay_id}` ({record.mode.value}) is running…")
+    elif record.status == "failed":
+        st.error(f"Replay `{record.replay_id}` failed: {record.error or 'no error message'}")
+    else:
+        verdict = (
+            f"diverged at step {record.first_divergence_step} ({record.first_divergence_kind})"
+            if record.diverged
+            else "matched the recording"
+        )
+        (st.warning if record.diverged else st.success)(
+            f"Replay `{record.replay_id}` ({record.mode.value}) completed: {verdict}."
+        )
+        st.page_link(
+            "views/divergence.py",
+            label="Open the divergence report",
+            icon="🔀",
+            query_params={"trace": record.original_trace_id, "replay": record.replay_id},
+        )
+
+
+replay_id = st.query_params.get("replay", "")
+if replay_id:
+
+    @st.fragment(run_every=timedelta(seconds=1.5))
+    def _progress() -> None:
+        with shown_errors(f"load replay {replay_id}", stop=False):
+            record = client().get_replay(replay_id)
+            _show_record(record)
+            if record.status != "running" and st.session_state.get("replay-done") != replay_id:
+                # Finished: one full rerun refreshes the list below, then polling stops.
+                st.session_state["replay-done"] = replay_id
+                st.rerun()
+
+    if st.session_state.get("replay-done") == replay_id:
+        with shown_errors(f"load replay {replay_id}", stop=False):
+            _show_record(client().get_replay(replay_id))
+    else:
+        _progress()
+
+st.subheader("Earlier replays")
+with shown_errors(f"list the replays of {trace_id}"):
+    replays = client().list_replays(trace_id)
+if not replays:
+    st.caption("No replays of this trace yet.")
+else:
+    st.dataframe(
+        pl.DataFrame(
+            {
+                "replay": [divergence_link(trace_id, r.replay_id) for r in replays],
+                "mode": [r.mode.value for r in replays],
+                "status": [r.status for r in replays],
+                "diverged": [r.diverged for r in replays],
+                "first divergence": [
+                    f"step {r.first_divergence_step} · {r.first_divergence_kind}"
+                    if r.diverged
+                    else ""
+                    for r in replays
+                ],
+                "created": [r.created_at for r in replays],
+                "replay trace": [r.replay_trace_id for r in replays],
+            }
+        ),
+        hide_index=True,
+        column_config={
+            "replay": st.column_config.LinkColumn(display_text=r"replay=([^&]+)"),
+        },
+    )
+    st.markdown(
+        "\n".join(
+            f"- [{r.replay_id}]({divergence_link(trace_id, r.replay_id)}) · {r.mode.value} · "
+            f"{r.status}" + (" · diverged" if r.diverged else "")
+            for r in replays
+        )
+    )

@@ -1,0 +1,135 @@
+"""Trace detail: span tree and waterfall side by side; the selected span's payloads below."""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+import streamlit as st
+
+from schemas.models import TraceDetail
+from ui import _tree
+from ui._connection import client, price_table, shown_errors
+from ui._span_panel import render_span
+from ui._timeline import waterfall
+
+trace_id = st.query_params.get("trace", "").strip().lower()
+st.title("Trace")
+if not trace_id:
+    st.info("No trace selected. Open one from the Traces page, or enter its id.")
+    entered = st.text_input("Trace id")
+    if entered:
+        st.query_params["trace"] = entered.strip()
+        st.rerun()
+    st.stop()
+
+# Selecting spans reruns this page; keep the fetched trace for the session so a big trace is
+# fetched once, not on every click. "Reload" (or another trace) fetches it again.
+_CACHE_KEY = "trace-detail-cache"
+_CACHE_SECONDS = 60.0
+cached = st.session_state.get(_CACHE_KEY)
+if st.sidebar.button("Reload trace") or not (
+    cached and cached[0] == trace_id and time.monotonic() - cached[1] < _CACHE_SECONDS
+):
+    detail = TraceDetail.model_construct()
+    with shown_errors(f"load trace {trace_id}"):
+        detail = client().get_trace(trace_id)
+    st.session_state[_CACHE_KEY] = (trace_id, time.monotonic(), detail)
+else:
+    detail = cached[2]
+
+summary = detail.trace
+agent_name = summary.agent_name or summary.service_name
+st.caption(f"`{trace_id}` · {agent_name} · {summary.root_span_name}")
+cols = st.columns(7)
+cols[0].metric("Status", summary.run_status or summary.status)
+cols[1].metric("Duration", f"{summary.duration_ms:,.0f} ms")
+cols[2].metric("Spans", f"{summary.span_count:,}")
+cols[3].metric("Steps", f"{summary.llm_calls + summary.tool_calls}")
+cols[4].metric("Tokens", f"{summary.input_tokens + summary.output_tokens:,}")
+cost = price_table().cost(summary.models, summary.input_tokens, summary.output_tokens)
+cols[5].metric("Est. cost", "—" if cost is None else f"${cost:.4f}")
+cols[6].metric("Errors", summary.error_count)
+if summary.replay_of:
+    st.info(f"This run is a replay of [{summary.replay_of}](trace?trace={summary.replay_of}).")
+st.page_link(
+    "views/replay.py", label="Replay this trace", icon="🔁", query_params={"trace": trace_id}
+)
+if summary.input_preview or summary.output_preview:
+    with st.expander("Input and answer", expanded=False):
+        st.markdown(f"**Input:** {summary.input_preview}")
+        st.markdown(f"**Answer:** {summary.output_preview}")
+
+rows = _tree.span_tree(detail.spans)
+if not rows:
+    st.info("This trace has no spans (yet).")
+    st.stop()
+
+selected_id = st.query_params.get("span", "")
+ids = {row.span.span_id for row in rows}
+if selected_id not in ids:
+    # Open on the error that caused the failure: the first failing span below the root.
+    errors = [row for row in rows if row.is_error]
+    inner = [row for row in errors if row.depth > 0]
+    selected_id = (inner or errors or rows)[0].span.span_id
+
+pages = _tree.page_count(len(rows))
+page = 0
+if pages > 1:
+    st.info(
+        f"This trace has {len(rows):,} spans. To stay responsive the tree and the timeline show "
+        f"{_tree.MAX_RENDERED_SPANS} spans at a time; choose a window below."
+    )
+    page = (
+        st.number_input(
+            f"Span window (1–{pages})",
+            min_value=1,
+            max_value=pages,
+            value=_tree.page_of(rows, selected_id) + 1,
+            key=f"window-{trace_id}",
+        )
+        - 1
+    )
+shown = _tree.window(rows, page)
+
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Span tree**")
+    tree_frame = pl.DataFrame(
+        {
+            "span": ["  " * r.depth + ("└ " if r.depth else "") + r.span.name for r in shown],
+            "ms": [round(r.duration_ms, 1) for r in shown],
+            "status": ["❌ error" if r.is_error else r.span.status for r in shown],
+            "id": [r.span.span_id for r in shown],
+        }
+    )
+    st.dataframe(tree_frame, hide_index=True, height=min(38 + 35 * len(shown), 560), key="tree")
+with right:
+    st.markdown("**Timeline**")
+    st.plotly_chart(waterfall(shown, selected_id), key="timeline", width="stretch")
+
+labels = {
+    r.span.span_id: f"{'· ' * r.depth}{r.span.name} ({r.duration_ms:,.0f} ms)"
+    + (" ❌" if r.is_error else "")
+    for r in shown
+}
+options = list(labels)
+if selected_id not in labels:
+    selected_id = options[0]
+select_key = f"span-select-{trace_id}-{page}"
+url_span = st.query_params.get("span", "")
+if select_key not in st.session_state or (
+    url_span != st.session_state.get("span-param") and url_span in labels
+):
+    # First view, or the link changed under us: the URL decides which span is open.
+    st.session_state[select_key] = selected_id
+choice = st.selectbox(
+    "Selected span", options, format_func=lambda span_id: labels[span_id], key=select_key
+)
+if choice != url_span:
+    st.query_params["span"] = choice
+st.session_state["span-param"] = choice
+span = next(r.span for r in shown if r.span.span_id == choice)
+st.divider()
+with st.container(border=True):
+    render_span(span)
