@@ -320,10 +320,25 @@ class RunTracer:
         parameters: dict[str, Any],
     ) -> Iterator[Span]:
         """The ``chat`` span around one model call; record the answer with :meth:`record_chat`."""
+        span = self.start_chat(messages, tools, step_index=step_index, parameters=parameters)
+        with self._around(span):
+            yield span
+
+    def start_chat(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[ToolSpec],
+        *,
+        step_index: int,
+        parameters: dict[str, Any],
+        model_name: str | None = None,
+    ) -> Span:
+        """Start a ``chat`` span (end it with :meth:`end_child`)."""
+        model_name = model_name or self.model_name
         attributes: dict[str, Any] = {
             A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
             A.GEN_AI_PROVIDER_NAME: self.provider_name,
-            A.GEN_AI_REQUEST_MODEL: self.model_name,
+            A.GEN_AI_REQUEST_MODEL: model_name,
             A.GEN_AI_AGENT_NAME: self.agent_name,
             A.RETRACE_STEP_INDEX: step_index,
             A.GEN_AI_INPUT_MESSAGES: _json(messages_to_genai(messages)),
@@ -343,16 +358,26 @@ class RunTracer:
         ):
             if isinstance(parameters.get(key), int | float):
                 attributes[attr] = parameters[key]
-        span = self._child(f"{A.OP_CHAT} {self.model_name}", attributes)
+        span = self._child(f"{A.OP_CHAT} {model_name}", attributes)
         self._open.add(span)
+        return span
+
+    @contextlib.contextmanager
+    def _around(self, span: Span) -> Iterator[None]:
         try:
-            with trace.use_span(span, end_on_exit=False, record_exception=True):
-                yield span
+            with trace.use_span(span, end_on_exit=False, record_exception=False):
+                yield
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            self.end_child(span, exc)
             raise
-        finally:
+        self.end_child(span)
+
+    def end_child(self, span: Span, error: BaseException | None = None) -> None:
+        """End a span from :meth:`start_chat` / :meth:`start_tool`, as failed if ``error``."""
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        if span in self._open:
             self._open.discard(span)
             span.end()
 
@@ -390,12 +415,36 @@ class RunTracer:
         attempt: int = 1,
     ) -> Iterator[Span]:
         """The ``execute_tool`` span around one attempt of one tool call."""
+        span = self.start_tool(
+            name,
+            call_id=call_id,
+            arguments=arguments,
+            step_index=step_index,
+            server=server,
+            attempt=attempt,
+        )
+        with self._around(span):
+            yield span
+
+    def start_tool(
+        self,
+        name: str,
+        *,
+        call_id: str,
+        arguments: dict[str, Any] | str,
+        step_index: int,
+        server: str = "",
+        attempt: int = 1,
+    ) -> Span:
+        """Start an ``execute_tool`` span (end it with :meth:`end_child`)."""
         attributes: dict[str, Any] = {
             A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
             A.GEN_AI_TOOL_NAME: name,
             A.GEN_AI_TOOL_TYPE: "function",
             A.GEN_AI_TOOL_CALL_ID: call_id,
-            A.GEN_AI_TOOL_CALL_ARGUMENTS: _json(arguments),
+            A.GEN_AI_TOOL_CALL_ARGUMENTS: arguments
+            if isinstance(arguments, str)
+            else _json(arguments),
             A.GEN_AI_AGENT_NAME: self.agent_name,
             A.RETRACE_STEP_INDEX: step_index,
             A.RETRACE_TOOL_ATTEMPT: attempt,
@@ -404,16 +453,7 @@ class RunTracer:
             attributes[A.RETRACE_MCP_SERVER] = server
         span = self._child(f"{A.OP_EXECUTE_TOOL} {name}", attributes)
         self._open.add(span)
-        try:
-            with trace.use_span(span, end_on_exit=False, record_exception=True):
-                yield span
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            raise
-        finally:
-            self._open.discard(span)
-            span.end()
+        return span
 
     @staticmethod
     def record_tool_result(span: Span, result: ToolResult) -> None:

@@ -1,0 +1,130 @@
+"""``instrument``: a user's own LangGraph graph (fake chat model + ToolNode) emits Retrace spans."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from runner.instrument import instrument
+from schemas import attributes as A
+
+
+@tool
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+@tool
+def explode(reason: str) -> str:
+    """Always fails."""
+    raise ValueError(reason)
+
+
+def _user_graph(calls: list[dict[str, Any]]) -> Any:
+    model = GenericFakeChatModel(
+        messages=iter(
+            [
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        {
+                            "name": "multiply",
+                            "args": {"a": 6, "b": 7},
+                            "id": "t1",
+                            "type": "tool_call",
+                        }
+                    ],
+                ),
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        {
+                            "name": "explode",
+                            "args": {"reason": "nope"},
+                            "id": "t2",
+                            "type": "tool_call",
+                        }
+                    ],
+                ),
+                AIMessage(content="6 times 7 is 42"),
+            ]
+        )
+    )
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode([multiply, explode], handle_tool_errors=True))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile()
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_user_graph_runs_become_agent_traces(mode: str) -> None:
+    exporter = InMemorySpanExporter()
+    graph = instrument(_user_graph([]), agent_name="my-agent", span_exporter=exporter)
+    payload = {"messages": [HumanMessage("what is 6 times 7?")]}
+    out = graph.invoke(payload) if mode == "invoke" else asyncio.run(graph.ainvoke(payload))
+    assert out["messages"][-1].content == "6 times 7 is 42"
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.parent is None)
+    assert root.name == "invoke_agent my-agent"
+    assert root.attributes[A.RETRACE_RUN_STATUS] == "completed"
+    assert root.attributes[A.RETRACE_RUN_INPUT] == "what is 6 times 7?"
+    assert root.attributes[A.RETRACE_RUN_OUTPUT] == "6 times 7 is 42"
+    assert format(root.context.trace_id, "032x") == graph.last_trace_id
+    children = sorted(
+        (s for s in spans if s.parent is not None), key=lambda s: s.attributes[A.RETRACE_STEP_INDEX]
+    )
+    assert [s.attributes[A.GEN_AI_OPERATION_NAME] for s in children] == [
+        "chat",
+        "execute_tool",
+        "chat",
+        "execute_tool",
+        "chat",
+    ]
+    assert all(s.parent.span_id == root.context.span_id for s in children)
+    first_chat, multiply_span, _, explode_span, last_chat = children
+    assert (
+        json.loads(first_chat.attributes[A.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"]
+        == "what is 6 times 7?"
+    )
+    assert json.loads(first_chat.attributes[A.RETRACE_MODEL_TOOL_CALLS])[0]["name"] == "multiply"
+    assert multiply_span.name == "execute_tool multiply"
+    assert multiply_span.attributes[A.GEN_AI_TOOL_CALL_ID] == "t1"
+    assert json.loads(multiply_span.attributes[A.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"a": 6, "b": 7}
+    assert multiply_span.attributes[A.GEN_AI_TOOL_CALL_RESULT] == "42"
+    assert explode_span.attributes[A.RETRACE_TOOL_ERROR] == "true"
+    assert len(json.loads(last_chat.attributes[A.GEN_AI_INPUT_MESSAGES])) == 5
+
+
+def test_a_failing_graph_marks_the_run_failed() -> None:
+    def broken(state: MessagesState) -> dict[str, Any]:
+        raise RuntimeError("graph bug")
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("broken", broken)
+    builder.add_edge(START, "broken")
+    exporter = InMemorySpanExporter()
+    graph = instrument(builder.compile(), agent_name="buggy", span_exporter=exporter)
+    with pytest.raises(RuntimeError):
+        graph.invoke({"messages": [HumanMessage("hi")]})
+    (root,) = exporter.get_finished_spans()
+    assert root.attributes[A.RETRACE_RUN_STATUS] == "failed"
+    assert root.status.status_code.name == "ERROR"
+    # everything else passes through to the wrapped graph
+    assert "broken" in graph.get_graph().nodes
