@@ -1,0 +1,390 @@
+"""``retrace replay``, ``retrace export`` and ``retrace ci``: thin shells around the Replayer.
+
+Exit codes: 0 no divergence, 1 divergence, 2 usage or input error (unknown trace, missing data,
+bad option — ``RetraceError``s are turned into one line and their exit code by ``runner.cli``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import click
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from replay._diff import DEFAULT_CONFIG, DiffConfig
+from replay._replayer import Replayer, ReplayOutcome, TrajectorySource
+from replay._suite import describe, junit_xml, markdown_summary
+from schemas.errors import InvalidInputError, RetraceError
+from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, TraceQuery
+from schemas.settings import Settings
+from schemas.trajectory import dump_trajectory, trajectory_from_detail
+
+_MODES = click.Choice([m.value for m in ReplayMode])
+
+
+def render_text(report: DivergenceReport) -> str:
+    """The report as plain text (pytest failures, logs)."""
+    return describe(report)
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_rich(outcome: ReplayOutcome) -> Panel:
+    """The report as a rich panel: verdict, metrics, first divergence with its diff, the rest."""
+    report = outcome.report
+    assert report is not None
+    m = report.metrics
+    verdict = (
+        Text("DIVERGED", style="bold red")
+        if report.diverged
+        else Text("no divergence", style="bold green")
+    )
+    head = Text.assemble(
+        f"replay of {report.original_trace_id} in mode {report.mode.value}: ", verdict
+    )
+    metrics = Table.grid(padding=(0, 2))
+    metrics.add_row("replay trace", outcome.replay_trace_id or "–")
+    metrics.add_row(
+        "steps matched", f"{m.steps_matched}/{m.steps_recorded} ({m.steps_replayed} replayed)"
+    )
+    metrics.add_row("tokens Δ", f"in {m.input_tokens_delta:+d}, out {m.output_tokens_delta:+d}")
+    metrics.add_row("latency Δ", f"{m.latency_delta_ms:+.1f} ms")
+    metrics.add_row("final answer", "changed" if m.final_answer_changed else "unchanged")
+    parts: list[Any] = [head, metrics]
+    first = report.first_divergence
+    if first is not None:
+        parts.append(Text(f"\nfirst divergence [{first.kind.value}]", style="bold yellow"))
+        parts.append(Text(first.summary))
+        if first.diff:
+            diff = Table("op", "path", "recorded", "replayed", header_style="bold")
+            for entry in first.diff[:30]:
+                diff.add_row(
+                    entry.op,
+                    entry.path,
+                    Text(_short(entry.recorded), style="red"),
+                    Text(_short(entry.replayed), style="green"),
+                )
+            parts.append(diff)
+    if m.final_answer_changed:
+        parts.append(Text(f"\nrecorded answer: {_short(m.recorded_answer, 200)}", style="red"))
+        parts.append(Text(f"replayed answer: {_short(m.replayed_answer, 200)}", style="green"))
+    if len(report.divergences) > 1:
+        parts.append(Text(f"\n{len(report.divergences) - 1} more divergence(s):", style="bold"))
+        for d in report.divergences[1:11]:
+            parts.append(Text(f"  [{d.kind.value}] {d.summary}"))
+    return Panel(Group(*parts), title="retrace replay", expand=False)
+
+
+def _settings(endpoint: str | None, api_key: str | None) -> tuple[str, str | None, str]:
+    settings = Settings()
+    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    return endpoint or settings.endpoint, key, settings.project
+
+
+def _diff_config(ignore: Path | None) -> DiffConfig:
+    return DiffConfig.load(ignore) if ignore is not None else DEFAULT_CONFIG
+
+
+def _read(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, error: str) -> None:
+    """Mark a collector-launched replay as failed so the UI does not show it running forever."""
+    if replayer.client is None:
+        return
+    from datetime import UTC, datetime
+
+    now = datetime.now(tz=UTC)
+    created = now
+    with contextlib.suppress(RetraceError):  # not pre-created: this record is the first
+        created = replayer.client.get_replay(replay_id).created_at
+    try:
+        replayer.client.save_replay(
+            ReplayRecord(
+                replay_id=replay_id,
+                original_trace_id=trace_id,
+                mode=ReplayMode(mode),
+                status="failed",
+                created_at=created,
+                updated_at=now,
+                error=error,
+            )
+        )
+    except RetraceError as exc:
+        click.echo(
+            f"warning: could not record the failed replay {replay_id}: {exc.message}", err=True
+        )
+
+
+@click.command()
+@click.argument("trace_id")
+@click.option("--mode", type=_MODES, default=ReplayMode.RECORDED.value, show_default=True)
+@click.option("--endpoint", default=None, help="Collector URL (default: RETRACE_ENDPOINT).")
+@click.option("--api-key", default=None, help="Collector API key (default: RETRACE_API_KEY).")
+@click.option("--model", default=None, help="live-model: provider:model to run instead.")
+@click.option(
+    "--policy-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="live-model: offline model script (policy file) to run instead.",
+)
+@click.option(
+    "--prompt-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A system prompt to use instead of the recorded one.",
+)
+@click.option(
+    "--agent",
+    "agent_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An agent config YAML to use instead of the recorded config.",
+)
+@click.option(
+    "--on-unmatched",
+    type=click.Choice(["live", "stop"]),
+    default="live",
+    show_default=True,
+    help="live-model: a tool call with no recorded counterpart is executed live, or stops.",
+)
+@click.option(
+    "--ignore",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
+)
+@click.option("--replay-id", default=None, help="Record the report under this replay id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def replay(
+    trace_id: str,
+    mode: str,
+    endpoint: str | None,
+    api_key: str | None,
+    model: str | None,
+    policy_file: Path | None,
+    prompt_file: Path | None,
+    agent_file: Path | None,
+    on_unmatched: str,
+    ignore: Path | None,
+    replay_id: str | None,
+    as_json: bool,
+) -> None:
+    """Replay TRACE_ID (or a golden trajectory file) and report where the run diverges."""
+    is_file = Path(trace_id).is_file()
+    given_endpoint = endpoint
+    endpoint, key, project = _settings(endpoint, api_key)
+    # A golden file is self-contained: only talk to a collector when one is named explicitly.
+    replayer = Replayer(
+        endpoint=given_endpoint if is_file else endpoint,
+        api_key=key,
+        project=project,
+        diff_config=_diff_config(ignore),
+    )
+    options: dict[str, Any] = {"on_unmatched": on_unmatched}
+    if model is not None:
+        options["model"] = model
+    if policy_file is not None:
+        options["policy_file"] = str(policy_file)
+    prompt = _read(prompt_file, "prompt file")
+    if prompt is not None:
+        options["prompt"] = prompt
+    if agent_file is not None:
+        from runner.config import load_config
+
+        options["config"] = load_config(agent_file)
+    try:
+        outcome = replayer.replay(trace_id, mode, replay_id=replay_id, **options)
+    except RetraceError as exc:
+        if replay_id:
+            _fail_record(replayer, replay_id, trace_id, mode, exc.message)
+        raise
+    if as_json:
+        body = {
+            "replay_id": outcome.replay_id,
+            "original_trace_id": outcome.original_trace_id,
+            "replay_trace_id": outcome.replay_trace_id,
+            "run_status": outcome.run_status,
+            "error": outcome.error,
+            "report": outcome.report.model_dump(mode="json") if outcome.report else None,
+        }
+        click.echo(json.dumps(body, indent=2, sort_keys=True))
+    elif outcome.report is not None:
+        Console().print(render_rich(outcome))
+    if outcome.error:
+        click.echo(f"error: the replay could not run: {outcome.error}", err=True)
+        sys.exit(2)
+    sys.exit(1 if outcome.diverged else 0)
+
+
+@click.command()
+@click.argument("trace_ids", nargs=-1, required=True)
+@click.option(
+    "--to",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write golden trajectories into (one <trace_id>.json each).",
+)
+@click.option("--endpoint", default=None, help="Collector URL (default: RETRACE_ENDPOINT).")
+@click.option("--api-key", default=None, help="Collector API key (default: RETRACE_API_KEY).")
+def export(
+    trace_ids: Sequence[str], directory: Path, endpoint: str | None, api_key: str | None
+) -> None:
+    """Write the trajectories of TRACE_IDS as golden files to commit and replay in CI."""
+    from collector.client import CollectorClient
+    from schemas.errors import NotFoundError
+
+    endpoint, key, _ = _settings(endpoint, api_key)
+    directory.mkdir(parents=True, exist_ok=True)
+    with CollectorClient(endpoint, api_key=key) as client:
+        for trace_id in trace_ids:
+            try:
+                detail = client.get_trace(trace_id)
+            except NotFoundError:
+                raise InvalidInputError(f"unknown trace {trace_id!r} at {endpoint}") from None
+            trajectory = trajectory_from_detail(detail)
+            path = directory / f"{trajectory.trace_id}.json"
+            path.write_text(dump_trajectory(trajectory), encoding="utf-8")
+            click.echo(f"{path}  ({len(trajectory.steps)} steps)")
+
+
+def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[TrajectorySource]:
+    """Golden files under a directory (or one file), else trace ids matching a query such as
+    ``agent=demo&tool=query&limit=20`` on the collector."""
+    path = Path(target)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.json") if p.is_file())
+        if not files:
+            raise InvalidInputError(f"no golden trajectories (*.json) under {path}")
+        return list(files)
+    if path.is_file():
+        return [path]
+    if "=" not in target:
+        raise InvalidInputError(
+            f"{target!r} is neither a directory of golden trajectories nor a trace query "
+            "(like 'agent=demo&limit=20')"
+        )
+    if not endpoint:
+        raise InvalidInputError("a trace query needs --endpoint")
+    from collector.client import CollectorClient
+
+    filters: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
+    for name, value in parse_qsl(target, keep_blank_values=False):
+        if name == "attr":
+            k, _, v = value.partition("=")
+            attributes[k] = v
+        else:
+            filters[name] = value
+    try:
+        query = TraceQuery(attributes=attributes, include_replays=False, **filters)
+    except ValueError as exc:
+        raise InvalidInputError(f"bad trace query {target!r}: {exc}") from None
+    with CollectorClient(endpoint, api_key=key) as client:
+        page = client.list_traces(query)
+    if not page.traces:
+        raise InvalidInputError(f"no traces match {target!r}")
+    return [t.trace_id for t in page.traces]
+
+
+@click.command()
+@click.argument("target", metavar="DIR_OR_QUERY")
+@click.option("--mode", type=_MODES, default=ReplayMode.RECORDED.value, show_default=True)
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--endpoint",
+    default=None,
+    help="Collector URL: read traces for a query, and send replay traces and reports there.",
+)
+@click.option("--api-key", default=None)
+@click.option(
+    "--ignore",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML/JSON ignore rules for the diff.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ci(
+    target: str,
+    mode: str,
+    junit: Path | None,
+    markdown: Path | None,
+    workers: int,
+    endpoint: str | None,
+    api_key: str | None,
+    ignore: Path | None,
+    quiet: bool,
+) -> None:
+    """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
+    settings = Settings()
+    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    sources = _suite_sources(target, endpoint, key)
+    # Golden files are self-contained: nothing is sent anywhere unless --endpoint is given.
+    replayer = Replayer(
+        endpoint=endpoint,
+        api_key=key,
+        project=settings.project,
+        diff_config=_diff_config(ignore),
+        store_report=endpoint is not None,
+    )
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} diverged"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    failed = 0
+    with progress:
+        task = progress.add_task("replay", total=len(sources), failed=0)
+
+        def done(outcome: ReplayOutcome) -> None:
+            nonlocal failed
+            failed += not outcome.ok
+            progress.update(task, advance=1, failed=failed)
+
+        outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml(outcomes), encoding="utf-8")
+    summary = markdown_summary(outcomes)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(summary, encoding="utf-8")
+    for outcome in outcomes:
+        if not outcome.ok:
+            label = outcome.source or outcome.original_trace_id
+            text = (
+                f"error: {outcome.error}"
+                if outcome.error
+                else (describe(outcome.report) if outcome.report else "no report")
+            )
+            click.echo(f"✗ {label}\n{text}\n")
+    passed = sum(o.ok for o in outcomes)
+    click.echo(f"{passed}/{len(outcomes)} trajectories replayed without divergence")
+    sys.exit(0 if passed == len(outcomes) else 1)
