@@ -128,3 +128,38 @@ def test_replay_command_input_errors_exit_2(golden: Trajectory, tmp_path: Path) 
     result = CliRunner().invoke(cli, ["replay", str(path)])
     assert result.exit_code == 2
     assert "step 5 (execute_tool read_file): no recorded result" in result.output
+
+
+def test_pytest_plugin_turns_golden_files_into_tests(golden: Trajectory, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    suite = tmp_path / "golden"
+    write_suite(suite, golden, diverging=1)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "replay.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "--retrace-golden",
+            str(suite),
+            str(suite),
+            "-q",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 failed, 2 passed" in out
+    assert "case-2" in out and "other_messages" in out
