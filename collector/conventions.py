@@ -10,6 +10,7 @@ query finds LLM calls from any instrumentation. Pure: no I/O, no state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
@@ -117,19 +118,16 @@ def parse_count(value: str | None, *, maximum: int = _UINT64_MAX) -> int | None:
     """
     if not value:
         return None
-    try:
+    if value.isdigit() and value.isascii() and len(value) < 20:
         number = int(value)
+        return number if number <= maximum else maximum
+    try:
+        as_float = float(value)
     except ValueError:
-        try:
-            as_float = float(value)
-        except ValueError:
-            return None
-        if as_float != as_float or as_float in (float("inf"), float("-inf")):
-            return None
-        number = int(as_float)
-    if number < 0:
         return None
-    return min(number, maximum)
+    if not math.isfinite(as_float) or as_float < 0:
+        return None
+    return min(int(as_float), maximum)
 
 
 def _first_count(attributes: Mapping[str, str], keys: tuple[str, ...]) -> int:
@@ -193,13 +191,18 @@ def derive_columns(name: str, attributes: Mapping[str, str]) -> DerivedColumns:
             elif operation == OP_INVOKE_AGENT and not agent:
                 agent = target
 
-    step = parse_count(get(RETRACE_STEP_INDEX), maximum=_INT32_MAX)
+    step = get(RETRACE_STEP_INDEX)
+    step_index = -1
+    if step:
+        parsed = parse_count(step, maximum=_INT32_MAX)
+        if parsed is not None:
+            step_index = parsed
     return DerivedColumns(
-        operation=operation,
-        agent_name=agent,
-        model=model,
-        tool_name=tool,
-        input_tokens=_first_count(attributes, _INPUT_TOKEN_KEYS),
-        output_tokens=_first_count(attributes, _OUTPUT_TOKEN_KEYS),
-        step_index=-1 if step is None else step,
+        operation,
+        agent,
+        model,
+        tool,
+        _first_count(attributes, _INPUT_TOKEN_KEYS),
+        _first_count(attributes, _OUTPUT_TOKEN_KEYS),
+        step_index,
     )

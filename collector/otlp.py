@@ -44,7 +44,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector.conventions import derive_columns
-from collector.redact import redact_text, redact_value
+from collector.redact import is_secret_key, may_contain_secret, redact_text, redact_value
 from schemas.attributes import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
@@ -201,7 +201,9 @@ def decode_export_request(
     if not isinstance(body, bytes):
         body = bytes(body)
     raw = _decompress(body, content_encoding, max_body_bytes)
-    builder = _BatchBuilder(project)
+    builder = _BatchBuilder(
+        project, scan_text=may_contain_secret(raw, json_escapes=media == "json")
+    )
     if media == "protobuf":
         _decode_protobuf(raw, builder)
     else:
@@ -276,8 +278,10 @@ class _Payload:
 class _BatchBuilder:
     """Collects span rows, payloads and rejections for one request."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str, *, scan_text: bool) -> None:
         self.project = project
+        # False when the whole body was found free of secret candidates: only keys are checked.
+        self.scan_text = scan_text
         self.spans: list[SpanRecord] = []
         self.payloads: dict[str, bytes] = {}
         self.rejected = 0
@@ -308,37 +312,49 @@ class _BatchBuilder:
     # -- attributes ------------------------------------------------------------------------------
 
     def redact_map(self, attributes: dict[str, str]) -> tuple[dict[str, str], int]:
-        """Redact short attribute maps (resource, event, link attributes) with a value cache."""
+        """Redact short attribute maps (resource, event, link attributes) in place."""
         total = 0
         for key, value in attributes.items():
             if value:
-                redacted, count = self._redact_short(key, value)
-                if count:
-                    attributes[key] = redacted
-                    total += count
+                text, count = self._redact_short(key, value)
+                if text is not value:
+                    attributes[key] = text
+                total += count
         return attributes, total
 
     def _redact_short(self, key: str, value: str) -> tuple[str, int]:
+        if is_secret_key(key):
+            return redact_value(key, str(value))
+        if type(value) is not str:
+            # A flattened array/map: its JSON text is not verbatim in the body, always scan it.
+            return redact_text(str(value))
+        if not self.scan_text:
+            return value, 0
         cached = self._text_cache.get(value)
         if cached is None:
             cached = redact_text(value)
             self._text_cache[value] = cached
-        if cached[1] == 0:
-            # The text is clean, but the key may still name a secret.
-            return redact_value(key, value) if _maybe_secret_key(key) else (value, 0)
-        return redact_value(key, value)
+        return cached
 
     def _payload(self, key: str, value: str) -> _Payload:
+        if is_secret_key(key):
+            text, count = redact_value(key, str(value))
+            return self._store_payload(text, count)
+        if type(value) is not str:
+            text, count = redact_text(str(value))
+            return self._store_payload(text, count)
         cached = self._payload_cache.get(value)
         if cached is None:
-            text, count = redact_value(key, value) if _maybe_secret_key(key) else redact_text(value)
-            encoded = text.encode("utf-8", "surrogatepass")
-            digest = hashlib.sha256(encoded).hexdigest()
-            self.payloads[digest] = encoded
-            cached = _Payload(text, count, digest)
-            if not _maybe_secret_key(key):
-                self._payload_cache[value] = cached
+            text, count = redact_text(value) if self.scan_text else (value, 0)
+            cached = self._store_payload(text, count)
+            self._payload_cache[value] = cached
         return cached
+
+    def _store_payload(self, text: str, redacted: int) -> _Payload:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(encoded).hexdigest()
+        self.payloads[digest] = encoded
+        return _Payload(text, redacted, digest)
 
     # -- one span --------------------------------------------------------------------------------
 
@@ -368,11 +384,15 @@ class _BatchBuilder:
         refs: dict[str, str] = {}
         payload_texts: dict[str, str] = {}
         moved: list[str] = []
+        scan_text = self.scan_text
         for key, value in attributes.items():
             if not value:
                 continue
+            role = _KEY_ROLES.get(key)
+            if role is None:
+                role = _key_role(key)
             size = len(value)
-            if key in PAYLOAD_KEYS or (
+            if role == _PAYLOAD_KEY or (
                 size > PAYLOAD_INLINE_MAX_BYTES
                 or (
                     size * 4 > PAYLOAD_INLINE_MAX_BYTES
@@ -384,11 +404,11 @@ class _BatchBuilder:
                 payload_texts[key] = payload.text
                 redacted += payload.redacted
                 moved.append(key)
-            else:
+            elif role == _SECRET_KEY or scan_text or type(value) is not str:
                 text, count = self._redact_short(key, value)
-                if count:
+                if text is not value:
                     attributes[key] = text
-                    redacted += count
+                redacted += count
         for key in moved:
             del attributes[key]
 
@@ -457,20 +477,23 @@ class _BatchBuilder:
         return _construct(SpanLink, _LINK_FIELDS, values), count
 
 
-_SECRET_HINTS: Final = ("key", "pass", "secret", "token", "auth", "credential", "cookie", "pwd")
-_SECRET_KEY_CACHE: dict[str, bool] = {}
+_PLAIN_KEY: Final = 0
+_PAYLOAD_KEY: Final = 1
+_SECRET_KEY: Final = 2
+# attribute key -> its role, so the per-attribute hot loop does one dict lookup.
+_KEY_ROLES: dict[str, int] = {key: _PAYLOAD_KEY for key in PAYLOAD_KEYS}
+_KEY_ROLES_MAX: Final = 16384
 
 
-def _maybe_secret_key(key: str) -> bool:
-    """Cheap pre-check before ``redact_value``'s key rules; cached per key."""
-    hit = _SECRET_KEY_CACHE.get(key)
-    if hit is None:
-        lowered = key.lower()
-        hit = any(hint in lowered for hint in _SECRET_HINTS)
-        if len(_SECRET_KEY_CACHE) > 8192:
-            _SECRET_KEY_CACHE.clear()
-        _SECRET_KEY_CACHE[key] = hit
-    return hit
+def _key_role(key: str) -> int:
+    role = (
+        _PAYLOAD_KEY if key in PAYLOAD_KEYS else _SECRET_KEY if is_secret_key(key) else _PLAIN_KEY
+    )
+    if len(_KEY_ROLES) >= _KEY_ROLES_MAX:
+        _KEY_ROLES.clear()
+        _KEY_ROLES.update({payload_key: _PAYLOAD_KEY for payload_key in PAYLOAD_KEYS})
+    _KEY_ROLES[key] = role
+    return role
 
 
 def _utf8_len(value: str) -> int:
@@ -507,8 +530,14 @@ def _format_double(value: float) -> str:
     return text
 
 
+class _Flattened(str):
+    """JSON text of a flattened array/map value; marks it for redaction scanning."""
+
+    __slots__ = ()
+
+
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return _Flattened(orjson.dumps(value).decode())
 
 
 def _pb_value(value: AnyValue, depth: int = 0) -> str:
@@ -557,10 +586,10 @@ def _pb_attributes(items: Iterable[KeyValue]) -> dict[str, str]:
     out: dict[str, str] = {}
     for kv in items:
         value = kv.value
-        if value.WhichOneof("value") == "string_value":
-            out[kv.key] = value.string_value
-        else:
-            out[kv.key] = _pb_value(value)
+        # A non-empty string_value means the oneof holds a string: skips WhichOneof on the
+        # common case.
+        text = value.string_value
+        out[kv.key] = text if text else _pb_value(value)
     return out
 
 
