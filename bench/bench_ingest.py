@@ -1,0 +1,308 @@
+"""Ingest throughput: realistic agent spans, gzip protobuf, concurrent client processes.
+
+    .venv/bin/python bench/bench_ingest.py [--spans 200000] [--clients 4] [--batch 512]
+                                           [--endpoint URL] [--data-dir DIR]
+
+Starts a real ``retrace serve`` (embedded chDB in a temp dir) unless --endpoint is given. Each
+agent run is one ``invoke_agent`` root, chat spans carrying ~2 KB of distinct input messages and
+tool spans with arguments/results, as the OTel SDK's BatchSpanProcessor would send them (up to
+--batch spans per request). Client processes pre-encode their requests, then post them as fast
+as the collector acknowledges (honouring 503/429 Retry-After). Reports spans/s from the first
+request until ``retrace_spans_stored_total`` (i.e. queryable) covers every span, plus the
+acknowledgement rate and the spool's fsync grouping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector.metrics import parse_metrics  # noqa: E402
+from schemas import attributes as A  # noqa: E402
+
+_VOCABULARY = (
+    "the agent queried table rows revenue region customer order total average month year sql "
+    "select from where group by join error retry tool result answer analysis data frame column "
+    "python print value count distinct limit filter sort ascending descending null missing"
+)
+WORDS = _VOCABULARY.split()
+
+
+def _text(rng: random.Random, size: int) -> str:
+    words: list[str] = []
+    n = 0
+    while n < size:
+        w = rng.choice(WORDS)
+        words.append(w)
+        n += len(w) + 1
+    return " ".join(words)
+
+
+def build_requests(n_spans: int, batch: int, seed: int) -> list[bytes]:
+    """gzip'd ExportTraceServiceRequest bodies holding ``n_spans`` spans of agent runs."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    rng = random.Random(seed)
+
+    def kv(key: str, value: str | int) -> KeyValue:
+        if isinstance(value, int):
+            return KeyValue(key=key, value=AnyValue(int_value=value))
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    spans: list[Span] = []
+    now = time.time_ns()
+    while len(spans) < n_spans:
+        trace_id = secrets.token_bytes(16)
+        root_id = secrets.token_bytes(8)
+        start = now - rng.randint(0, 3600) * 1_000_000_000
+        steps = 10
+        t = start
+        children = []
+        for step in range(steps):
+            sid = secrets.token_bytes(8)
+            if step % 2 == 0:
+                messages = json.dumps(
+                    [
+                        {"role": "system", "content": "You are a data analyst."},
+                        {"role": "user", "content": _text(rng, 1800)},
+                    ]
+                )
+                output = json.dumps([{"role": "assistant", "content": _text(rng, 300)}])
+                attrs = [
+                    kv(A.GEN_AI_OPERATION_NAME, "chat"),
+                    kv(A.GEN_AI_REQUEST_MODEL, "gpt-4o-mini"),
+                    kv(A.GEN_AI_PROVIDER_NAME, "openai"),
+                    kv(A.GEN_AI_INPUT_MESSAGES, messages),
+                    kv(A.GEN_AI_OUTPUT_MESSAGES, output),
+                    kv(A.GEN_AI_USAGE_INPUT_TOKENS, rng.randint(200, 2000)),
+                    kv(A.GEN_AI_USAGE_OUTPUT_TOKENS, rng.randint(20, 400)),
+                ]
+                name = "chat gpt-4o-mini"
+            else:
+                attrs = [
+                    kv(A.GEN_AI_OPERATION_NAME, "execute_tool"),
+                    kv(A.GEN_AI_TOOL_NAME, "run_sql"),
+                    kv(A.GEN_AI_TOOL_CALL_ID, secrets.token_hex(6)),
+                    kv(A.GEN_AI_TOOL_CALL_ARGUMENTS, json.dumps({"sql": _text(rng, 120)})),
+                    kv(A.GEN_AI_TOOL_CALL_RESULT, _text(rng, 400)),
+                ]
+                name = "execute_tool run_sql"
+            dur = rng.randint(5, 900) * 1_000_000
+            children.append(
+                Span(
+                    trace_id=trace_id,
+                    span_id=sid,
+                    parent_span_id=root_id,
+                    name=name,
+                    kind=Span.SPAN_KIND_CLIENT,
+                    start_time_unix_nano=t,
+                    end_time_unix_nano=t + dur,
+                    attributes=attrs,
+                    status=Status(code=Status.STATUS_CODE_OK),
+                )
+            )
+            t += dur
+        root = Span(
+            trace_id=trace_id,
+            span_id=root_id,
+            name="invoke_agent analyst",
+            kind=Span.SPAN_KIND_INTERNAL,
+            start_time_unix_nano=start,
+            end_time_unix_nano=t,
+            attributes=[
+                kv(A.GEN_AI_OPERATION_NAME, "invoke_agent"),
+                kv(A.GEN_AI_AGENT_NAME, "analyst"),
+            ],
+            status=Status(code=Status.STATUS_CODE_OK),
+        )
+        spans.extend([*children, root])
+    spans = spans[:n_spans]
+    resource = {"service.name": "bench-agent", "telemetry.sdk.language": "python"}
+    bodies = []
+    for i in range(0, len(spans), batch):
+        req = ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    resource={"attributes": [kv(k, v) for k, v in resource.items()]},
+                    scope_spans=[ScopeSpans(scope={"name": "bench"}, spans=spans[i : i + batch])],
+                )
+            ]
+        )
+        bodies.append(gzip.compress(req.SerializeToString(), compresslevel=6))
+    return bodies
+
+
+def client_process(
+    url: str, bodies_path: str, start_evt: mp.Event, threads: int, out: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    import pickle
+
+    with open(bodies_path, "rb") as f:
+        bodies: list[bytes] = pickle.load(f)
+    lock = threading.Lock()
+    queue = list(range(len(bodies)))
+    retries = [0]
+    start_evt.wait()
+    first = time.time()
+
+    def worker() -> None:
+        headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+        with httpx.Client(timeout=120) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.pop()
+                while True:
+                    r = http.post(url + "/v1/traces", content=bodies[i], headers=headers)
+                    if r.status_code == 200:
+                        break
+                    if r.status_code in (429, 503):
+                        with lock:
+                            retries[0] += 1
+                        time.sleep(float(r.headers.get("retry-after", "1")))
+                        continue
+                    raise RuntimeError(f"ingest failed: {r.status_code} {r.text[:200]}")
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put((first, time.time(), retries[0]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=512, help="spans per request")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--threads", type=int, default=2, help="concurrent requests per client")
+    parser.add_argument("--endpoint", default=None, help="use a running collector")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="retrace-bench-"))
+    proc = None
+    url = args.endpoint
+    if url is None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        data_dir = args.data_dir or str(tmp / "data")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "runner.cli", "serve"),
+                *("--port", str(port), "--data-dir", data_dir),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "collector.log", "wb"),  # noqa: SIM115
+        )
+        url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("collector did not start")
+            time.sleep(0.2)
+        before = parse_metrics(httpx.get(url + "/metrics").text)
+
+        import pickle
+
+        t_build = time.time()
+        per_client = args.spans // args.clients
+        paths = []
+        raw_bytes = 0
+        for c in range(args.clients):
+            bodies = build_requests(per_client, args.batch, seed=c)
+            raw_bytes += sum(len(b) for b in bodies)
+            p = tmp / f"bodies-{c}.pkl"
+            with open(p, "wb") as f:
+                pickle.dump(bodies, f)
+            paths.append(str(p))
+        total = per_client * args.clients
+        print(
+            f"built {total} spans in {len(paths)} clients x ~{per_client // args.batch + 1} "
+            f"requests ({raw_bytes / 1e6:.1f} MB gzip) in {time.time() - t_build:.1f}s"
+        )
+
+        ctx = mp.get_context("spawn")
+        start_evt = ctx.Event()
+        out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+        procs = [
+            ctx.Process(target=client_process, args=(url, p, start_evt, args.threads, out))
+            for p in paths
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # let the clients load their bodies
+        start_evt.set()
+        target = before.get("retrace_spans_stored_total", 0) + total
+        t0 = time.time()
+        stored = 0.0
+        while True:
+            m = parse_metrics(httpx.get(url + "/metrics", timeout=30).text)
+            stored = m.get("retrace_spans_stored_total", 0)
+            if stored >= target:
+                break
+            if time.time() - t0 > 900:
+                raise SystemExit(f"timed out: stored {stored} of {target}")
+            time.sleep(0.05)
+        t_end = time.time()
+        results = [out.get() for _ in procs]
+        for p in procs:
+            p.join()
+        first = min(r[0] for r in results)
+        acked = max(r[1] for r in results)
+        retries = sum(r[2] for r in results)
+        stored_s = t_end - first
+        appends = m["retrace_spool_appends_total"] - before.get("retrace_spool_appends_total", 0)
+        fsyncs = m["retrace_spool_fsyncs_total"] - before.get("retrace_spool_fsyncs_total", 0)
+        batches = m["retrace_store_batches_total"] - before.get("retrace_store_batches_total", 0)
+        print(f"spans:            {total}")
+        print(f"acknowledged in:  {acked - first:.2f}s  ({total / (acked - first):,.0f} spans/s)")
+        print(f"stored in:        {stored_s:.2f}s  ({total / stored_s:,.0f} spans/s, queryable)")
+        print(
+            f"spool:            {appends:.0f} appends, {fsyncs:.0f} fsyncs "
+            f"({appends / max(fsyncs, 1):.1f} requests per fsync)"
+        )
+        print(f"store batches:    {batches:.0f} ({total / max(batches, 1):,.0f} spans per insert)")
+        print(f"503 retries:      {retries}")
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
