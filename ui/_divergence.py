@@ -69,7 +69,7 @@ def step_title(step: Step | None) -> str:
     if step is None:
         return "—"
     what = step.tool_name if step.kind == "tool" else (step.model or step.name)
-    error = " ⚠ error" if step.error else ""
+    error = " (error)" if step.error else ""
     return f"#{step.index} {step.kind} {what}{error}"
 
 

@@ -81,7 +81,7 @@ def _conversation(turns: list[ChatTurn], key: str) -> None:
     else:
         turns_shown = list(enumerate(turns))
     for index, turn in turns_shown:
-        avatar = {"system": "⚙️", "tool": "🛠️"}.get(turn.role)
+        avatar = {"system": ":material/settings:", "tool": ":material/build:"}.get(turn.role)
         with st.chat_message(turn.role, avatar=avatar):
             finish = f" · finish: {turn.finish_reason}" if turn.finish_reason else ""
             st.caption(turn.role + finish)

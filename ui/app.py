@@ -14,19 +14,31 @@ from ui._connection import settings
 
 _VIEWS = Path(__file__).parent / "views"
 
-st.set_page_config(page_title="Retrace", page_icon="🔁", layout="wide")
+st.set_page_config(page_title="Retrace", page_icon=":material/replay:", layout="wide")
 
 pages = {
-    "traces": st.Page(_VIEWS / "traces.py", title="Traces", icon="📋", default=True),
-    "trace": st.Page(_VIEWS / "trace.py", title="Trace detail", icon="🔎", url_path="trace"),
-    "replay": st.Page(_VIEWS / "replay.py", title="Replay", icon="🔁", url_path="replay"),
+    "traces": st.Page(_VIEWS / "traces.py", title="Traces", icon=":material/list:", default=True),
+    "trace": st.Page(
+        _VIEWS / "trace.py", title="Trace detail", icon=":material/account_tree:", url_path="trace"
+    ),
+    "replay": st.Page(
+        _VIEWS / "replay.py", title="Replay", icon=":material/replay:", url_path="replay"
+    ),
     "divergence": st.Page(
-        _VIEWS / "divergence.py", title="Divergence", icon="🔀", url_path="divergence"
+        _VIEWS / "divergence.py",
+        title="Divergence",
+        icon=":material/difference:",
+        url_path="divergence",
     ),
     "approvals": st.Page(
-        _VIEWS / "approvals.py", title="Approvals", icon="✋", url_path="approvals"
+        _VIEWS / "approvals.py",
+        title="Approvals",
+        icon=":material/front_hand:",
+        url_path="approvals",
     ),
-    "overview": st.Page(_VIEWS / "overview.py", title="Overview", icon="📈", url_path="overview"),
+    "overview": st.Page(
+        _VIEWS / "overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"
+    ),
 }
 current = st.navigation(list(pages.values()))
 st.sidebar.caption(f"Collector: {settings().endpoint}")

@@ -22,7 +22,7 @@ if not pending:
 for approval in pending:
     with st.container(border=True):
         st.markdown(
-            f"### ✋ `{approval.tool_name}` wants approval\n"
+            f"### :material/front_hand: `{approval.tool_name}` wants approval\n"
             f"Run `{approval.run_id}`"
             + (
                 f" · trace [`{approval.trace_id}`]"

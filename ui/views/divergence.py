@@ -33,7 +33,10 @@ if not replay_id:
     if not replays:
         st.info(f"Trace {trace_id} has not been replayed yet. Launch a replay first.")
         st.page_link(
-            "views/replay.py", label="Replay it", icon="🔁", query_params={"trace": trace_id}
+            "views/replay.py",
+            label="Replay it",
+            icon=":material/replay:",
+            query_params={"trace": trace_id},
         )
         st.stop()
     replay_id = st.selectbox(
@@ -71,9 +74,8 @@ metrics = report.metrics
 cols = st.columns(6)
 cols[0].metric("Verdict", "diverged" if report.diverged else "identical")
 cols[1].metric("Steps recorded", metrics.steps_recorded)
-cols[2].metric(
-    "Steps replayed", metrics.steps_replayed, delta=metrics.steps_replayed - metrics.steps_recorded
-)
+extra_steps = metrics.steps_replayed - metrics.steps_recorded
+cols[2].metric("Steps replayed", metrics.steps_replayed, delta=extra_steps or None)
 cols[3].metric("Steps matched", metrics.steps_matched)
 cols[4].metric("Tokens Δ", f"{metrics.input_tokens_delta + metrics.output_tokens_delta:+,}")
 cols[5].metric("Latency Δ", f"{metrics.latency_delta_ms:+,.0f} ms")
@@ -133,6 +135,11 @@ def _side(step: Step | None, key: str) -> None:
             json_value(step_essentials(step), key)
 
 
+_STATUS_ICONS = {
+    "diverged": ":material/error:",
+    "extra": ":material/add_circle:",
+    "missing": ":material/remove_circle:",
+}
 st.subheader("Aligned steps")
 head = st.columns(2)
 head[0].markdown("**Recorded**")
@@ -140,7 +147,10 @@ head[1].markdown("**Replayed**")
 for row_index, row in enumerate(alignment_rows(report)):
     if isinstance(row, MatchRun):
         lo, hi = row.pairs[0].recorded_index, row.pairs[-1].recorded_index
-        with st.expander(f"✅ {len(row.pairs)} matching steps (recorded #{lo}–#{hi})"):
+        with st.expander(
+            f"{len(row.pairs)} matching steps (recorded #{lo}–#{hi})",
+            icon=":material/check_circle:",
+        ):
             for pair in row.pairs:
                 st.markdown(
                     f"- {step_title(step_by_index(recorded.steps, pair.recorded_index))} ≡ "
@@ -148,7 +158,7 @@ for row_index, row in enumerate(alignment_rows(report)):
                 )
         continue
     assert isinstance(row, PairRow)
-    icon = {"diverged": "❗", "extra": "➕", "missing": "➖"}.get(row.pair.status, "•")
+    icon = _STATUS_ICONS.get(row.pair.status, "")
     with st.container(border=row.is_first_divergence):
         if row.is_first_divergence:
             st.markdown(f"{icon} **{row.pair.status} — first divergence**")

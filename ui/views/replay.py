@@ -77,7 +77,7 @@ def _show_record(record: ReplayRecord) -> None:
         st.page_link(
             "views/divergence.py",
             label="Open the divergence report",
-            icon="🔀",
+            icon=":material/difference:",
             query_params={"trace": record.original_trace_id, "replay": record.replay_id},
         )
 

@@ -40,20 +40,26 @@ else:
 
 summary = detail.trace
 agent_name = summary.agent_name or summary.service_name
-st.caption(f"`{trace_id}` · {agent_name} · {summary.root_span_name}")
-cols = st.columns(7)
-cols[0].metric("Status", summary.run_status or summary.status)
-cols[1].metric("Duration", f"{summary.duration_ms:,.0f} ms")
-cols[2].metric("Spans", f"{summary.span_count:,}")
-cols[3].metric("Steps", f"{summary.llm_calls + summary.tool_calls}")
-cols[4].metric("Tokens", f"{summary.input_tokens + summary.output_tokens:,}")
+status_color = "red" if summary.status == "error" else "green"
+st.markdown(
+    f":{status_color}-badge[{summary.run_status or summary.status}] `{trace_id}` · {agent_name}"
+    f" · {summary.root_span_name}"
+)
+cols = st.columns(6)
+cols[0].metric("Duration", f"{summary.duration_ms:,.0f} ms")
+cols[1].metric("Spans", f"{summary.span_count:,}")
+cols[2].metric("Steps", f"{summary.llm_calls + summary.tool_calls}")
+cols[3].metric("Tokens", f"{summary.input_tokens + summary.output_tokens:,}")
 cost = price_table().cost(summary.models, summary.input_tokens, summary.output_tokens)
-cols[5].metric("Est. cost", "—" if cost is None else f"${cost:.4f}")
-cols[6].metric("Errors", summary.error_count)
+cols[4].metric("Est. cost", "—" if cost is None else f"${cost:.4f}")
+cols[5].metric("Errors", summary.error_count)
 if summary.replay_of:
     st.info(f"This run is a replay of [{summary.replay_of}](trace?trace={summary.replay_of}).")
 st.page_link(
-    "views/replay.py", label="Replay this trace", icon="🔁", query_params={"trace": trace_id}
+    "views/replay.py",
+    label="Replay this trace",
+    icon=":material/replay:",
+    query_params={"trace": trace_id},
 )
 if summary.input_preview or summary.output_preview:
     with st.expander("Input and answer", expanded=False):
@@ -92,6 +98,11 @@ if pages > 1:
     )
 shown = _tree.window(rows, page)
 
+select_key = f"span-select-{trace_id}-{page}"
+if st.session_state.get(select_key) in ids and st.query_params.get(
+    "span", ""
+) == st.session_state.get("span-param"):
+    selected_id = st.session_state[select_key]  # the user's last choice in this session
 left, right = st.columns([2, 3])
 with left:
     st.markdown("**Span tree**")
@@ -99,24 +110,37 @@ with left:
         {
             "span": ["  " * r.depth + ("└ " if r.depth else "") + r.span.name for r in shown],
             "ms": [round(r.duration_ms, 1) for r in shown],
-            "status": ["❌ error" if r.is_error else r.span.status for r in shown],
+            "status": ["ERROR" if r.is_error else r.span.status for r in shown],
             "id": [r.span.span_id for r in shown],
         }
     )
-    st.dataframe(tree_frame, hide_index=True, height=min(38 + 35 * len(shown), 560), key="tree")
+    picked_rows = st.dataframe(
+        tree_frame,
+        hide_index=True,
+        height=min(38 + 35 * len(shown), 560),
+        key=f"tree-{trace_id}-{page}",
+        on_select="rerun",
+        selection_mode="single-row",
+    ).selection.rows
+    if picked_rows:
+        picked = shown[picked_rows[0]].span.span_id
+        if picked != st.session_state.get("tree-picked"):
+            # A click in the tree opens that span (the selectbox below follows it).
+            st.session_state["tree-picked"] = picked
+            st.session_state[select_key] = picked
+            selected_id = picked
 with right:
     st.markdown("**Timeline**")
     st.plotly_chart(waterfall(shown, selected_id), key="timeline", width="stretch")
 
 labels = {
     r.span.span_id: f"{'· ' * r.depth}{r.span.name} ({r.duration_ms:,.0f} ms)"
-    + (" ❌" if r.is_error else "")
+    + (" — ERROR" if r.is_error else "")
     for r in shown
 }
 options = list(labels)
 if selected_id not in labels:
     selected_id = options[0]
-select_key = f"span-select-{trace_id}-{page}"
 url_span = st.query_params.get("span", "")
 if select_key not in st.session_state or (
     url_span != st.session_state.get("span-param") and url_span in labels

@@ -114,7 +114,7 @@ else:
                 "trace", display_text=r"trace=([0-9a-f]{12})", width="small"
             ),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-            "cost $": st.column_config.NumberColumn(format="$%.4f"),
+            "cost $": st.column_config.NumberColumn(format="$%.5f"),
         },
     )
     # st.dataframe draws on a canvas; real links below keep every trace one click (and one
