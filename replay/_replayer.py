@@ -182,11 +182,19 @@ class Replayer:
                     f"trace {trajectory.trace_id}: the recorded agent config is not usable "
                     f"({where}: {first['msg']}); pass an agent config"
                 ) from None
+        if options.mode is not ReplayMode.LIVE_MODEL and (
+            options.model is not None or options.policy_file is not None
+        ):
+            raise ConfigError(
+                "a model or an offline policy file only applies to mode live-model "
+                f"(mode {options.mode.value} serves the recorded model answers)"
+            )
         if options.model is not None:
             provider, _, name = options.model.partition(":")
             if not provider or not name:
                 raise ConfigError(f"--model must look like 'provider:model', got {options.model!r}")
             config.model = options.model
+            config.offline_script = None  # the new model's own (bundled) script, if offline
         if options.policy_file is not None:
             config.offline_script = str(Path(options.policy_file).resolve())
         if options.prompt is not None:

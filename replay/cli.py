@@ -143,6 +143,8 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
 @click.option("--model", default=None, help="live-model: provider:model to run instead.")
 @click.option(
     "--policy-file",
+    "--policy",
+    "policy_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="live-model: offline model script (policy file) to run instead.",

@@ -163,3 +163,16 @@ def test_pytest_plugin_turns_golden_files_into_tests(golden: Trajectory, tmp_pat
     assert proc.returncode == 1, out
     assert "1 failed, 2 passed" in out
     assert "case-2" in out and "other_messages" in out
+
+
+def test_replay_command_live_model_with_another_model(golden: Trajectory, tmp_path: Path) -> None:
+    clean = write_suite(tmp_path, golden)[0]
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["replay", str(clean), "--mode", "live-model", "--model", "offline:data-scientist"]
+    )
+    # the bundled data-scientist script has no "sales report" task: it answers at once
+    assert result.exit_code == 1, result.output
+    assert "other_output" in result.output and "step 0 (chat" in result.output
+    result = runner.invoke(cli, ["replay", str(clean), "--model", "offline:data-scientist"])
+    assert result.exit_code == 2 and "only applies to mode live-model" in result.output
