@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from schemas.errors import InvalidInputError, NotFoundError
+from schemas.models import Approval, ApprovalStatus
 from tests.fixtures.collector import RunningCollector
 
 pytestmark = pytest.mark.integration
@@ -35,3 +44,75 @@ def test_unknown_trace_is_404_and_bad_params_400(collector_server: RunningCollec
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     with pytest.raises(InvalidInputError):
         client.get_payload("not-a-hash")
+
+
+def _ingest_trace(server: RunningCollector, n: int = 3) -> str:
+    from tests.collector.test_app_ingest import json_request, json_span
+
+    trace_id = secrets.token_hex(16)
+    root = secrets.token_hex(8)
+    spans = [json_span(trace_id, root, "invoke_agent analyst")]
+    spans += [
+        json_span(trace_id, secrets.token_hex(8), f"chat {i}", parentSpanId=root)
+        for i in range(n - 1)
+    ]
+    r = httpx.post(
+        server.url + "/v1/traces",
+        content=json_request(spans),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    server.client.wait_for_trace(trace_id, min_spans=n)
+    return trace_id
+
+
+def test_trace_views_exports_and_delete(collector_server: RunningCollector) -> None:
+    client = collector_server.client
+    trace_id = _ingest_trace(collector_server, 4)
+    trajectory = client.get_trajectory(trace_id)
+    assert trajectory.trace_id == trace_id
+    exported = json.loads(client.export_trace(trace_id, "json"))
+    assert len(exported["spans"]) == 4
+    table = pq.read_table(io.BytesIO(client.export_trace(trace_id, "parquet")))
+    assert table.num_rows == 4 and "span_id" in table.column_names
+    arrow = pa.ipc.open_file(io.BytesIO(client.export_trace(trace_id, "arrow"))).read_all()
+    assert arrow.num_rows == 4
+    r = httpx.get(f"{collector_server.url}/api/v1/traces/{trace_id}/export?format=csv")
+    assert r.status_code == 400
+    assert client.stats().runs >= 0
+    assert len(client.search_spans(trace_id=trace_id).spans) == 4
+    client.delete_trace(trace_id)
+    with pytest.raises(NotFoundError):
+        client.get_trace(trace_id)
+    with pytest.raises(NotFoundError):
+        client.delete_trace(trace_id)
+
+
+def test_replay_and_resume_are_launched_in_the_background(
+    collector_server: RunningCollector,
+) -> None:
+    client = collector_server.client
+    trace_id = _ingest_trace(collector_server)
+    record = client.start_replay(trace_id, "recorded")
+    assert record.status == "running" and record.original_trace_id == trace_id
+    deadline = time.monotonic() + 90
+    while client.get_replay(record.replay_id).status == "running":
+        assert time.monotonic() < deadline, "replay subprocess never finished"
+        time.sleep(0.5)
+    # a bare JSON trace has no recorded steps: either way the record leaves "running"
+    assert client.get_replay(record.replay_id).status in ("completed", "failed")
+    assert (collector_server.data_dir / "logs" / f"replay-{record.replay_id}.log").exists()
+    with pytest.raises(NotFoundError):
+        client.start_replay("f" * 32)
+
+    now = datetime.now(UTC)
+    client.save_approval(
+        Approval(approval_id="ap-9", run_id="run-9", tool_name="run_shell", requested_at=now)
+    )
+    decided = client.decide_approval("ap-9", "approve", decided_by="ops")
+    assert decided.status == ApprovalStatus.APPROVED and decided.decided_at is not None
+    log = collector_server.data_dir / "logs" / "resume-run-9.log"
+    deadline = time.monotonic() + 10
+    while not log.exists():
+        assert time.monotonic() < deadline, "resume was not launched"
+        time.sleep(0.1)
