@@ -223,3 +223,56 @@ def test_missing_data_is_a_clear_error(golden: Trajectory) -> None:
         Replayer().replay(broken, "recorded")
     with pytest.raises(ReplayError, match="no collector endpoint"):
         Replayer().replay("0123456789abcdef", "recorded")
+
+
+def test_replay_sees_the_recorded_approval_decision(tmp_path: Path, script: Path) -> None:
+    import asyncio
+
+    from replay._capture import CaptureExporter, detail_from_spans
+    from runner.offline import OfflineModel
+    from runner.run import run_agent
+    from runner.runtime import LiveRuntime
+    from schemas.trajectory import trajectory_from_detail
+    from tests.replay.agent_fixture import TASK
+
+    policy = {"version": 1, "require_approval": [{"name": "writes", "tools": ["write_file"]}]}
+    config = agent_config(script, policy=policy)
+    decisions: list[dict[str, object]] = []
+
+    async def alice_approves(request: dict[str, object]) -> dict[str, object]:
+        decisions.append(request)
+        return {"approval_id": "ap-1", "status": "approved", "decided_by": "alice", "comment": ""}
+
+    workspace = tmp_path / "ws-approval"
+    workspace.mkdir()
+    capture = CaptureExporter()
+    assert config.offline_script is not None
+    result = asyncio.run(
+        run_agent(
+            TASK,
+            config,
+            model=OfflineModel.from_file(config.offline_script, name=config.model_name),
+            tools=FileTools(workspace),
+            runtime=LiveRuntime(1),
+            approval_resolver=alice_approves,
+            span_exporter=capture,
+        )
+    )
+    assert len(decisions) == 1 and (workspace / "report.csv").is_file()
+    recorded = trajectory_from_detail(detail_from_spans(capture.spans, result.trace_id))
+    write = recorded.steps[3]
+    assert write.policy_decision == "require_approval"
+    assert write.approval is not None and write.approval["status"] == "approved"
+
+    # the replay asks nobody: the recorded decision answers, and nothing diverges
+    clean = Replayer().replay(recorded, "recorded").report
+    assert clean is not None and not clean.diverged, clean.divergences
+    # without the approval rule the call is simply allowed: a policy divergence at that step
+    relaxed = Replayer().replay(recorded, "recorded", config=agent_config(script)).report
+    assert relaxed is not None
+    first = relaxed.first_divergence
+    assert first is not None
+    assert (first.kind, first.recorded_index) == (DivergenceKind.POLICY, 3)
+    assert {(d.path, d.recorded, d.replayed) for d in first.diff} >= {
+        ("/policy/decision", "require_approval", "allow")
+    }
