@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated PROJECT:KEY pairs registered at collector start-up."
     )
+    decode_workers: int = Field(
+        -1, description="OTLP decode processes: -1 = one per CPU, 0 = in the server process."
+    )
     resume_on_decision: bool = Field(
         True, description="After an approval decision, launch `retrace resume RUN_ID`."
     )
