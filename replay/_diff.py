@@ -136,8 +136,27 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+def _normalize_fast(value: Any, volatile: frozenset[str], config: DiffConfig) -> Any:
+    """:func:`normalize` when no path rule exists: no path strings to build."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): _normalize_fast(value[k], volatile, config)
+            for k in sorted(value, key=str)
+            if str(k) not in volatile
+        }
+    if isinstance(value, list | tuple):
+        return [_normalize_fast(item, volatile, config) for item in value]
+    if isinstance(value, str):
+        return config.mask(value) if config.mask_patterns else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def normalize(value: Any, config: DiffConfig = DEFAULT_CONFIG, path: str = "") -> Any:
     """A copy of a JSON value with volatile keys and ignored paths dropped and masks applied."""
+    if not config.ignore_paths and not config.ignore_path_regexes:
+        return _normalize_fast(value, config.volatile_keys, config)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key in sorted(value, key=str):
