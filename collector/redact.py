@@ -154,7 +154,10 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "url_password",
         ("://",),
-        re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^\s:@/\"'\\]*:([^\s@/\"'\\]+)@", _FLAGS),
+        re.compile(
+            r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^\s:@/\"'\\]*:(?!\[REDACTED:)([^\s@/\"'\\]+)@",
+            _FLAGS,
+        ),
         r"://[^\s:@/\"'\\]*:[^\s@/\"'\\]+@",
         group=1,
     ),
