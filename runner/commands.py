@@ -186,9 +186,12 @@ async def resume_task(run_id: str, settings: Any, client: Any) -> RunResult:
     from runner.providers import make_model
     from runner.run import resume_agent
     from runner.runtime import LiveRuntime
+    from schemas.errors import InvalidInputError
 
     data_dir = Path(settings.data_dir).resolve()
     record = PausedRuns(data_dir).load(run_id)
+    if record.state != "paused":  # checked again under the lock; this avoids starting servers
+        raise InvalidInputError(f"run {run_id} is not paused (it is {record.state})")
     config = AgentConfig.model_validate(record.config)
     runtime = LiveRuntime(seed=config.seed)
     model = make_model(config, settings)
@@ -204,6 +207,23 @@ async def resume_task(run_id: str, settings: Any, client: Any) -> RunResult:
             api_key=_api_key(settings),
             config=config,
         )
+
+
+def run_sync(coro: Any) -> Any:
+    """``asyncio.run`` that surfaces a ``RetraceError`` raised inside a task group (the MCP
+    client's) as itself, so the CLI prints one line instead of a group traceback."""
+    from schemas.errors import RetraceError
+
+    try:
+        return asyncio.run(coro)
+    except BaseExceptionGroup as group:
+        match, _ = group.split(RetraceError)
+        while match is not None:
+            first = match.exceptions[0]
+            if isinstance(first, RetraceError):
+                raise first from group
+            match = first if isinstance(first, BaseExceptionGroup) else None
+        raise
 
 
 def _print_result(result: RunResult) -> None:
@@ -261,7 +281,7 @@ def run_suite(
         for item in tasks:
             progress.update(bar, description=f"running {item.name}")
             try:
-                result = asyncio.run(execute_task(item.task, config, settings, client))
+                result = run_sync(execute_task(item.task, config, settings, client))
                 outcomes.append((item, result, ""))
             except (RetraceError, OSError) as exc:
                 outcomes.append((item, None, str(exc)))
@@ -360,7 +380,7 @@ def run(
                 sys.exit(1)
             return
         assert task is not None
-        result = asyncio.run(execute_task(task, _agent(agent_path, model), settings, client))
+        result = run_sync(execute_task(task, _agent(agent_path, model), settings, client))
     _print_result(result)
 
 
@@ -393,7 +413,7 @@ def _decide(
         if not resume_after:
             return
         try:
-            result = asyncio.run(resume_task(run_id, settings, client))
+            result = run_sync(resume_task(run_id, settings, client))
         except InvalidInputError as exc:
             click.echo(f"not resumed here: {exc.message}")
             return
@@ -451,7 +471,7 @@ def resume(run_id: str, endpoint: str | None, api_key: str | None, data_dir: Pat
     """Resume RUN_ID, paused for approval, once the approval is decided or expired."""
     settings = _settings(endpoint=endpoint, api_key=api_key, data_dir=data_dir)
     with _client(settings) as client:
-        result = asyncio.run(resume_task(run_id, settings, client))
+        result = run_sync(resume_task(run_id, settings, client))
     _print_result(result)
 
 

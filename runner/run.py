@@ -109,7 +109,10 @@ async def run_agent(
         approval_resolver=approval_resolver,
         span_exporter=span_exporter,
     )
-    run_id = run_id or session.runtime.new_id()
+    if run_id:  # minted by the caller: recorded as if minted here, so a replay gets it back
+        session.runtime.ids.append(run_id)
+    else:
+        run_id = session.runtime.new_id()
     extra: dict[str, Any] = {}
     if replay_of:
         extra[A.RETRACE_REPLAY_OF] = replay_of
