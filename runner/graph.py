@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
 
@@ -115,17 +115,17 @@ def build_graph(deps: AgentDeps) -> StateGraph[AgentState]:
             if hit is not None:
                 return _stop(deps, hit) | {"step": step, "calls": calls[len(state["calls"]) :]}
             decision = state["decisions"].get(str(call["id"]), {"action": "allow"})
-            message, step = await execute_call(deps, call, decision, step)
+            message, step = await execute_call(deps, dict(call), decision, step)
             results.append(message)
             executed.append((call["name"], state["now"]))
         new_calls = calls[len(state["calls"]) :]
         return {"messages": results, "step": step, "calls": new_calls, "executed": executed}
 
     def after_model(state: AgentState) -> Literal["gate", "__end__"]:
-        return END if state.get("status") else "gate"
+        return "__end__" if state.get("status") else "gate"
 
     def after_tools(state: AgentState) -> Literal["model", "__end__"]:
-        return END if state.get("status") else "model"
+        return "__end__" if state.get("status") else "model"
 
     graph = StateGraph(AgentState)
     graph.add_node("model", model)

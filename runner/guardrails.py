@@ -65,7 +65,7 @@ class Guardrails:
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): exponential, with seeded jitter."""
-        base = self.config.backoff_base_s * (2 ** (attempt - 1))
+        base: float = self.config.backoff_base_s * 2.0 ** (attempt - 1)
         return min(self.config.backoff_max_s, base * (0.5 + self.runtime.random()))
 
 

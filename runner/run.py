@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -293,7 +294,7 @@ class _Session:
                 parameters=dict(config.model_parameters),
                 run_id=run_id,
             )
-            thread = {"configurable": {"thread_id": run_id}}
+            thread: RunnableConfig = {"configurable": {"thread_id": run_id}}
             async with self._checkpointer() as saver:
                 graph = build_graph(deps).compile(checkpointer=saver)
                 while True:
@@ -305,7 +306,14 @@ class _Session:
                         graph_input = Command(resume=await self.approval_resolver(request))
                         continue
                     result = self._pause(
-                        tracer, task, run_id, request, trace_id, root_span_id, out.value, extra
+                        tracer,
+                        task,
+                        run_id,
+                        request,
+                        trace_id,
+                        root_span_id,
+                        dict(out.value),
+                        extra,
                     )
                     return result
             state = out.value
@@ -318,7 +326,7 @@ class _Session:
                 state.get("step", 0),
                 tokens=state.get("tokens", 0),
             )
-            tracer.finish_root(status, answer=result.answer, attributes=self._recorded(state))
+            tracer.finish_root(status, answer=result.answer, attributes=self._recorded(dict(state)))
             return result
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {exc}"

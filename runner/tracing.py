@@ -238,7 +238,7 @@ class RunTracer:
                 trace_flags=TraceFlags(TraceFlags.SAMPLED),
             )
             links.append(Link(ctx))
-        base = {
+        base: dict[str, str | bool | int | float] = {
             A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT,
             A.GEN_AI_AGENT_NAME: self.agent_name,
             A.GEN_AI_PROVIDER_NAME: self.provider_name,
@@ -384,9 +384,9 @@ class RunTracer:
     @staticmethod
     def record_chat(span: Span, message: AIMessage) -> tuple[int, int]:
         """Put the model's answer on its span; returns (input_tokens, output_tokens)."""
-        usage = message.usage_metadata or {}
-        input_tokens = int(usage.get("input_tokens", 0))
-        output_tokens = int(usage.get("output_tokens", 0))
+        usage = message.usage_metadata
+        input_tokens = int(usage["input_tokens"]) if usage else 0
+        output_tokens = int(usage["output_tokens"]) if usage else 0
         meta = message.response_metadata or {}
         finish = meta.get("finish_reason") or ("tool_calls" if message.tool_calls else "stop")
         span.set_attribute(A.GEN_AI_OUTPUT_MESSAGES, _json(messages_to_genai([message])))
