@@ -325,7 +325,9 @@ class Replayer:
                 specs = await live.list_tools()
             elif opts.on_unmatched == "live":
                 # started only if the new model asks something the recording cannot answer
-                live = _LazyTools(factory, config, workspace, stack)
+                lazy = _LazyTools(factory, config, workspace)
+                stack.push_async_callback(lazy.aclose)
+                live = lazy
             model: ModelProvider | None = None
             if opts.mode is ReplayMode.LIVE_MODEL:
                 from runner.providers import make_model
@@ -492,27 +494,43 @@ def _replay_in_worker(source: TrajectorySource, s: _WorkerSettings) -> ReplayOut
 
 
 class _LazyTools:
-    """A live ``ToolExecutor`` started on first use (live-model rarely needs it)."""
+    """A live ``ToolExecutor`` started on first use (live-model rarely needs it).
 
-    def __init__(
-        self,
-        factory: LiveToolsFactory,
-        config: AgentConfig,
-        workspace: Path,
-        stack: contextlib.AsyncExitStack,
-    ) -> None:
+    MCP clients must be entered and exited in one task, and the first use happens inside a graph
+    node's task: so an owner task of its own enters the executor, keeps it open, and exits it
+    when :meth:`aclose` is called.
+    """
+
+    def __init__(self, factory: LiveToolsFactory, config: AgentConfig, workspace: Path) -> None:
         self._factory = factory
         self._config = config
         self._workspace = workspace
-        self._stack = stack
-        self._tools: ToolExecutor | None = None
+        self._started: asyncio.Future[ToolExecutor] | None = None
+        self._owner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def _own(self) -> None:
+        assert self._started is not None
+        try:
+            async with self._factory(self._config, self._workspace) as tools:
+                self._started.set_result(tools)
+                await self._stop.wait()
+        except Exception as exc:
+            if not self._started.done():
+                self._started.set_exception(exc)
+            else:
+                raise
 
     async def _get(self) -> ToolExecutor:
-        if self._tools is None:
-            self._tools = await self._stack.enter_async_context(
-                self._factory(self._config, self._workspace)
-            )
-        return self._tools
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            self._owner = asyncio.create_task(self._own())
+        return await asyncio.shield(self._started)
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._owner is not None:
+            await self._owner
 
     async def list_tools(self) -> list[ToolSpec]:
         return await (await self._get()).list_tools()
