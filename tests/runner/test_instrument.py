@@ -128,3 +128,15 @@ def test_a_failing_graph_marks_the_run_failed() -> None:
     assert root.status.status_code.name == "ERROR"
     # everything else passes through to the wrapped graph
     assert "broken" in graph.get_graph().nodes
+
+
+@pytest.mark.integration
+def test_instrumented_graph_exports_to_the_collector(collector_server: Any) -> None:
+    graph = instrument(_user_graph([]), endpoint=collector_server.url, agent_name="user-agent")
+    graph.invoke({"messages": [HumanMessage("what is 6 times 7?")]})
+    graph.shutdown()
+    detail = collector_server.client.wait_for_trace(graph.last_trace_id, min_spans=6)
+    assert detail.trace.agent_name == "user-agent"
+    assert detail.trace.run_status == "completed"
+    assert detail.trace.llm_calls == 3 and detail.trace.tool_calls == 2
+    assert set(detail.trace.tools) == {"multiply", "explode"}
