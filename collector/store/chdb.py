@@ -90,6 +90,11 @@ class ChdbTraceStore(SqlTraceStore):
             self._lock.release()
             raise StoreError(f"cannot open the chDB store in {self.data_dir}: {exc}") from exc
         self._closed = False
+        try:
+            self._create_database()
+        except StoreError:
+            self.close()
+            raise
 
     # --- primitives ----------------------------------------------------------------------------
     def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:

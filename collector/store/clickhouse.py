@@ -46,18 +46,22 @@ class ClickHouseTraceStore(SqlTraceStore):
             )
         except self._errors as exc:
             raise StoreError(f"cannot reach ClickHouse at {self.url}: {exc}") from exc
-        self._create_database()
+        try:
+            self._create_database()
+        except StoreError:
+            self.close()
+            raise
 
     # --- primitives ----------------------------------------------------------------------------
     def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
-            self._client.command(sql, parameters=dict(params) if params else None)
+            self._live().command(sql, parameters=dict(params) if params else None)
         except self._errors as exc:
             raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
 
     def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         try:
-            table = self._client.query_arrow(
+            table = self._live().query_arrow(
                 sql, parameters=dict(params) if params else None, use_strings=True
             )
         except self._errors as exc:
@@ -68,16 +72,23 @@ class ClickHouseTraceStore(SqlTraceStore):
 
     def _insert(self, table: str, data: pa.Table, settings: Mapping[str, Any]) -> None:
         try:
-            self._client.insert_arrow(table, data, settings=dict(settings) if settings else None)
+            self._live().insert_arrow(table, data, settings=dict(settings) if settings else None)
         except self._errors as exc:
             raise StoreError(
                 f"ClickHouse at {self.url}: insert into {table} failed: {exc}"
             ) from exc
 
+    def _live(self) -> Any:
+        if self._client is None:
+            raise StoreError(f"the store at {self.url} is closed")
+        return self._client
+
     def _create_database(self) -> None:
-        self._client.database = None
+        self._live().database = None
         self._command(q.create_database_sql(self.database))
-        self._client.database = self.database
+        self._live().database = self.database
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -20,7 +21,13 @@ import pytest
 
 from collector.store import TraceStore, open_store
 from schemas import attributes as attr
-from schemas.errors import InvalidInputError, SchemaVersionError, StoreLockedError
+from schemas.errors import (
+    ConfigError,
+    InvalidInputError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+)
 from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION
 from schemas.models import (
     Approval,
@@ -213,6 +220,32 @@ def test_insert_and_get_trace_resolves_payloads(store: TraceStore) -> None:
     assert summary.duration_ms == pytest.approx(100.0)
 
     assert store.get_payloads("p", [*payloads, "0" * 64, "not-a-hash"]) == payloads
+
+
+def test_large_trace_round_trip(store: TraceStore) -> None:
+    """250 spans with 250 payloads: big parameter lists (the HTTP client form-encodes them)."""
+    trace_id, spans, payloads = make_run("p")
+    root = spans[0]
+    for i in range(247):
+        blob = json.dumps({"step": i, "text": "x" * 500}).encode()
+        payloads[_sha(blob)] = blob
+        spans.append(
+            root.model_copy(
+                update={
+                    "span_id": f"{i:016x}",
+                    "parent_span_id": root.span_id,
+                    "name": "chat big",
+                    "start_time_unix_nano": root.start_time_unix_nano + (i + 100) * MS,
+                    "payload_refs": {attr.GEN_AI_INPUT_MESSAGES: _sha(blob)},
+                }
+            )
+        )
+    store.insert_spans("p", spans, payloads)
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None and len(detail.spans) == 250
+    assert json.loads(detail.spans[-1].attributes[attr.GEN_AI_INPUT_MESSAGES])["step"] == 246
+    assert detail.trace.span_count == 250
+    assert store.get_payloads("p", list(payloads)) == payloads
 
 
 def test_unknown_trace_is_none(store: TraceStore) -> None:
@@ -563,6 +596,18 @@ def test_api_keys(store: TraceStore) -> None:
     assert store.has_api_keys() is False
     assert store.revoke_api_key("k1") is False
     assert store.revoke_api_key("unknown") is False
+
+
+def test_unreachable_or_misconfigured_server_is_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
+        open_store(Settings(clickhouse_url=f"http://127.0.0.1:{port}"))
+    with pytest.raises(ConfigError, match="invalid ClickHouse URL"):
+        open_store(Settings(clickhouse_url="ftp://example"))
+    with pytest.raises(InvalidInputError, match="invalid database name"):
+        open_store(Settings(clickhouse_url="http://127.0.0.1:1", clickhouse_database="x;drop"))
 
 
 # --- the embedded store's owner lock -------------------------------------------------------------
