@@ -576,12 +576,19 @@ def demo(
         _check_collector(client)
         outcomes = run_suite(tasks, config, settings, client)
         _print_table(outcomes)
+        stays = process is None or keep_serving
         for item, result, _ in outcomes:
             if result is not None and result.approval_id:
+                where = f"--endpoint {url}" if stays else f"--data-dir {data_path}"
                 click.echo(
                     f"{item.name} waits for approval: retrace approve {result.run_id} "
-                    f"--endpoint {url}   (or reject)"
+                    f"{where}   (or reject)"
                 )
+        if not stays:
+            click.echo(
+                f"(later, `retrace serve --data-dir {data_path}` serves these traces again; "
+                "approve or reject the paused run against it)"
+            )
         click.echo(f"API:     {url}/api/v1/traces")
         click.echo(f"Explore: retrace ui --api {url}")
         if process is not None and keep_serving:

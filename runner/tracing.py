@@ -490,9 +490,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if callable(previous):
         previous(signum, frame)
         return
-    # Default action: restore it and re-deliver, so the exit status says "killed by signal".
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
+    # Default action was "terminate": exit, but through the interpreter, so the caller's
+    # cleanup (e.g. the collector `retrace demo` started) still runs.
+    raise SystemExit(128 + signum)
 
 
 def _install_crash_handlers() -> None:
