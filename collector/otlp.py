@@ -260,7 +260,7 @@ def _construct(cls: type[Any], fields: frozenset[str], values: dict[str, Any]) -
     # is given) -- validation would cost more than the rest of decoding together.
     obj = _new(cls)
     _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", fields)
+    _set(obj, "__pydantic_fields_set__", set(fields))  # per instance: assignment adds to it
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
     return obj
@@ -1166,13 +1166,16 @@ def _preview_from_json(value: Any, role: str | None) -> str | None:
             if isinstance(inner, str):
                 return inner
         return None
-    if isinstance(value, list) and value:
-        messages = [m for m in value if isinstance(m, dict)]
-        if not messages:
-            return None
-        chosen = [m for m in messages if m.get("role") == role] if role else messages
-        target = (chosen or messages)[-1]
-        return _message_text(target)
+    if isinstance(value, list):
+        # The last message with the wanted role, else the last message.
+        fallback: dict[str, Any] | None = None
+        for message in reversed(value):
+            if isinstance(message, dict):
+                if role is None or message.get("role") == role:
+                    return _message_text(message)
+                if fallback is None:
+                    fallback = message
+        return _message_text(fallback) if fallback is not None else None
     return None
 
 
@@ -1208,7 +1211,7 @@ def _message_text(message: Mapping[str, Any]) -> str | None:
 
 
 def _shorten(text: str) -> str:
-    head = text[: PREVIEW_CHARS * 4]
+    head = text[: PREVIEW_CHARS * 2]
     collapsed = " ".join(head.split())
     if len(collapsed) > PREVIEW_CHARS:
         return collapsed[: PREVIEW_CHARS - 1] + "…"

@@ -271,9 +271,15 @@ def test_protobuf_from_the_sdk_encoder_decodes_every_field(
         assert span.service_name == "analyst-svc"
         assert span.scope_name == "retrace.tests" and span.scope_version == "1.2.3"
         assert span.resource_attributes[A.RETRACE_PROJECT] == "someone-else"
-        # Rows are built without validation: they must still be exactly what validation gives.
+        # Rows are built without validation: they must still be exactly what validation gives,
+        # and behave like any other model instance.
         assert SpanRecord.model_validate(span.model_dump()) == span
+        assert span.model_fields_set == set(SpanRecord.model_fields)
+        assert span.model_copy(update={"name": "renamed"}).name == "renamed"
     assert root.parent_span_id == "" and chat.parent_span_id == root.span_id
+    root.step_index = 5  # assignment works on rows built without validation
+    assert root.step_index == 5 and chat.model_fields_set == set(SpanRecord.model_fields)
+    root.step_index = -1
     assert chat.kind is SpanKind.CLIENT and root.kind is SpanKind.INTERNAL
     assert tool.status_code is StatusCode.ERROR and tool.status_message == "table not found"
     assert chat.status_code is StatusCode.UNSET
