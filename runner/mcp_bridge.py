@@ -313,12 +313,10 @@ class McpToolExecutor:
         metadata: dict[str, Any] = {RETRACE_MCP_SERVER: route.server}
         snapshot_dir = conn.workspace if self._snapshots is not None else None
         if snapshot_dir is not None:
-            metadata[RETRACE_WORKSPACE_BEFORE] = await self._snapshot(snapshot_dir)
-        try:
-            result = await self._call_server(conn, route, arguments)
-        finally:
-            if snapshot_dir is not None:
-                metadata[RETRACE_WORKSPACE_AFTER] = await self._snapshot(snapshot_dir)
+            await self._snapshot(snapshot_dir, RETRACE_WORKSPACE_BEFORE, metadata)
+        result = await self._call_server(conn, route, arguments)
+        if snapshot_dir is not None:
+            await self._snapshot(snapshot_dir, RETRACE_WORKSPACE_AFTER, metadata)
         if isinstance(result, str):
             return ToolResult(content=result, is_error=True, metadata=metadata)
         metadata.update(_sandbox_metadata(result))
@@ -329,9 +327,14 @@ class McpToolExecutor:
             metadata=metadata,
         )
 
-    async def _snapshot(self, workspace: Path) -> str:
+    async def _snapshot(self, workspace: Path, key: str, metadata: dict[str, Any]) -> None:
+        """Record a snapshot id under ``key``; a failed snapshot is recorded, never raised."""
         assert self._snapshots is not None
-        return await anyio.to_thread.run_sync(self._snapshots.snapshot, workspace)
+        try:
+            metadata[key] = await anyio.to_thread.run_sync(self._snapshots.snapshot, workspace)
+        except Exception as exc:
+            logger.warning("workspace snapshot of %s failed: %s", workspace, exc)
+            metadata[RETRACE_SANDBOX_ERROR] = f"workspace snapshot failed: {_describe(exc)}"
 
     async def _call_server(
         self, conn: _Connection, route: _Route, arguments: dict[str, Any]
