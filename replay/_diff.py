@@ -209,7 +209,7 @@ def _diff(a: Any, b: Any, path: str) -> list[DiffEntry]:
             else:
                 out.extend(_diff(a[i], b[i], child))
         return out
-    if a == b and type(a) is type(b):
+    if a == b and type(a) is type(b):  # strict: false != 0, 1 != "1"
         return []
     return [DiffEntry(path=path or "/", op="change", recorded=a, replayed=b)]
 

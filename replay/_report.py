@@ -8,6 +8,7 @@ LLM step: other messages (prompt, tools offered), error vs success, other output
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,16 @@ class _View:
     output: Any  # llm: canonical output message; tool: result
     failed: bool
     policy: Any
+    keys: dict[str, str]  # canonical JSON of each field: strict equality (false != 0), cheap
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _keyed(**fields: Any) -> dict[str, Any]:
+    keys = {name: _key(fields[name]) for name in ("inputs", "offered", "output", "policy")}
+    return {**fields, "keys": keys}
 
 
 def _view(step: Step, config: DiffConfig) -> _View:
@@ -66,42 +77,51 @@ def _view(step: Step, config: DiffConfig) -> _View:
         if step.output_message is not None:
             output = canonical_messages([step.output_message])[0]
         return _View(
-            step=step,
-            name=step.model,
-            inputs=normalize(canonical_messages(step.input_messages), config, "/input_messages"),
-            offered=normalize(
-                sorted((canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]),
-                config,
-                "/tool_definitions",
-            ),
-            output=normalize(output, config, "/output_message"),
-            failed=step.error is not None,
-            policy=None,
+            **_keyed(
+                step=step,
+                name=step.model,
+                inputs=normalize(
+                    canonical_messages(step.input_messages), config, "/input_messages"
+                ),
+                offered=normalize(
+                    sorted(
+                        (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
+                    ),
+                    config,
+                    "/tool_definitions",
+                ),
+                output=normalize(output, config, "/output_message"),
+                failed=step.error is not None,
+                policy=None,
+            )
         )
     return _View(
-        step=step,
-        name=step.tool_name,
-        inputs=normalize(step.arguments, config, "/arguments"),
-        offered=None,
-        output=normalize(loads_maybe(step.result), config, "/result"),
-        failed=step.error is not None,
-        policy=normalize(
-            {"decision": step.policy_decision, "approval": (step.approval or {}).get("status")},
-            config,
-            "/policy",
-        ),
+        **_keyed(
+            step=step,
+            name=step.tool_name,
+            inputs=normalize(step.arguments, config, "/arguments"),
+            offered=None,
+            output=normalize(loads_maybe(step.result), config, "/result"),
+            failed=step.error is not None,
+            policy=normalize(
+                {"decision": step.policy_decision, "approval": (step.approval or {}).get("status")},
+                config,
+                "/policy",
+            ),
+        )
     )
 
 
 def _similarity(a: _View, b: _View) -> int:
     if a.step.kind != b.step.kind:
         return -1
-    same_inputs, same_output = bool(a.inputs == b.inputs), bool(a.output == b.output)
+    same_inputs = a.keys["inputs"] == b.keys["inputs"]
+    same_output = a.keys["output"] == b.keys["output"]
     score = 1
     if a.step.kind == "tool":
         score += 4 * (a.name == b.name) + 2 * same_inputs + same_output
     else:
-        score += 2 * same_inputs + 2 * same_output + bool(a.offered == b.offered)
+        score += 2 * same_inputs + 2 * same_output + (a.keys["offered"] == b.keys["offered"])
     return score
 
 
@@ -130,20 +150,20 @@ def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
                 f"{label}: the replay called {b.name!r} instead of {a.name!r}",
                 [DiffEntry(path="/tool_name", op="change", recorded=a.name, replayed=b.name)],
             )
-        if a.policy != b.policy:
+        if a.keys["policy"] != b.keys["policy"]:
             add(
                 DivergenceKind.POLICY,
                 f"{label}: policy/approval decided differently",
                 json_diff(a.policy, b.policy, config, "/policy"),
             )
-        if a.name == b.name and a.inputs != b.inputs:
+        if a.name == b.name and a.keys["inputs"] != b.keys["inputs"]:
             add(
                 DivergenceKind.OTHER_ARGUMENTS,
                 f"{label}: called with other arguments",
                 json_diff(rec.arguments, rep.arguments, config, "/arguments"),
             )
     else:
-        if a.inputs != b.inputs or a.offered != b.offered:
+        if a.keys["inputs"] != b.keys["inputs"] or a.keys["offered"] != b.keys["offered"]:
             diff = json_diff(
                 canonical_messages(rec.input_messages),
                 canonical_messages(rep.input_messages),
@@ -159,7 +179,7 @@ def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
             f"{'failed' if a.failed else 'succeeded'} in the recording",
             [DiffEntry(path="/error", op="change", recorded=rec.error, replayed=rep.error)],
         )
-    elif a.output != b.output and not (rec.kind == "tool" and a.name != b.name):
+    elif a.keys["output"] != b.keys["output"] and not (rec.kind == "tool" and a.name != b.name):
         path = "/output_message" if rec.kind == "llm" else "/result"
         add(
             DivergenceKind.OTHER_OUTPUT,
@@ -261,7 +281,9 @@ def build_report(
     rep_in, rep_out = _tokens(replayed.steps)
     rec_ns = sum(s.duration_ns for s in recorded.steps)
     rep_ns = sum(s.duration_ns for s in replayed.steps)
-    answer_changed = normalize(recorded.output, config) != normalize(replayed.output, config)
+    answer_changed = _key(normalize(recorded.output, config)) != _key(
+        normalize(replayed.output, config)
+    )
     metrics = DivergenceMetrics(
         steps_recorded=len(recorded.steps),
         steps_replayed=len(replayed.steps),
