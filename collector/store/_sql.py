@@ -417,18 +417,18 @@ FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
-# One round trip: the lookup table's time range (scalar subqueries, evaluated first) prunes
-# partitions and parts, the sort key finds the trace inside them.
-_TRACE_BOUND = (
-    f"(SELECT toDateTime64({{agg}}({{col}}), 9) FROM {TRACE_ID_TS_TABLE}"
-    " WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}})"
-)
+# One round trip: the lookup table's time range (a scalar subquery, evaluated first and folded
+# into constants) prunes partitions and parts; the sort key finds the trace inside them.
 TRACE_SPANS_SQL = f"""
+WITH (
+    SELECT (toDateTime64(min(Start), 9), toDateTime64(max(End), 9) + 1)
+    FROM {TRACE_ID_TS_TABLE}
+    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+) AS bounds
 SELECT {SPAN_SELECT}, InputPreview, OutputPreview
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-  AND Timestamp >= {_TRACE_BOUND.format(agg="min", col="Start")}
-  AND Timestamp < {_TRACE_BOUND.format(agg="max", col="End")} + 1
+  AND Timestamp >= bounds.1 AND Timestamp < bounds.2
 ORDER BY Timestamp, SpanId
 LIMIT 1 BY SpanId
 """
