@@ -152,6 +152,23 @@ def build_requests(n_spans: int, batch: int, seed: int) -> list[bytes]:
     return bodies
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user+sys) used so far by ``pid`` and its live children (decode workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
+        if int(entry) == pid or ppid == pid:
+            total += (utime + stime) / tick
+    return total
+
+
 def client_process(
     url: str, bodies_path: str, start_evt: mp.Event, threads: int, out: mp.Queue
 ) -> None:  # type: ignore[type-arg]
@@ -268,6 +285,7 @@ def main() -> None:
         time.sleep(1.0)  # let the clients load their bodies
         start_evt.set()
         target = before.get("retrace_spans_stored_total", 0) + total
+        cpu_before = process_tree_cpu(proc.pid) if proc is not None else 0.0
         t0 = time.time()
         stored = 0.0
         while True:
@@ -279,6 +297,7 @@ def main() -> None:
                 raise SystemExit(f"timed out: stored {stored} of {target}")
             time.sleep(0.05)
         t_end = time.time()
+        cpu_used = process_tree_cpu(proc.pid) - cpu_before if proc is not None else 0.0
         results = [out.get() for _ in procs]
         for p in procs:
             p.join()
@@ -298,6 +317,12 @@ def main() -> None:
         )
         print(f"store batches:    {batches:.0f} ({total / max(batches, 1):,.0f} spans per insert)")
         print(f"503 retries:      {retries}")
+        if cpu_used:
+            print(
+                f"collector CPU:    {cpu_used:.1f}s for {total} spans = "
+                f"{cpu_used / total * 1e6:.0f} us/span ({total / cpu_used:,.0f} spans per CPU-s)"
+            )
+        print(f"load average:     {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         if proc is not None:
             proc.kill()

@@ -21,7 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from collector import otlp
 from collector._api_query import router as query_router
+from collector._decode_pool import DecodePool
 from collector.auth import Authenticator, parse_key_specs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
@@ -63,6 +65,7 @@ class CollectorState:
     metrics: CollectorMetrics
     auth: Authenticator
     self_url: str
+    decoder: DecodePool
 
     def project_for(self, authorization: str | None) -> str:
         return self.auth.project_for(authorization)
@@ -78,8 +81,6 @@ def _decode_record(
     settings: Settings,
 ) -> Callable[[IngestRecord], tuple[list[SpanRecord], dict[str, bytes]]]:
     def decode(record: IngestRecord) -> tuple[list[SpanRecord], dict[str, bytes]]:
-        from collector import otlp
-
         batch = otlp.decode_export_request(
             record.body,
             content_type=record.content_type,
@@ -125,7 +126,10 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
         batch_max_spans=settings.batch_max_spans,
         batch_max_wait_s=settings.batch_max_wait_s,
     )
-    state = CollectorState(settings, the_store, spool, writer, metrics, auth, self_url(settings))
+    decoder = DecodePool(settings.decode_workers)
+    state = CollectorState(
+        settings, the_store, spool, writer, metrics, auth, self_url(settings), decoder
+    )
     metrics.gauge(
         "retrace_spool_bytes", "Spool bytes not yet in the store.", lambda: spool.pending_bytes
     )
@@ -139,9 +143,11 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        decoder.start()
         try:
             yield
         finally:
+            decoder.close()
             await run_in_threadpool(writer.stop)
             spool.close()
             if owned_store:
@@ -272,29 +278,15 @@ async def _ingest(
     body = b"".join(chunks)
     media = _media_type(content_type)
     encoding = content_encoding.strip().lower() if content_encoding else None
-
-    from collector import otlp
-
-    def decode_and_append() -> tuple[Any, int, int, str]:
-        batch = otlp.decode_export_request(
-            body,
-            content_type=media,
-            content_encoding=encoding,
-            project=project,
-            max_body_bytes=limit,
-        )
-        end = None
-        if batch.spans or batch.payloads:
-            record = IngestRecord(project, media, encoding, body)
-            end = state.spool.append(record.encode(), cached=(batch.spans, batch.payloads))
-        return end, len(batch.spans), batch.rejected_spans, batch.error_message
-
-    end, accepted, rejected, message = await run_in_threadpool(decode_and_append)
-    if end is not None:
+    result = await state.decoder.decode(body, media, encoding, project, limit)
+    if result.batch is not None:
+        record = IngestRecord(project, media, encoding, body)
+        end = state.spool.append(record.encode(), cached=result.batch)
         await state.spool.wait_durable_async(end)
-    state.metrics.inc("retrace_spans_accepted_total", accepted)
-    if rejected:
-        state.metrics.inc("retrace_spans_rejected_total", rejected)
+    state.metrics.inc("retrace_spans_accepted_total", result.accepted)
+    if result.rejected:
+        state.metrics.inc("retrace_spans_rejected_total", result.rejected)
+    rejected, message = result.rejected, result.message
     reply_type = OTLP_JSON if media == OTLP_JSON else OTLP_PROTOBUF
     body_out = otlp.encode_export_response(rejected, message, reply_type)
     return Response(body_out, media_type=reply_type)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from collector._decode_pool import DecodedSpans, PickledSpans
 from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
 from collector.store import TraceStore
@@ -127,16 +128,19 @@ class SpoolWriter:
 
     @staticmethod
     def _span_count(entry: SpoolEntry) -> int:
-        if entry.cached is not None:
-            return len(entry.cached[0])
+        if isinstance(entry.cached, DecodedSpans | PickledSpans):
+            return entry.cached.span_count
         return 1  # unknown until decoded; counted as one so a replay backlog still batches
 
     def _group(self, entries: list[SpoolEntry]) -> dict[str, ProjectBatch]:
         groups: dict[str, ProjectBatch] = {}
         for entry in entries:
             record = IngestRecord.decode(entry.data)
-            if entry.cached is not None:
-                spans, payloads = entry.cached
+            if isinstance(entry.cached, PickledSpans):
+                loaded = entry.cached.load()
+                spans, payloads = loaded.spans, loaded.payloads
+            elif isinstance(entry.cached, DecodedSpans):
+                spans, payloads = entry.cached.spans, entry.cached.payloads
             else:
                 try:
                     spans, payloads = self._decode(record)

@@ -57,7 +57,10 @@ def test_kill_9_mid_ingest_keeps_every_acknowledged_span_once(
     tmp_path: Path, start_collector: Callable[..., RunningCollector]
 ) -> None:
     data_dir = tmp_path / "retrace"
-    server = start_collector(data_dir=data_dir, env={"RETRACE_BATCH_MAX_WAIT_S": "0.05"})
+    server = start_collector(
+        data_dir=data_dir,
+        env={"RETRACE_BATCH_MAX_WAIT_S": "0.05", "RETRACE_DECODE_WORKERS": "2"},
+    )
     acked: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

@@ -34,7 +34,8 @@ MAX_BODY = 200_000
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]:
     """One collector for this module (with a small body limit so 413 is cheap to provoke)."""
     data = tmp_path_factory.mktemp("ingest") / "retrace"
-    running = launch_collector(data, env={"RETRACE_MAX_BODY_BYTES": str(MAX_BODY)})
+    env = {"RETRACE_MAX_BODY_BYTES": str(MAX_BODY), "RETRACE_DECODE_WORKERS": "2"}
+    running = launch_collector(data, env=env)
     yield running
     running.kill()
 

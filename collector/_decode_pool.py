@@ -1,0 +1,179 @@
+"""OTLP decoding off the server process: a small process pool, with an in-process fallback.
+
+Decoding (protobuf parse, redaction, convention mapping) is pure-Python CPU work; in the server
+process it competes for the GIL with HTTP handling and the store insert. Worker processes decode
+and hand back the batch pickled (unpickling costs a tenth of decoding), so the server process
+only frames, spools and inserts. Until the pool is up, or if it breaks, decoding runs in the
+server's thread pool: same result, only slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from schemas.models import SpanRecord
+
+log = logging.getLogger("retrace.collector.decode")
+
+
+@dataclass(frozen=True)
+class DecodedSpans:
+    """A decoded batch as the writer consumes it (kept in memory next to the spool record)."""
+
+    spans: list[SpanRecord]
+    payloads: dict[str, bytes]
+
+    @property
+    def span_count(self) -> int:
+        return len(self.spans)
+
+
+@dataclass(frozen=True)
+class PickledSpans:
+    """A decoded batch as a worker process returned it; unpickled by the writer thread."""
+
+    span_count: int
+    data: bytes
+
+    def load(self) -> DecodedSpans:
+        spans, payloads = pickle.loads(self.data)  # our own worker's output, never user data
+        return DecodedSpans(spans, payloads)
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    batch: DecodedSpans | PickledSpans | None  # None when nothing is left to store
+    accepted: int
+    rejected: int
+    message: str
+
+
+def decode_body(
+    body: bytes,
+    content_type: str,
+    content_encoding: str | None,
+    project: str,
+    max_body_bytes: int,
+    *,
+    pickled: bool,
+) -> DecodeResult:
+    """Decode one OTLP request (raises the decoder's 400/413/415 errors)."""
+    from collector import otlp
+
+    batch = otlp.decode_export_request(
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        project=project,
+        max_body_bytes=max_body_bytes,
+    )
+    kept: DecodedSpans | PickledSpans | None = None
+    if batch.spans or batch.payloads:
+        if pickled:
+            data = pickle.dumps((batch.spans, batch.payloads), protocol=pickle.HIGHEST_PROTOCOL)
+            kept = PickledSpans(len(batch.spans), data)
+        else:
+            kept = DecodedSpans(batch.spans, batch.payloads)
+    return DecodeResult(kept, len(batch.spans), batch.rejected_spans, batch.error_message)
+
+
+def _worker_decode(
+    body: bytes, content_type: str, encoding: str | None, project: str, limit: int
+) -> DecodeResult:
+    return decode_body(body, content_type, encoding, project, limit, pickled=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: leave when the server process is gone (even after kill -9)."""
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _warm_up() -> int:
+    from collector import otlp  # noqa: F401 - import cost paid before the first request
+
+    return os.getpid()
+
+
+class DecodePool:
+    """``workers`` decode processes (-1: one per CPU; 0: none, decode in-process)."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 0:
+            workers = os.cpu_count() or 1
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the processes in the background; requests decode in-process meanwhile."""
+        if self.workers > 0:
+            threading.Thread(target=self._spawn, name="decode-pool-start", daemon=True).start()
+
+    def _spawn(self) -> None:
+        try:
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
+            for future in [pool.submit(_warm_up) for _ in range(self.workers)]:
+                future.result(timeout=120)
+        except Exception as exc:
+            log.warning("decode pool unavailable, decoding in-process: %s", exc)
+            return
+        with self._lock:
+            if self._closed:
+                pool.shutdown(wait=False, cancel_futures=True)
+                return
+            self._pool = pool
+
+    @property
+    def ready(self) -> bool:
+        return self._pool is not None
+
+    async def decode(
+        self, body: bytes, content_type: str, encoding: str | None, project: str, limit: int
+    ) -> DecodeResult:
+        """Decode in a worker if the pool is up, else in the server's thread pool."""
+        pool = self._pool
+        if pool is not None:
+            try:
+                future = pool.submit(_worker_decode, body, content_type, encoding, project, limit)
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                log.warning("decode pool broke; restarting it and decoding in-process")
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        if not self._closed:
+                            self.start()
+        return await run_in_threadpool(
+            decode_body, body, content_type, encoding, project, limit, pickled=False
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
