@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from urllib.parse import urlencode
 
 
@@ -25,3 +26,14 @@ def escape_markdown(text: str) -> str:
     """``text`` shown literally inside Streamlit markdown (one line)."""
     flat = " ".join(text.split())
     return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in flat)
+
+
+def same_tab_link(href: str, text: str, *, code: bool = False) -> str:
+    """An HTML anchor that opens in this tab (Streamlit's markdown links open a new tab).
+
+    Render with ``st.markdown(..., unsafe_allow_html=True)``; both parts are escaped here.
+    """
+    label = html.escape(text)
+    if code:
+        label = f"<code>{label}</code>"
+    return f'<a href="{html.escape(href, quote=True)}" target="_self">{label}</a>'

@@ -170,7 +170,7 @@ def test_trace_list_shows_every_run_with_links(
     assert len(table) >= 3
     text = _texts(at)
     for trace_id in (seeded.traces.ok, seeded.traces.failed, seeded.traces.denied):
-        assert f"(trace?trace={trace_id})" in text
+        assert f'href="trace?trace={trace_id}" target="_self"' in text
     ok_row = table[table["trace"] == f"trace?trace={seeded.traces.ok}"].iloc[0]
     assert ok_row["steps"] == 3 and ok_row["tokens"] == 420 + 38 + 510 + 22
     assert ok_row["cost $"] > 0 and ok_row["answer"] == ANSWER
@@ -323,7 +323,7 @@ def test_replay_page_lists_earlier_replays_and_offers_every_mode(
     assert len(at.radio[0].options) == 3
     replays = at.dataframe[0].value
     assert list(replays["mode"]) == ["live-model"] and bool(replays["diverged"].iloc[0])
-    assert f"divergence?trace={seeded.traces.ok}&replay={seeded.replay_id}" in _texts(at)
+    assert f"divergence?trace={seeded.traces.ok}&amp;replay={seeded.replay_id}" in _texts(at)
 
 
 def test_replay_of_unknown_trace_is_a_message(

@@ -7,7 +7,7 @@ import streamlit as st
 
 from schemas.models import ApprovalStatus
 from ui._connection import client, shown_errors
-from ui._links import trace_link
+from ui._links import same_tab_link, trace_link
 
 st.title("Approvals")
 
@@ -25,12 +25,15 @@ for approval in pending:
             f"### :material/front_hand: `{approval.tool_name}` wants approval\n"
             f"Run `{approval.run_id}`"
             + (
-                f" · trace [`{approval.trace_id}`]"
-                f"({trace_link(approval.trace_id, approval.span_id)})"
+                " · trace "
+                + same_tab_link(
+                    trace_link(approval.trace_id, approval.span_id), approval.trace_id, code=True
+                )
                 if approval.trace_id
                 else ""
             )
-            + f" · requested {approval.requested_at:%Y-%m-%d %H:%M:%S} UTC"
+            + f" · requested {approval.requested_at:%Y-%m-%d %H:%M:%S} UTC",
+            unsafe_allow_html=True,
         )
         if approval.reason or approval.rule:
             st.warning(

@@ -16,7 +16,7 @@ from ui._divergence import (
     step_essentials,
     step_title,
 )
-from ui._links import trace_link
+from ui._links import same_tab_link, trace_link
 from ui._span_panel import json_value
 
 st.title("Divergence")
@@ -49,13 +49,15 @@ with shown_errors(f"load replay {replay_id}"):
 trace_id = record.original_trace_id
 
 st.markdown(
-    f"Recording [`{trace_id}`]({trace_link(trace_id)}) vs replay `{record.replay_id}` "
+    f"Recording {same_tab_link(trace_link(trace_id), trace_id, code=True)} vs replay "
+    f"`{record.replay_id}` "
     f"({record.mode.value})"
     + (
-        f" → [`{record.replay_trace_id}`]({trace_link(record.replay_trace_id)})"
+        f" → {same_tab_link(trace_link(record.replay_trace_id), record.replay_trace_id, code=True)}"
         if record.replay_trace_id
         else ""
-    )
+    ),
+    unsafe_allow_html=True,
 )
 if record.status == "running":
     st.info("This replay is still running; the report appears when it finishes.")

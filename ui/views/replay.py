@@ -9,7 +9,7 @@ import streamlit as st
 
 from schemas.models import ReplayMode, ReplayRecord
 from ui._connection import client, shown_errors
-from ui._links import divergence_link, trace_link
+from ui._links import divergence_link, same_tab_link, trace_link
 
 st.title("Replay")
 trace_id = st.query_params.get("trace", "").strip().lower()
@@ -24,8 +24,10 @@ if not trace_id:
 with shown_errors(f"load trace {trace_id}"):
     summary = client().get_trace(trace_id).trace
 st.markdown(
-    f"Trace [`{trace_id}`]({trace_link(trace_id)}) · {summary.agent_name or summary.service_name}"
-    f" · {summary.llm_calls} LLM calls · {summary.tool_calls} tool calls"
+    f"Trace {same_tab_link(trace_link(trace_id), trace_id, code=True)}"
+    f" · {summary.agent_name or summary.service_name}"
+    f" · {summary.llm_calls} LLM calls · {summary.tool_calls} tool calls",
+    unsafe_allow_html=True,
 )
 
 _MODE_HELP = {
@@ -42,8 +44,9 @@ with st.form("launch"):
         key="replay-mode",
     )
     model = st.text_input(
-        "Model for live-model (provider:model, e.g. openai:gpt-4o-mini)",
-        value=summary.models[0] if summary.models else "",
+        "Model for live-model (provider:model; empty keeps the recorded agent's model)",
+        placeholder="openai:gpt-4o-mini",
+        help="Recorded models: " + (", ".join(summary.models) or "none"),
     )
     policy = st.text_input("Policy file for the replay (optional)", "")
     launch = st.form_submit_button("Launch replay", type="primary")
@@ -131,8 +134,10 @@ else:
     )
     st.markdown(
         "\n".join(
-            f"- [{r.replay_id}]({divergence_link(trace_id, r.replay_id)}) · {r.mode.value} · "
+            f"- {same_tab_link(divergence_link(trace_id, r.replay_id), r.replay_id)}"
+            f" · {r.mode.value} · "
             f"{r.status}" + (" · diverged" if r.diverged else "")
             for r in replays
-        )
+        ),
+        unsafe_allow_html=True,
     )

@@ -10,6 +10,7 @@ import streamlit as st
 from schemas.models import TraceDetail
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
+from ui._links import same_tab_link, trace_link
 from ui._span_panel import render_span
 from ui._timeline import waterfall
 
@@ -54,7 +55,11 @@ cost = price_table().cost(summary.models, summary.input_tokens, summary.output_t
 cols[4].metric("Est. cost", "—" if cost is None else f"${cost:.4f}")
 cols[5].metric("Errors", summary.error_count)
 if summary.replay_of:
-    st.info(f"This run is a replay of [{summary.replay_of}](trace?trace={summary.replay_of}).")
+    st.markdown(
+        "This run is a replay of "
+        + same_tab_link(trace_link(summary.replay_of), summary.replay_of, code=True),
+        unsafe_allow_html=True,
+    )
 st.page_link(
     "views/replay.py",
     label="Replay this trace",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 import polars as pl
 import streamlit as st
 
 from schemas.models import TracePage
 from ui import _filters as f
 from ui._connection import client, price_table, shown_errors
-from ui._links import escape_markdown, trace_link
+from ui._links import escape_markdown, same_tab_link, trace_link
 
 st.title("Traces")
 
@@ -122,10 +124,11 @@ else:
     with st.expander(f"Open a trace ({len(page.traces)} on this page)", expanded=True):
         st.markdown(
             "\n".join(
-                f"- [`{t.trace_id}`]({trace_link(t.trace_id)}) · {t.status} · "
-                f"{escape_markdown((t.input_preview or t.root_span_name)[:80])}"
+                f"- {same_tab_link(trace_link(t.trace_id), t.trace_id, code=True)} · {t.status} · "
+                f"{escape_markdown(html.escape((t.input_preview or t.root_span_name)[:80]))}"
                 for t in page.traces
-            )
+            ),
+            unsafe_allow_html=True,
         )
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])

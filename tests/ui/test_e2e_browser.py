@@ -1,0 +1,245 @@
+"""End to end in a real browser: `retrace ui` (a real subprocess) against a real collector.
+
+Debian's Chromium, driven by Playwright: list, filter, open a trace by its link, see the timeline
+and a tool span's payload, launch a `recorded` replay of a real runner trace and read the
+divergence page, approve a pending request. Screenshots go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from schemas.models import Approval, ApprovalStatus
+from tests.fixtures.collector import RunningCollector, free_port, launch_collector
+from tests.ui.seed import SeededTraces, seed_agent_traces
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TASK = "Which product categories bring in the most revenue?"
+TIMEOUT_MS = 90_000  # the box is shared: be patient (waits, not timing assertions)
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@dataclass
+class Stack:
+    collector: RunningCollector
+    ui_url: str
+    traces: SeededTraces
+    agent_trace: str
+    approval_id: str
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def _run_agent(tmp: Path, endpoint: str) -> str:
+    """One real run of the demo data scientist (read-only SQL tools only) into the collector."""
+    config = yaml.safe_load((REPO_ROOT / "runner" / "demo" / "agent.yaml").read_text())
+    config["mcp_servers"] = [s for s in config["mcp_servers"] if s["name"] == "data"]
+    config["policy"] = str(REPO_ROOT / "runner" / "demo" / "policy.yaml")
+    agent = tmp / "agent.yaml"
+    agent.write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "runner.cli", "run", TASK, "--agent", str(agent)]
+    argv += ["--endpoint", endpoint, "--data-dir", str(tmp / "runner")]
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, env=_child_env(), capture_output=True, text=True, timeout=240
+    )
+    match = re.search(r"trace:\s+([0-9a-f]{32})", done.stdout)
+    assert done.returncode == 0 and match, done.stdout + done.stderr
+    return match.group(1)
+
+
+def _start_ui(endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "runner.cli", "ui", "--api", endpoint, "--port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"retrace ui did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("ui-e2e")
+    collector = launch_collector(tmp / "data", env={"RETRACE_RESUME_ON_DECISION": "false"})
+    ui_process: subprocess.Popen[bytes] | None = None
+    try:
+        client = collector.client
+        traces = seed_agent_traces(collector.url, client.put_payload)
+        agent_trace = _run_agent(tmp, collector.url)
+        for trace_id in (traces.ok, traces.failed, traces.denied, agent_trace):
+            client.wait_for_trace(trace_id, min_spans=3)
+        approval = client.save_approval(
+            Approval(
+                approval_id="appr-e2e",
+                run_id="run-e2e",
+                trace_id=agent_trace,
+                tool_name="write_file",
+                arguments={"path": "summary.md", "content": "Equipment leads."},
+                reason="writing files needs a human",
+                rule="approve-writes",
+                requested_at=datetime.now(UTC),
+            )
+        )
+        ui_process, ui_url = _start_ui(collector.url, tmp / "ui.log")
+        yield Stack(collector, ui_url, traces, agent_trace, approval.approval_id)
+    finally:
+        if ui_process is not None:
+            ui_process.terminate()
+            try:
+                ui_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                ui_process.kill()
+        collector.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.5)  # let Streamlit finish painting (animations) before the picture
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _no_traceback(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def _select(page: Page, label: str, option: str | re.Pattern[str]) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
+    page.goto(stack.ui_url)
+    links = page.get_by_role("link", name=re.compile(r"^[0-9a-f]{32}$"))
+    expect(links.first).to_be_visible()
+    assert links.count() >= 4
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    _shot(page, "01-traces")
+
+    page.get_by_label("Agent").fill("sql-analyst")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page).to_have_url(re.compile(r"agent=sql-analyst"))
+    expect(links).to_have_count(1)
+    expect(page.get_by_role("link", name=stack.traces.denied)).to_be_visible()
+    _shot(page, "02-traces-filtered")
+
+    # The filtered list is a shareable link: a new page with the same URL shows the same rows.
+    shared = page.context.new_page()
+    shared.goto(page.url)
+    expect(shared.get_by_role("link", name=stack.traces.denied)).to_be_visible()
+    expect(shared.get_by_role("link", name=re.compile(r"^[0-9a-f]{32}$"))).to_have_count(1)
+    shared.close()
+
+    page.goto(stack.ui_url)
+    page.get_by_role("link", name=stack.traces.ok).click()
+    expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.traces.ok}"))
+    expect(page.get_by_text("Span tree")).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    _select(page, "Selected span", re.compile("execute_tool run_python"))
+    expect(page.get_by_text("of run_python")).to_be_visible()
+    expect(page.get_by_text("gvisor").first).to_be_visible()
+    expect(page.get_by_text("EMEA,1250000").first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
+    _no_traceback(page)
+    _shot(page, "03-trace-tool-span")
+
+    _select(page, "Selected span", re.compile(r"chat gpt-4o-mini"))
+    expect(page.get_by_test_id("stChatMessage").first).to_be_visible()
+    _shot(page, "04-trace-chat-span")
+
+
+def test_bad_input_is_a_message_in_the_page(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.ui_url}/trace?trace={'0' * 32}")
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not found")
+    _no_traceback(page)
+    _shot(page, "05-unknown-trace")
+
+
+def test_replay_then_divergence(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.ui_url}/trace?trace={stack.agent_trace}")
+    expect(page.get_by_text("Span tree")).to_be_visible()
+    page.get_by_role("link", name="Replay this trace").click()
+    expect(page).to_have_url(re.compile(rf"/replay\?trace={stack.agent_trace}"))
+    page.get_by_role("radiogroup").get_by_text(re.compile("^recorded")).click()
+    page.get_by_role("button", name="Launch replay").click()
+    expect(page.get_by_text(re.compile(r"completed: matched the recording"))).to_be_visible(
+        timeout=120_000
+    )
+    _no_traceback(page)
+    _shot(page, "06-replay")
+
+    page.get_by_role("link", name="Open the divergence report").click()
+    expect(page).to_have_url(re.compile(r"/divergence\?"))
+    expect(page.get_by_text("Steps matched")).to_be_visible()
+    expect(page.get_by_text("No divergence")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ matching steps"))).to_be_visible()
+    _no_traceback(page)
+    _shot(page, "07-divergence")
+
+
+def test_approve_a_pending_request(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.ui_url}/approvals")
+    expect(page.get_by_text("wants approval")).to_be_visible()
+    expect(page.get_by_text("writing files needs a human")).to_be_visible()
+    _shot(page, "08-approvals-pending")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_text(re.compile(r"approved by ui"))).to_be_visible()
+    assert stack.collector.client.get_approval(stack.approval_id).status == ApprovalStatus.APPROVED
+    _shot(page, "09-approvals-decided")
+
+
+def test_overview_charts(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.ui_url}/overview")
+    expect(page.get_by_text("Error rate")).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    _no_traceback(page)
+    _shot(page, "10-overview")
