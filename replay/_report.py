@@ -223,39 +223,22 @@ def build_report(
             status = "diverged" if found else "match"
             matched += not found
             ordered.extend((position, 1, d) for d in found)
-        elif ri is not None:
-            step = recorded.steps[ri]
-            status = "missing"
-            ordered.append(
-                (
-                    position,
-                    1,
-                    Divergence(
-                        kind=DivergenceKind.MISSING_STEP,
-                        recorded_index=ri,
-                        replayed_index=None,
-                        step_kind=step.kind,
-                        summary=f"{step_label(step)}: did not happen in the replay",
-                    ),
-                )
+        else:  # a gap: a recorded step missing from the replay, or an extra replayed one
+            missing = ri is not None
+            step = recorded.steps[ri] if ri is not None else replayed.steps[pi or 0]
+            status = "missing" if missing else "extra"
+            gap = Divergence(
+                kind=DivergenceKind.MISSING_STEP if missing else DivergenceKind.EXTRA_STEP,
+                recorded_index=ri,
+                replayed_index=pi,
+                step_kind=step.kind,
+                summary=(
+                    f"{step_label(step)}: did not happen in the replay"
+                    if missing
+                    else f"replay {step_label(step)}: not in the recording"
+                ),
             )
-        else:
-            assert pi is not None
-            step = replayed.steps[pi]
-            status = "extra"
-            ordered.append(
-                (
-                    position,
-                    1,
-                    Divergence(
-                        kind=DivergenceKind.EXTRA_STEP,
-                        recorded_index=None,
-                        replayed_index=pi,
-                        step_kind=step.kind,
-                        summary=f"replay {step_label(step)}: not in the recording",
-                    ),
-                )
-            )
+            ordered.append((position, 1, gap))
         alignment.append(AlignedPair(recorded_index=ri, replayed_index=pi, status=status))
 
     for item in unanswered:

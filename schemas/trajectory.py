@@ -201,6 +201,28 @@ def _policy_and_approval(span: SpanView) -> tuple[str, str, dict[str, Any] | Non
     return decision, rule, approval
 
 
+def _common(span: SpanView, index: int, kind: str) -> dict[str, Any]:
+    """The Step fields every kind of step reads the same way."""
+    attrs = span.attributes
+    decision, rule, approval = _policy_and_approval(span)
+    return {
+        "index": index,
+        "kind": kind,
+        "span_id": span.span_id,
+        "name": span.name,
+        "start_time_unix_nano": span.start_time_unix_nano,
+        "duration_ns": span.duration_ns,
+        "status": span.status,
+        "error": _error_of(span),
+        "policy_decision": decision,
+        "policy_rule": rule,
+        "approval": approval,
+        "events": list(span.events),
+        "clock_values": _as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
+        "random_values": _as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
+    }
+
+
 def _llm_step(span: SpanView, index: int) -> Step:
     attrs = span.attributes
     model = (
@@ -274,16 +296,8 @@ def _llm_step(span: SpanView, index: int) -> Step:
         )
         or 0
     )
-    decision, rule, approval = _policy_and_approval(span)
     return Step(
-        index=index,
-        kind="llm",
-        span_id=span.span_id,
-        name=span.name,
-        start_time_unix_nano=span.start_time_unix_nano,
-        duration_ns=span.duration_ns,
-        status=span.status,
-        error=_error_of(span),
+        **_common(span, index, "llm"),
         model=model,
         input_messages=input_messages,
         output_message=output_message,
@@ -292,12 +306,6 @@ def _llm_step(span: SpanView, index: int) -> Step:
         tool_definitions=tool_definitions,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        policy_decision=decision,
-        policy_rule=rule,
-        approval=approval,
-        events=list(span.events),
-        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
-        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
     )
 
 
@@ -324,16 +332,8 @@ def _tool_step(span: SpanView, index: int) -> Step:
     raw_result = attrs.get(A.GEN_AI_TOOL_CALL_RESULT)
     if raw_result is None:
         raw_result = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
-    decision, rule, approval = _policy_and_approval(span)
     return Step(
-        index=index,
-        kind="tool",
-        span_id=span.span_id,
-        name=span.name,
-        start_time_unix_nano=span.start_time_unix_nano,
-        duration_ns=span.duration_ns,
-        status=span.status,
-        error=_error_of(span),
+        **_common(span, index, "tool"),
         tool_name=name,
         tool_call_id=attrs.get(A.GEN_AI_TOOL_CALL_ID, ""),
         arguments=arguments,
@@ -344,12 +344,6 @@ def _tool_step(span: SpanView, index: int) -> Step:
         exit_code=_as_int(attrs.get(A.RETRACE_SANDBOX_EXIT_CODE)),
         snapshot_before=attrs.get(A.RETRACE_WORKSPACE_BEFORE, ""),
         snapshot_after=attrs.get(A.RETRACE_WORKSPACE_AFTER, ""),
-        policy_decision=decision,
-        policy_rule=rule,
-        approval=approval,
-        events=list(span.events),
-        clock_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_CLOCK_VALUES))),
-        random_values=_as_float_list(_parse_json(attrs.get(A.RETRACE_RANDOM_VALUES))),
     )
 
 
