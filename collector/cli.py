@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ def serve(
     if api_keys:
         joined = ",".join(filter(None, [settings.api_keys, *api_keys]))
         settings = settings.model_copy(update={"api_keys": joined})
+    # Bind before opening the store: a busy port is a one-line error, and --port 0 works.
+    sock = _bind(settings.host, settings.port)
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(settings)
     state = app.state.collector
     where = (
@@ -72,23 +76,39 @@ def serve(
     )
     mode = "open mode, project 'default'" if state.auth.open_mode else "API keys required"
     click.echo(
-        f"Retrace collector listening on http://{settings.host}:{settings.port} "
-        f"(store: {where}; {mode})",
+        f"Retrace collector listening on {_url(settings.host, settings.port)} "
+        f"(store: {where}; {mode})"
     )
     sys.stdout.flush()
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:
-        raise ConfigError(f"could not listen on {settings.host}:{settings.port}")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 # --- keys -------------------------------------------------------------------------------------

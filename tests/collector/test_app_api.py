@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -15,7 +18,7 @@ import pytest
 
 from schemas.errors import InvalidInputError, NotFoundError
 from schemas.models import Approval, ApprovalStatus
-from tests.fixtures.collector import RunningCollector
+from tests.fixtures.collector import REPO_ROOT, RunningCollector
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +119,21 @@ def test_replay_and_resume_are_launched_in_the_background(
     while not log.exists():
         assert time.monotonic() < deadline, "resume was not launched"
         time.sleep(0.1)
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(
+    collector_server: RunningCollector, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "runner.cli", "serve"),
+            *("--port", str(collector_server.port), "--data-dir", str(tmp_path / "other")),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{collector_server.port}" in result.stderr
+    assert "Traceback" not in result.stderr and "listening" not in result.stdout
