@@ -381,6 +381,21 @@ class _BatchBuilder:
         redacted: int,
     ) -> None:
         derived = derive_columns(name, attributes)
+        operation, agent_name, model, tool_name = (
+            derived.operation,
+            derived.agent_name,
+            derived.model,
+            derived.tool_name,
+        )
+        if (
+            type(operation) is not str
+            or type(agent_name) is not str
+            or type(model) is not str
+            or type(tool_name) is not str
+        ):
+            # Taken from a flattened array/map value: store plain strings.
+            operation, agent_name, model = str(operation), str(agent_name), str(model)
+            tool_name = str(tool_name)
         refs: dict[str, str] = {}
         payload_texts: dict[str, str] = {}
         moved: list[str] = []
@@ -412,7 +427,6 @@ class _BatchBuilder:
         for key in moved:
             del attributes[key]
 
-        operation = derived.operation
         input_preview = output_preview = ""
         if payload_texts and (not parent_span_id or operation == OP_CHAT):
             input_preview, output_preview = _previews(payload_texts)
@@ -446,9 +460,9 @@ class _BatchBuilder:
                     "events": events,
                     "links": links,
                     "operation": operation,
-                    "agent_name": derived.agent_name,
-                    "model": derived.model,
-                    "tool_name": derived.tool_name,
+                    "agent_name": agent_name,
+                    "model": model,
+                    "tool_name": tool_name,
                     "input_tokens": derived.input_tokens,
                     "output_tokens": derived.output_tokens,
                     "step_index": derived.step_index,

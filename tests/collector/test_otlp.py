@@ -439,6 +439,14 @@ def test_json_any_values_of_every_kind_are_flattened() -> None:
     }
 
 
+def test_derived_columns_from_array_values_are_plain_strings() -> None:
+    value = ArrayValue(values=[AnyValue(string_value="planner")])
+    body = manual_request([valid_span(1, attributes=[kv(A.GEN_AI_AGENT_NAME, array_value=value)])])
+    span = decode(body).spans[0]
+    assert span.agent_name == '["planner"]' and type(span.agent_name) is str
+    assert type(span.attributes[A.GEN_AI_AGENT_NAME]) is str
+
+
 def test_protobuf_any_values_of_every_kind_are_flattened() -> None:
     attributes = [
         kv("s", string_value="text"),
@@ -525,7 +533,12 @@ def test_compression_bomb_is_stopped_at_the_limit(encoding: str) -> None:
             None,
             "invalid JSON at resourceSpans\\[0\\].scopeSpans\\[0\\].spans: expected an array",
         ),
-        (gzip.compress(b"x" * 1000)[:-12], PROTOBUF, "gzip", "invalid gzip body: truncated"),
+        (
+            gzip.compress(b"x" * 1000, mtime=0)[:-12],
+            PROTOBUF,
+            "gzip",
+            "invalid gzip body: truncated",
+        ),
         (b"\x1f\x8b\x08\x00garbage-not-gzip", PROTOBUF, "gzip", "invalid gzip body"),
         (b"definitely not deflate", PROTOBUF, "deflate", "invalid deflate body"),
     ],

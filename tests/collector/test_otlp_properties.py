@@ -54,6 +54,11 @@ def check(body: bytes, content_type: str, encoding: str | None = None) -> Decode
     assert bool(batch.error_message) == (batch.rejected_spans > 0)
     for span in batch.spans:
         assert SpanRecord.model_validate(span.model_dump()) == span
+        # Plain str everywhere (no internal str subclasses leak into rows).
+        texts = [span.name, span.operation, span.agent_name, span.model, span.tool_name]
+        texts += [*span.attributes.values(), *span.resource_attributes.values()]
+        texts += [v for event in span.events for v in event.attributes.values()]
+        assert all(type(text) is str for text in texts)
         assert span.project_id == "prop"
         assert set(span.payload_refs.values()) <= set(batch.payloads)
     return batch
