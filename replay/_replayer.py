@@ -46,6 +46,7 @@ from schemas.errors import (
     RetraceError,
 )
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
+from schemas.settings import Settings
 from schemas.trajectory import load_trajectory, require_for_mode, trajectory_from_detail
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class Replayer:
         live_tools: LiveToolsFactory | None = None,
         cas_dir: Path | None = None,
         store_report: bool = True,
+        settings: Settings | None = None,
     ) -> None:
         if client is None and endpoint:
             from collector.client import CollectorClient
@@ -139,7 +141,9 @@ class Replayer:
         self.project = project
         self.diff_config = diff_config
         self.live_tools = live_tools
-        self.cas_dir = cas_dir
+        self.settings = settings if settings is not None else Settings()
+        # Workspace blobs: the runner's local store first, then the collector's payloads.
+        self.cas_dir = cas_dir or Path(self.settings.data_dir) / "runner" / "cas"
         self.store_report = store_report
 
     # --- loading -----------------------------------------------------------------------------
@@ -317,7 +321,7 @@ class Replayer:
                 ),
             )
             return
-        factory = self.live_tools or _default_live_tools(self.cas_dir)
+        factory = self.live_tools or self._default_live_tools()
         async with contextlib.AsyncExitStack() as stack:
             live: ToolExecutor | None = None
             if opts.mode is ReplayMode.LIVE_TOOLS:
@@ -349,10 +353,30 @@ class Replayer:
                 ),
             )
 
+    def _default_live_tools(self) -> LiveToolsFactory:
+        """The agent config's MCP servers, started the way ``retrace run`` starts them
+        (``runner.commands.live_tools``), their spans sent where this replay's go (or nowhere)."""
+        settings = self.settings.model_copy(
+            update={"endpoint": self.endpoint or "", "api_key": self.settings.api_key}
+        )
+        client = self.client
+
+        def factory(
+            config: AgentConfig, workspace: Path
+        ) -> AbstractAsyncContextManager[ToolExecutor]:
+            from runner.commands import live_tools
+
+            tools: AbstractAsyncContextManager[ToolExecutor] = live_tools(
+                config, settings, workspace, client
+            )
+            return tools
+
+        return factory
+
     def _restorer(self, workspace: Path) -> Callable[[Step | None], Any]:
         """Restore the workspace to a recorded step's ``snapshot_before`` (blobs from the
         collector when it has them)."""
-        cas = self.cas_dir or workspace.parent / "cas"
+        cas = self.cas_dir
         client = self.client
         fetch = client.get_payload if client is not None else None
         snapshots: list[Any] = []
@@ -425,6 +449,7 @@ class Replayer:
             store_report=self.store_report,
             mode=ReplayMode(mode).value,
             options=options,
+            settings=self.settings,
         )
         outcomes: list[ReplayOutcome | None] = [None] * len(sources)
         if workers <= 1 or len(sources) <= 1:
@@ -455,6 +480,7 @@ class _WorkerSettings:
     store_report: bool
     mode: str
     options: dict[str, Any]
+    settings: Settings
 
 
 _WORKER_REPLAYER: Replayer | None = None
@@ -486,6 +512,7 @@ def _replay_in_worker(source: TrajectorySource, s: _WorkerSettings) -> ReplayOut
             project=s.project,
             diff_config=s.diff_config,
             store_report=s.store_report,
+            settings=s.settings,
         )
     return _replay_one(_WORKER_REPLAYER, source, s)
 
@@ -594,24 +621,6 @@ def _with_workspace(config: AgentConfig, workspace: Path) -> AgentConfig:
                     args[i] = f"--workspace={workspace}"
             server.args = args
     return config
-
-
-def _default_live_tools(cas_dir: Path | None) -> LiveToolsFactory:
-    @contextlib.asynccontextmanager
-    async def factory(config: AgentConfig, workspace: Path) -> AsyncIterator[ToolExecutor]:
-        from runner.mcp_bridge import McpToolExecutor
-
-        snapshots = None
-        with contextlib.suppress(ImportError):
-            from runner.sandbox import WorkspaceSnapshots
-
-            snapshots = WorkspaceSnapshots(cas_dir or workspace.parent / "cas")
-        async with McpToolExecutor(
-            config.mcp_servers, workspace=workspace, snapshots=snapshots
-        ) as tools:
-            yield tools
-
-    return factory
 
 
 def _export(spans: Iterable[Any], endpoint: str, api_key: str | None) -> None:

@@ -88,10 +88,11 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
     return Panel(Group(*parts), title="retrace replay", expand=False)
 
 
-def _settings(endpoint: str | None, api_key: str | None) -> tuple[str, str | None, str]:
+def _settings(endpoint: str | None, api_key: str | None) -> tuple[Settings, str, str | None]:
+    """The one Settings object, with the endpoint and API key flags applied."""
     settings = Settings()
     key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    return endpoint or settings.endpoint, key, settings.project
+    return settings, endpoint or settings.endpoint, key
 
 
 def _diff_config(ignore: Path | None) -> DiffConfig:
@@ -194,13 +195,14 @@ def replay(
     """Replay TRACE_ID (or a golden trajectory file) and report where the run diverges."""
     is_file = Path(trace_id).is_file()
     given_endpoint = endpoint
-    endpoint, key, project = _settings(endpoint, api_key)
+    settings, endpoint, key = _settings(endpoint, api_key)
     # A golden file is self-contained: only talk to a collector when one is named explicitly.
     replayer = Replayer(
         endpoint=given_endpoint if is_file else endpoint,
         api_key=key,
-        project=project,
+        project=settings.project,
         diff_config=_diff_config(ignore),
+        settings=settings,
     )
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
     if model is not None:
@@ -256,7 +258,7 @@ def export(
     from collector.client import CollectorClient
     from schemas.errors import NotFoundError
 
-    endpoint, key, _ = _settings(endpoint, api_key)
+    _, endpoint, key = _settings(endpoint, api_key)
     directory.mkdir(parents=True, exist_ok=True)
     with CollectorClient(endpoint, api_key=key) as client:
         for trace_id in trace_ids:
@@ -340,8 +342,7 @@ def ci(
     quiet: bool,
 ) -> None:
     """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
-    settings = Settings()
-    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    settings, _, key = _settings(None, api_key)
     sources = _suite_sources(target, endpoint, key)
     # Golden files are self-contained: nothing is sent anywhere unless --endpoint is given.
     replayer = Replayer(
@@ -350,6 +351,7 @@ def ci(
         project=settings.project,
         diff_config=_diff_config(ignore),
         store_report=endpoint is not None,
+        settings=settings,
     )
     console = Console(stderr=True)
     progress = Progress(

@@ -18,6 +18,7 @@ from runner.offline import OfflineModel
 from runner.run import run_agent
 from runner.runtime import LiveRuntime
 from schemas.models import DivergenceKind, Trajectory
+from schemas.settings import Settings
 from schemas.trajectory import trajectory_from_detail
 
 pytestmark = pytest.mark.integration
@@ -82,8 +83,8 @@ def test_recording_through_real_mcp(recorded: Trajectory) -> None:
     assert "customers" in str(tools[0].result)
 
 
-def test_live_tools_replay_of_an_unchanged_tool_plane(recorded: Trajectory) -> None:
-    outcome = Replayer().replay(recorded, "live-tools")
+def test_live_tools_replay_of_an_unchanged_tool_plane(recorded: Trajectory, tmp_path: Path) -> None:
+    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(recorded, "live-tools")
     assert outcome.error == ""
     report = outcome.report
     assert report is not None and not report.diverged, report.divergences
@@ -98,7 +99,9 @@ def test_live_tools_replay_finds_a_changed_tool_output(
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("DELETE FROM customers WHERE rowid % 2 = 0")
-    outcome = Replayer().replay(recorded, "live-tools", config=config_for(tmp_path, db))
+    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(
+        recorded, "live-tools", config=config_for(tmp_path, db)
+    )
     report = outcome.report
     assert report is not None and report.diverged
     first = report.first_divergence
@@ -119,7 +122,9 @@ def test_live_tools_replay_finds_a_changed_tool_output(
 def test_live_model_executes_unmatched_calls_live(recorded: Trajectory, tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
     other.write_text(SCRIPT.replace("select count(*) as n from customers", "select 1 as n"))
-    outcome = Replayer().replay(recorded, "live-model", policy_file=str(other))
+    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(
+        recorded, "live-model", policy_file=str(other)
+    )
     report = outcome.report
     assert report is not None
     kinds = {(d.kind, d.recorded_index) for d in report.divergences}
