@@ -79,6 +79,13 @@ class OverloadedError(RetraceError):
         self.retry_after = retry_after
 
 
+class TooManyRequestsError(OverloadedError):
+    """Too much work in flight right now (HTTP 429); retry after ``retry_after`` seconds."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+
 class StoreError(RetraceError):
     """The trace store failed or is unreachable."""
 
