@@ -1225,8 +1225,13 @@ def _message_text(message: Mapping[str, Any]) -> str | None:
 
 
 def _shorten(text: str) -> str:
-    head = text[: PREVIEW_CHARS * 2]
-    collapsed = " ".join(head.split())
-    if len(collapsed) > PREVIEW_CHARS:
-        return collapsed[: PREVIEW_CHARS - 1] + "…"
-    return collapsed
+    """At most ``PREVIEW_CHARS`` characters on one line, runs of whitespace as one space."""
+    head = text[: PREVIEW_CHARS + 64]
+    if "\n" in head or "\r" in head or "\t" in head:
+        head = head.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    if "  " in head:
+        head = " ".join(head.split())
+    head = head.strip()
+    if len(head) > PREVIEW_CHARS:
+        return head[: PREVIEW_CHARS - 1] + "…"
+    return head
