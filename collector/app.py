@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector import otlp
 from collector._api_query import router as query_router
-from collector._decode_pool import DecodePool
+from collector._decode_pool import DecodePool, PickledSpans
 from collector.auth import Authenticator, parse_key_specs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
@@ -35,12 +35,15 @@ from schemas.errors import (
     PayloadTooLargeError,
     RetraceError,
     StoreError,
+    TooManyRequestsError,
 )
 from schemas.models import ErrorBody, SpanRecord
 from schemas.settings import Settings
 
 log = logging.getLogger("retrace.collector")
 
+# Above this many bytes of OTLP bodies in flight, new requests get 429 (memory back-pressure).
+INGEST_INFLIGHT_MAX_BYTES = 256 * 1024 * 1024
 OTLP_PROTOBUF = "application/x-protobuf"
 OTLP_JSON = "application/json"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -66,6 +69,7 @@ class CollectorState:
     auth: Authenticator
     self_url: str
     decoder: DecodePool
+    inflight_bytes: int = 0  # OTLP bodies read and not yet answered (event-loop thread only)
 
     def project_for(self, authorization: str | None) -> str:
         return self.auth.project_for(authorization)
@@ -268,21 +272,34 @@ async def _ingest(
             "the spool is full (the store is behind or down); retry later",
             state.spool.retry_after_s,
         )
+    if state.inflight_bytes >= INGEST_INFLIGHT_MAX_BYTES:
+        raise TooManyRequestsError(
+            f"{state.inflight_bytes} bytes of OTLP requests are being decoded; retry shortly"
+        )
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body is over the {limit} byte limit")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    media = _media_type(content_type)
-    encoding = content_encoding.strip().lower() if content_encoding else None
-    result = await state.decoder.decode(body, media, encoding, project, limit)
-    if result.batch is not None:
-        record = IngestRecord(project, media, encoding, body)
-        end = state.spool.append(record.encode(), cached=result.batch)
-        await state.spool.wait_durable_async(end)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            state.inflight_bytes += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"request body is over the {limit} byte limit")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        media = _media_type(content_type)
+        encoding = content_encoding.strip().lower() if content_encoding else None
+        result = await state.decoder.decode(body, media, encoding, project, limit)
+        if result.batch is not None:
+            record = IngestRecord(project, media, encoding, body)
+            weight = (
+                len(result.batch.data)
+                if isinstance(result.batch, PickledSpans)
+                else 10 * len(body)  # decoded objects weigh several times the gzip'd body
+            )
+            end = state.spool.append(record.encode(), cached=result.batch, cached_bytes=weight)
+            await state.spool.wait_durable_async(end)
+    finally:
+        state.inflight_bytes -= size
     state.metrics.inc("retrace_spans_accepted_total", result.accepted)
     if result.rejected:
         state.metrics.inc("retrace_spans_rejected_total", result.rejected)

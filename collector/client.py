@@ -27,6 +27,7 @@ from schemas.errors import (
     ReplayError,
     RetraceError,
     StoreError,
+    TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
 from schemas.models import (
@@ -62,6 +63,7 @@ _ERRORS_BY_CODE: dict[str, type[RetraceError]] = {
         PayloadTooLargeError,
         ReplayError,
         StoreError,
+        TooManyRequestsError,
         UnsupportedMediaTypeError,
     )
 }
@@ -72,7 +74,7 @@ _ERRORS_BY_STATUS: dict[int, type[RetraceError]] = {
     404: NotFoundError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
-    429: OverloadedError,
+    429: TooManyRequestsError,
     503: StoreError,
 }
 
@@ -134,7 +136,7 @@ class CollectorClient:
             cls = StoreError if response.status_code >= 500 else InvalidInputError
         if issubclass(cls, OverloadedError):
             retry = response.headers.get("retry-after", "1")
-            return OverloadedError(message, float(retry) if retry.isdigit() else 1.0)
+            return cls(message, float(retry) if retry.isdigit() else 1.0)
         return cls(message)
 
     def _get_model(self, path: str, model: type[_M], **kwargs: Any) -> _M:

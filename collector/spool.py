@@ -131,6 +131,7 @@ class Spool:
         max_bytes: int,
         segment_bytes: int = 64 * 1024 * 1024,
         cache_entries: int = 8192,
+        cache_max_bytes: int = 256 * 1024 * 1024,
         retry_after_s: float = 1.0,
     ) -> None:
         self.directory = directory
@@ -139,7 +140,9 @@ class Spool:
         self.retry_after_s = retry_after_s
         self.stats = SpoolStats()
         self._cache_entries = cache_entries
-        self._cache: dict[Position, Any] = {}
+        self._cache_max_bytes = cache_max_bytes
+        self._cache: dict[Position, tuple[Any, int]] = {}
+        self._cache_bytes = 0
         self._lock = threading.Lock()
         self._written_cond = threading.Condition(self._lock)  # flusher waits for new writes
         self._durable_cond = threading.Condition(self._lock)  # appenders/reader wait for fsync
@@ -261,8 +264,11 @@ class Spool:
     def over_cap(self) -> bool:
         return self.pending_bytes >= self.max_bytes
 
-    def append(self, data: bytes, cached: Any = None) -> Position:
+    def append(self, data: bytes, cached: Any = None, cached_bytes: int = 0) -> Position:
         """Write one record; return its end position (not yet durable: wait for it).
+
+        ``cached`` (the decoded form, weighing about ``cached_bytes``) is handed to the reader
+        with the record while the in-memory budget allows; otherwise the reader gets the bytes.
 
         Raises ``OverloadedError`` when the spool holds ``max_bytes`` not yet stored.
         """
@@ -289,8 +295,14 @@ class Spool:
             self._written = Position(start.segment, start.offset + len(frame))
             self.stats.appends += 1
             self.stats.appended_bytes += len(frame)
-            if cached is not None and len(self._cache) < self._cache_entries:
-                self._cache[start] = cached
+            weight = max(cached_bytes, len(data))
+            if (
+                cached is not None
+                and len(self._cache) < self._cache_entries
+                and self._cache_bytes + weight <= self._cache_max_bytes
+            ):
+                self._cache[start] = (cached, weight)
+                self._cache_bytes += weight
             self._written_cond.notify()
             return self._written
 
@@ -414,8 +426,10 @@ class Spool:
                 raise OSError(f"spool segment {pos.segment} corrupt at offset {pos.offset}")
             end = Position(pos.segment, pos.offset + _FRAME.size + length)
             with self._lock:
-                cached = self._cache.pop(pos, None)
-            entries.append(SpoolEntry(pos, end, data, cached))
+                hit = self._cache.pop(pos, None)
+                if hit is not None:
+                    self._cache_bytes -= hit[1]
+            entries.append(SpoolEntry(pos, end, data, hit[0] if hit is not None else None))
             self._read_pos = end
         return entries
 
@@ -450,7 +464,8 @@ class Spool:
                 del self._sizes[seq]
                 with contextlib.suppress(FileNotFoundError):
                     (self.directory / _segment_name(seq)).unlink()
-                self._cache = {p: c for p, c in self._cache.items() if p.segment != seq}
+                for p in [p for p in self._cache if p.segment == seq]:
+                    self._cache_bytes -= self._cache.pop(p)[1]
         self.recovered_inflight = None
 
     def _write_committed(self, pos: Position, inflight: InFlight | None) -> None:
