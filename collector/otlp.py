@@ -66,6 +66,7 @@ from schemas.models import SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
+    "PREVIEW_CHARS",
     "DecodedBatch",
     "decode_export_request",
     "encode_export_response",

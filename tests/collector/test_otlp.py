@@ -26,7 +26,13 @@ from opentelemetry.trace import Link, Status
 from opentelemetry.trace import SpanKind as OtelSpanKind
 from opentelemetry.trace import StatusCode as OtelStatus
 
-from collector.otlp import DecodedBatch, decode_export_request, encode_export_response
+from collector.otlp import (
+    PREVIEW_CHARS,
+    DecodedBatch,
+    decode_export_request,
+    encode_export_response,
+    message_preview,
+)
 from schemas import attributes as A
 from schemas.attributes import SERVICE_NAME
 from schemas.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -778,3 +784,44 @@ def test_other_conventions_are_mapped_at_ingest() -> None:
         A.OP_EXECUTE_TOOL,
         "web_search",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "role", "expected"),
+    [
+        ("plain text\n\n  answer", None, "plain text answer"),
+        ('"a JSON string"', None, "a JSON string"),
+        (
+            json.dumps([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}]),
+            "user",
+            "q1",
+        ),
+        (
+            json.dumps(
+                [{"role": "assistant", "parts": [{"type": "tool_call", "name": "run_python"}]}]
+            ),
+            None,
+            "[tool call: run_python]",
+        ),
+        (
+            json.dumps([{"role": "assistant", "tool_calls": [{"function": {"name": "sql"}}]}]),
+            None,
+            "[tool call: sql]",
+        ),
+        (json.dumps({"input": "the task"}), None, "the task"),
+        ("[not json", None, "[not json"),
+        (json.dumps([1, 2]), None, "[1, 2]"),
+    ],
+)
+def test_message_preview(text: str, role: str | None, expected: str) -> None:
+    assert message_preview(text, role=role) == expected
+
+
+def test_preview_is_short_and_on_one_line() -> None:
+    long_input = "line of the task\n" * 100
+    body = manual_request(
+        [valid_span(1, attributes=[kv(A.RETRACE_RUN_INPUT, string_value=long_input)])]
+    )
+    preview = decode(body).spans[0].input_preview
+    assert len(preview) == PREVIEW_CHARS and preview.endswith("…")
+    assert "\n" not in preview and preview.startswith("line of the task line of")
