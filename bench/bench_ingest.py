@@ -209,6 +209,35 @@ def client_process(
     out.put((first, time.time(), retries[0]))
 
 
+def spool_bench(threads: int, records: int, size: int) -> None:
+    """Group commit alone: ``threads`` writers each appending and waiting for durability."""
+    from collector.spool import Spool
+
+    directory = Path(tempfile.mkdtemp(prefix="retrace-spool-bench-"))
+    spool = Spool(directory, max_bytes=1 << 34)
+    payload = os.urandom(size)
+    per_thread = records // threads
+
+    def writer() -> None:
+        for _ in range(per_thread):
+            spool.wait_durable(spool.append(payload), timeout=60)
+
+    pool = [threading.Thread(target=writer) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    n = per_thread * threads
+    print(f"spool: {n} durable appends of {size} B from {threads} threads in {elapsed:.2f}s")
+    print(
+        f"       {n / elapsed:,.0f} acked appends/s, {spool.stats.fsyncs} fsyncs "
+        f"({n / max(spool.stats.fsyncs, 1):.1f} appends per fsync)"
+    )
+    spool.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=200_000)
@@ -217,7 +246,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="concurrent requests per client")
     parser.add_argument("--endpoint", default=None, help="use a running collector")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--spool-only", action="store_true", help="measure the spool's group commit alone"
+    )
     args = parser.parse_args()
+    if args.spool_only:
+        spool_bench(threads=32, records=20_000, size=2048)
+        spool_bench(threads=1, records=2_000, size=2048)
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="retrace-bench-"))
     proc = None

@@ -137,3 +137,14 @@ def test_serve_on_a_busy_port_is_a_one_line_error(
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{collector_server.port}" in result.stderr
     assert "Traceback" not in result.stderr and "listening" not in result.stdout
+
+
+def test_client_says_when_the_collector_is_unreachable() -> None:
+    from collector.client import CollectorClient
+    from schemas.errors import StoreError
+    from tests.fixtures.collector import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with CollectorClient(url, timeout=2) as client, pytest.raises(StoreError) as info:
+        client.list_traces()
+    assert f"collector at {url} is unreachable" in info.value.message
