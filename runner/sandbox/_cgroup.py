@@ -1,0 +1,79 @@
+"""Host cgroup files of one sandbox: CPU used, peak memory, OOM kills (cgroup v1 or v2).
+
+runsc creates the sandbox's cgroup at ``linux.cgroupsPath``; a relative path is placed under the
+calling process's own cgroup for each controller, which is what ``SandboxCgroup`` resolves.
+These are the kernel's own counters (cpuacct.usage / memory.max_usage_in_bytes / memory.oom_control
+in v1, cpu.stat / memory.peak / memory.events in v2), so they include gVisor's own overhead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_cgroups() -> dict[str, str]:
+    paths: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
+def _read_int(path: Path | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_keyed(path: Path | None, key: str) -> int | None:
+    if path is None:
+        return None
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class SandboxCgroup:
+    """The counters of the cgroup runsc made for ``relative_path`` (None where unavailable)."""
+
+    def __init__(self, relative_path: str) -> None:
+        own = _own_cgroups()
+        self.v2 = (_ROOT / "cgroup.controllers").exists()
+        if self.v2:
+            base = _ROOT / own.get("", "/").lstrip("/") / relative_path
+            self._cpu, self._mem = base, base
+        else:
+            self._cpu = _ROOT / "cpuacct" / own.get("cpuacct", "/").lstrip("/") / relative_path
+            self._mem = _ROOT / "memory" / own.get("memory", "/").lstrip("/") / relative_path
+
+    def cpu_ns(self) -> int | None:
+        """CPU time used by everything in the sandbox so far, in nanoseconds."""
+        if self.v2:
+            usec = _read_keyed(self._cpu / "cpu.stat", "usage_usec")
+            return None if usec is None else usec * 1000
+        return _read_int(self._cpu / "cpuacct.usage")
+
+    def memory_peak(self) -> int | None:
+        """Peak memory charged to the sandbox (bytes)."""
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        return _read_int(self._mem / name)
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer ended in this cgroup."""
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        return _read_keyed(self._mem / name, "oom_kill") or 0
