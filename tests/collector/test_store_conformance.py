@@ -598,6 +598,15 @@ def test_api_keys(store: TraceStore) -> None:
     assert store.revoke_api_key("unknown") is False
 
 
+def test_engine_errors_and_closed_stores_raise_store_error(store: TraceStore) -> None:
+    with pytest.raises(StoreError, match="no_such_table"):
+        store._rows("SELECT * FROM no_such_table")  # type: ignore[attr-defined]
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        store.get_trace("p", "a" * 32)
+
+
 def test_unreachable_or_misconfigured_server_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
