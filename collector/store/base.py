@@ -128,3 +128,7 @@ class TraceStore(ABC):
 
     @abstractmethod
     def has_api_keys(self) -> bool: ...
+
+    @abstractmethod
+    def list_api_keys(self) -> list[dict[str, str]]:
+        """Every key's id, project, name, created_at (ISO-8601), revoked; never the hashes."""
