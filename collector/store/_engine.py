@@ -274,6 +274,18 @@ class SqlTraceStore(TraceStore):
         rows = self._rows(q.PROJECT_FOR_KEY_SQL, {"key_hash": key_hash})
         return str(rows[0]["ProjectId"]) if rows else None
 
+    def list_api_keys(self) -> list[dict[str, str]]:
+        return [
+            {
+                "key_id": str(r["KeyId"]),
+                "project": str(r["ProjectId"]),
+                "name": str(r["Name"]),
+                "created_at": q.from_ns(int(r["CreatedMs"]) * 1_000_000).isoformat(),
+                "revoked": "yes" if r["Revoked"] else "no",
+            }
+            for r in self._rows(q.LIST_API_KEYS_SQL)
+        ]
+
     def has_api_keys(self) -> bool:
         return int(self._rows(q.HAS_API_KEYS_SQL)[0]["N"]) > 0
 

@@ -1065,4 +1065,10 @@ WHERE KeyHash = {{key_hash:FixedString(64)}} AND Revoked = 0
 LIMIT 1
 """
 
+LIST_API_KEYS_SQL = f"""
+SELECT KeyId, ProjectId, Name, toUnixTimestamp64Milli(CreatedAt) AS CreatedMs, Revoked
+FROM {API_KEYS_TABLE} FINAL
+ORDER BY CreatedAt, KeyId
+"""
+
 HAS_API_KEYS_SQL = f"SELECT count() AS N FROM {API_KEYS_TABLE} FINAL WHERE Revoked = 0"

@@ -591,7 +591,12 @@ def test_api_keys(store: TraceStore) -> None:
     with pytest.raises(InvalidInputError):
         store.add_api_key("team-a", "k2", "plaintext-key")
 
+    [listed] = store.list_api_keys()
+    assert listed["key_id"] == "k1" and listed["project"] == "team-a" and listed["name"] == "ci"
+    assert listed["revoked"] == "no" and key_hash not in listed.values()
+
     assert store.revoke_api_key("k1") is True
+    assert store.list_api_keys()[0]["revoked"] == "yes"
     assert store.project_for_key_hash(key_hash) is None
     assert store.has_api_keys() is False
     assert store.revoke_api_key("k1") is False
