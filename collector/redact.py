@@ -56,7 +56,8 @@ class _Rule:
     # Lower-case substrings: the rule's regex runs only if one occurs in the lower-cased text.
     candidates: tuple[str, ...]
     pattern: re.Pattern[str]
-    # A Hyperscan expression matching (at least) wherever ``pattern`` matches.
+    # A Hyperscan expression matching (at least) wherever ``pattern`` matches; kept loose where
+    # that is cheaper to compile.
     prefilter: str
     prefilter_caseless: bool = False
     # Group whose span is replaced; 0 = the whole match, -1 = whichever group matched.
@@ -113,13 +114,13 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "anthropic_key",
         ("sk-ant-",),
         re.compile(rf"\bsk-ant-[{_TOKEN_CHARS}]{{16,}}", _FLAGS),
-        rf"sk-ant-[{_TOKEN_CHARS}]{{16}}",
+        rf"sk-ant-[{_TOKEN_CHARS}]{{8}}",
     ),
     _Rule(
         "openai_key",
         ("sk-",),
         re.compile(rf"\bsk-(?=[{_TOKEN_CHARS}]*[0-9])[{_TOKEN_CHARS}]{{20,}}", _FLAGS),
-        rf"sk-[{_TOKEN_CHARS}]{{20}}",
+        rf"sk-[{_TOKEN_CHARS}]{{8}}",
     ),
     _Rule(
         "aws_access_key",
@@ -131,7 +132,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "github_token",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})", _FLAGS),
-        r"gh[pousr]_[A-Za-z0-9]{30}|github_pat_[A-Za-z0-9_]{30}",
+        r"gh[pousr]_[A-Za-z0-9]{8}|github_pat_[A-Za-z0-9_]{8}",
     ),
     _Rule(
         "slack_token",
@@ -254,11 +255,21 @@ _CANDIDATE_BYTES: Final = tuple(
 )
 _JSON_ESCAPE_BYTES: Final = (b"\\u", b"\\/")
 
-_SCANNERS: Final[dict[bool, _Scanner] | None] = (
-    {False: _Scanner(False), True: _Scanner(True)} if _hyperscan is not None else None
-)
 # Which prefilter runs: "hyperscan" or "python".
 SCANNER: Final = "hyperscan" if _hyperscan is not None else "python"
+# Compiled on first use (a few tens of milliseconds), not at import.
+_scanners: dict[bool, _Scanner] = {}
+_scanners_lock = threading.Lock()
+
+
+def _scanner(json_escapes: bool) -> _Scanner:
+    scanner = _scanners.get(json_escapes)
+    if scanner is None:
+        with _scanners_lock:
+            scanner = _scanners.get(json_escapes)
+            if scanner is None:
+                scanner = _scanners[json_escapes] = _Scanner(json_escapes)
+    return scanner
 
 
 def _python_hit(data: bytes, json_escapes: bool) -> bool:
@@ -277,8 +288,8 @@ def may_contain_secret(
     redaction. With ``json_escapes`` the body is JSON and escapes make it unclean, since decoding
     could turn them into a secret. ``force_python`` skips Hyperscan (for tests and comparison).
     """
-    if _SCANNERS is not None and not force_python:
-        return _SCANNERS[json_escapes].hit(data)
+    if _hyperscan is not None and not force_python:
+        return _scanner(json_escapes).hit(data)
     return _python_hit(data, json_escapes)
 
 
@@ -287,9 +298,9 @@ def redact_text(text: str) -> tuple[str, int]:
     if not text:
         return text, 0
     if (
-        _SCANNERS is not None
+        _hyperscan is not None
         and len(text) >= _SCAN_FIRST_CHARS
-        and not _SCANNERS[False].hit(text.encode("utf-8", "surrogatepass"))
+        and not _scanner(False).hit(text.encode("utf-8", "surrogatepass"))
     ):
         return text, 0
     lowered = text.lower()
