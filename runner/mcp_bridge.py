@@ -255,9 +255,9 @@ class McpToolExecutor:
         client = Client(transport, read_timeout_seconds=self._connect_timeout_s)
         try:
             conn.client = await self._stack.enter_async_context(client)
-        except (OSError, MCPError, TimeoutError) as exc:
+        except Exception as exc:  # OSError, MCPError, TimeoutError, or a group of them
             raise ConfigError(
-                f"cannot start MCP server {conn.config.name!r}: {_describe(exc)}"
+                f"cannot start MCP server {conn.config.name!r}: {_describe(_leaf(exc))}"
             ) from None
 
     async def _refresh_tools(self) -> None:
@@ -370,6 +370,13 @@ class McpToolExecutor:
         except Exception as exc:  # a malformed result must not end the run
             logger.exception("MCP call %s on %s failed", route.tool, server)
             return f"MCP call {route.tool!r} on {server!r} failed: {_describe(exc)}"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _describe(exc: BaseException) -> str:

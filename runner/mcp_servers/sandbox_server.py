@@ -147,10 +147,10 @@ class SandboxTools:
         if stderr:
             parts.append(f"[stderr]\n{stderr}")
         notes = []
-        if result.error:
-            notes.append(f"sandbox error: {result.error}")
         if result.timed_out:
             notes.append(f"timed out after {self.limits.wall_timeout_s:g}s and was killed")
+        elif result.error:
+            notes.append(f"sandbox: {result.error}")
         if result.output_truncated:
             notes.append(f"output truncated at {self.limits.max_output_bytes} bytes")
         if result.exit_code != 0 and not result.timed_out:
