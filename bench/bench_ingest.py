@@ -358,6 +358,11 @@ def main() -> None:
                 f"collector CPU:    {cpu_used:.1f}s for {total} spans = "
                 f"{cpu_used / total * 1e6:.0f} us/span ({total / cpu_used:,.0f} spans per CPU-s)"
             )
+        stages = ", ".join(
+            f"{k} {m.get(f'retrace_writer_{k}_seconds_total', 0):.1f}s"
+            for k in ("group", "insert", "commit")
+        )
+        print(f"writer wall time: {stages}")
         print(f"load average:     {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         if proc is not None:

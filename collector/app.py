@@ -143,6 +143,12 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
         "retrace_spool_fsyncs_total", "fdatasync calls (group commit).", lambda: spool.stats.fsyncs
     )
     metrics.gauge("retrace_store_healthy", "1 when the last insert worked.", lambda: writer.healthy)
+    for stage in ("group", "insert", "commit"):
+        metrics.gauge(
+            f"retrace_writer_{stage}_seconds_total",
+            f"Wall seconds the spool writer spent in {stage}.",
+            lambda stage=stage: writer.timings[stage],  # type: ignore[misc]
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

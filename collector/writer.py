@@ -70,6 +70,8 @@ class SpoolWriter:
         self.healthy = True
         self.last_error = ""
         self.batches = 0
+        # wall seconds spent per stage (exported as metrics: where the writer's time goes)
+        self.timings: dict[str, float] = {"group": 0.0, "insert": 0.0, "commit": 0.0}
 
     def start(self) -> None:
         self._thread.start()
@@ -155,7 +157,9 @@ class SpoolWriter:
 
     def _store_batch(self, entries: list[SpoolEntry]) -> None:
         start, end = entries[0].start, entries[-1].end
+        began = time.perf_counter()
         groups = self._group(entries)
+        self.timings["group"] += time.perf_counter() - began
         self._spool.mark_inflight(start, end)
         # Mirror the persisted state: if anything below fails, the same range is replayed.
         self._spool.recovered_inflight = InFlight(start, end)
@@ -164,7 +168,9 @@ class SpoolWriter:
             if not group.spans and not group.payloads:
                 continue
             self._insert_with_retry(project, group, dedup_token(start, end, project))
+        began = time.perf_counter()
         self._spool.commit(end)
+        self.timings["commit"] += time.perf_counter() - began
         stored = sum(len(g.spans) for g in groups.values())
         self._metrics.inc("retrace_spans_stored_total", stored)
         self._metrics.inc("retrace_store_batches_total")
@@ -173,6 +179,7 @@ class SpoolWriter:
     def _insert_with_retry(self, project: str, group: ProjectBatch, token: str) -> None:
         delay = self._backoff_initial
         while True:
+            began = time.perf_counter()
             try:
                 self._store.insert_spans(project, group.spans, group.payloads, dedup_token=token)
             except Exception as exc:
@@ -186,6 +193,7 @@ class SpoolWriter:
                     raise _Stopping() from exc
                 delay = min(delay * 2, self._backoff_max)
                 continue
+            self.timings["insert"] += time.perf_counter() - began
             self.healthy = True
             self.last_error = ""
             return
