@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -100,17 +100,20 @@ def escape_param(text: str) -> str:
 
 
 # --- time --------------------------------------------------------------------------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ns(value: datetime) -> int:
     """Unix nanoseconds of a datetime (naive values are taken as UTC)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def from_ns(ns: int) -> datetime:
     """A UTC datetime from unix nanoseconds (microsecond precision, as datetime has)."""
-    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=UTC)
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 # --- migrations --------------------------------------------------------------------------------

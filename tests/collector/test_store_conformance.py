@@ -248,6 +248,17 @@ def test_large_trace_round_trip(store: TraceStore) -> None:
     assert store.get_payloads("p", list(payloads)) == payloads
 
 
+def test_text_with_quotes_backslashes_and_tabs_is_bound_exactly(store: TraceStore) -> None:
+    odd = 'it\'s "odd" \\ back\tslash\nnewline'
+    trace_id, spans, payloads = make_run("p", question=f"why is {odd} here", answer="ok")
+    store.insert_spans("p", spans, payloads)
+    assert _ids(store, "p", TraceQuery(text=odd)) == [trace_id]
+    assert _ids(store, "p", TraceQuery(text=odd + "x")) == []
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None and detail.trace.input_preview == f"why is {odd} here"
+    assert _ids(store, "p", TraceQuery(agent="analyst' OR '1'='1")) == []
+
+
 def test_unknown_trace_is_none(store: TraceStore) -> None:
     assert store.get_trace("p", uuid.uuid4().hex) is None
     assert store.get_trace("p", "") is None
