@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.otlp import decode_export_request
+from collector.redact import SCANNER
 from schemas import attributes as A
 
 SYSTEM = "You are a careful data analyst. Use the tools; never guess numbers. " * 6
@@ -41,7 +42,7 @@ TOOLS = json.dumps(
 )
 
 
-def _agent_spans(n_spans: int) -> list[ReadableSpan]:
+def _agent_spans(n_spans: int, *, secret: str = "") -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({A.SERVICE_NAME: "bench-agent"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -51,6 +52,7 @@ def _agent_spans(n_spans: int) -> list[ReadableSpan]:
     while made < n_spans:
         run += 1
         task = f"Run {run}: compute revenue by region for 2024 and explain the top three. " * 2
+        task += secret
         with tracer.start_as_current_span(
             "invoke_agent analyst",
             attributes={
@@ -157,7 +159,16 @@ def main() -> None:
         "protobuf+gzip": [gzip.compress(r.SerializeToString(), 6) for r in requests],
         "json": [_to_json(r) for r in requests],
     }
+    # Worst case: a secret in every run's task, so every value of every batch is scanned.
+    leaky = _agent_spans(args.spans, secret=" key sk-proj-Abc123Def456Ghi789Jkl012Mno345")
+    bodies |= {
+        "protobuf+secrets": [
+            encode_spans(leaky[i : i + args.batch]).SerializeToString()
+            for i in range(0, len(leaky), args.batch)
+        ],
+    }
     raw_bytes = sum(len(b) for b in bodies["protobuf"])
+    print(f"redaction prefilter: {SCANNER}")
     print(
         f"{len(spans)} spans in {len(requests)} requests, {raw_bytes / len(spans):.0f} B/span "
         "protobuf"
@@ -183,7 +194,7 @@ def main() -> None:
             best_wall = min(best_wall, time.perf_counter() - wall)
         cpu_us, wall_us = best_cpu * 1e6 / decoded, best_wall * 1e6 / decoded
         print(
-            f"{label:14s} {decoded / best_cpu:9,.0f} spans/s per CPU-second "
+            f"{label:17s} {decoded / best_cpu:9,.0f} spans/s per CPU-second "
             f"({cpu_us:5.1f} µs/span CPU, {wall_us:5.1f} µs wall)"
         )
 
