@@ -320,8 +320,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", type=Path, required=True, help="host dir -> /workspace")
     parser.add_argument("--backend", choices=["gvisor", "bwrap", "process"], default="gvisor")
     parser.add_argument("--insecure", action="store_true", help="allow the process backend")
-    parser.add_argument("--runsc-path", default="runsc")
-    parser.add_argument("--warm-pool-size", type=int, default=0)
+    parser.add_argument("--runsc-path", default=None, help="default: RETRACE_RUNSC_PATH")
+    parser.add_argument(
+        "--warm-pool-size", type=int, default=None, help="default: RETRACE_WARM_POOL_SIZE"
+    )
     for field in dataclasses.fields(Limits):
         kind = float if field.name.endswith("_s") or field.name == "cpu_seconds" else int
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None)
@@ -339,13 +341,16 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, f.name) is not None
     }
     workspace = args.workspace.resolve()
+    settings = Settings()
     try:
         workspace.mkdir(parents=True, exist_ok=True)
         backend = get_backend(
             args.backend,
             insecure=args.insecure,
-            runsc_path=args.runsc_path,
-            warm_pool_size=args.warm_pool_size,
+            runsc_path=args.runsc_path or settings.runsc_path,
+            warm_pool_size=(
+                args.warm_pool_size if args.warm_pool_size is not None else settings.warm_pool_size
+            ),
         )
         limits = Limits(**overrides)
     except RetraceError as exc:
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, TypeError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     tools = SandboxTools(backend, args.backend, workspace, limits, insecure=args.insecure)
-    provider = configure_server_tracing(SERVER_NAME, Settings(), span_file=args.span_file)
+    provider = configure_server_tracing(SERVER_NAME, settings, span_file=args.span_file)
     try:
         build_server(tools).run("stdio")
     finally:
