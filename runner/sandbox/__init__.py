@@ -30,4 +30,12 @@ def get_backend(
         from runner.sandbox.gvisor import GVisorBackend
 
         return GVisorBackend(runsc_path=runsc_path, warm_pool_size=warm_pool_size)
+    if name == "bwrap":
+        from runner.sandbox.bwrap import BwrapBackend
+
+        return BwrapBackend()
+    if name == "process":
+        from runner.sandbox.process import ProcessBackend
+
+        return ProcessBackend(insecure=insecure)
     raise SandboxError(f"unknown sandbox backend {name!r}; choose gvisor, bwrap or process")

@@ -8,6 +8,7 @@ in v1, cpu.stat / memory.peak / memory.events in v2), so they include gVisor's o
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
@@ -77,3 +78,80 @@ class SandboxCgroup:
         """How many processes the kernel's OOM killer ended in this cgroup."""
         name = "memory.events" if self.v2 else "memory.oom_control"
         return _read_keyed(self._mem / name, "oom_kill") or 0
+
+
+class OwnedCgroup:
+    """A cgroup we create for a bwrap/process call: pids and memory limits, CPU and peak memory.
+
+    ``create`` returns None when cgroups are not writable here; callers fall back to rlimits.
+    """
+
+    def __init__(self, dirs: dict[str, Path], v2: bool) -> None:
+        self.dirs = dirs
+        self.v2 = v2
+
+    @classmethod
+    def create(cls, name: str, *, memory_bytes: int, pids: int) -> OwnedCgroup | None:
+        own = _own_cgroups()
+        v2 = (_ROOT / "cgroup.controllers").exists()
+        if v2:
+            wanted = {"": _ROOT / own.get("", "/").lstrip("/") / "retrace-local" / name}
+        else:
+            wanted = {
+                c: _ROOT / c / own.get(c, "/").lstrip("/") / "retrace-local" / name
+                for c in ("pids", "memory", "cpuacct")
+            }
+        made: dict[str, Path] = {}
+        try:
+            for controller, path in wanted.items():
+                path.mkdir(parents=True)
+                made[controller] = path
+            group = cls(made, v2)
+            if v2:
+                (made[""] / "pids.max").write_text(str(pids))
+                (made[""] / "memory.max").write_text(str(memory_bytes))
+                (made[""] / "memory.swap.max").write_text("0")
+            else:
+                (made["pids"] / "pids.max").write_text(str(pids))
+                (made["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        except OSError:
+            cls(made, v2).remove()
+            return None
+        return group
+
+    def procs_files(self) -> list[str]:
+        """The ``cgroup.procs`` files a new process writes its pid into to join."""
+        return [str(path / "cgroup.procs") for path in self.dirs.values()]
+
+    def cpu_ns(self) -> int | None:
+        if self.v2:
+            usec = _read_keyed(self.dirs[""] / "cpu.stat", "usage_usec")
+            return None if usec is None else usec * 1000
+        return _read_int(self.dirs["cpuacct"] / "cpuacct.usage")
+
+    def memory_peak(self) -> int | None:
+        if self.v2:
+            return _read_int(self.dirs[""] / "memory.peak")
+        return _read_int(self.dirs["memory"] / "memory.max_usage_in_bytes")
+
+    def oom_kills(self) -> int:
+        if self.v2:
+            return _read_keyed(self.dirs[""] / "memory.events", "oom_kill") or 0
+        return _read_keyed(self.dirs["memory"] / "memory.oom_control", "oom_kill") or 0
+
+    def pids_hit(self) -> bool:
+        """Did a fork fail because of the pids limit?"""
+        path = self.dirs.get("" if self.v2 else "pids")
+        return bool(path is not None and _read_keyed(path / "pids.events", "max"))
+
+    def pids(self) -> list[int]:
+        out: set[int] = set()
+        for procs in self.procs_files():
+            with contextlib.suppress(OSError, ValueError):
+                out.update(int(p) for p in Path(procs).read_text().split())
+        return sorted(out)
+
+    def remove(self) -> None:
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                path.rmdir()

@@ -107,8 +107,8 @@ def test_environment_is_empty_but_path_home_lang(
 ) -> None:
     secret = f"s3cret-{uuid.uuid4().hex}"
     monkeypatch.setenv("RETRACE_TEST_SECRET", secret)
-    result = py(backend, workspace, "import os; print(sorted(os.environ))")
-    assert result.stdout == b"['HOME', 'LANG', 'PATH']\n"
+    result = py(backend, workspace, "import os; print(sorted(set(os.environ) - {'PWD'}))")
+    assert result.stdout == b"['HOME', 'LANG', 'PATH']\n"  # bwrap's --chdir also sets PWD
     # not through /proc either
     result = sh(backend, workspace, "cat /proc/*/environ 2>/dev/null; env")
     assert secret.encode() not in result.stdout
@@ -120,7 +120,8 @@ def test_environment_is_empty_but_path_home_lang(
 def test_cannot_read_host_files_outside_workspace(backend: SandboxBackend, workspace: Path) -> None:
     code = (
         "import os\n"
-        "paths = ['/etc/shadow', '/root', '/work', '/home', '/old_root', '/proc/1/root/etc/shadow']\n"
+        "paths = ['/etc/shadow', '/root', '/work', '/home', '/old_root']\n"
+        "paths.append('/proc/1/root/etc/shadow')\n"
         "for path in paths:\n"
         "    try:\n"
         "        if os.path.isdir(path): print(path, 'listed', os.listdir(path))\n"
@@ -207,8 +208,8 @@ def test_cpu_spin_is_killed_and_reported(backend: SandboxBackend, workspace: Pat
     limits = Limits(cpu_seconds=1.0, wall_timeout_s=8.0)
     result = py(backend, workspace, "while True:\n    pass\n", limits)
     assert result.exit_code != 0
-    assert result.timed_out or result.exit_code in (-9, -24), result
-    assert result.limit_hit in ("cpu", "wall_timeout") or result.exit_code in (-9, -24)
+    assert result.timed_out and result.limit_hit == "cpu", result
+    assert "CPU" in result.error
     assert_still_works(backend, workspace)
 
 
