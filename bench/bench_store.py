@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -227,8 +228,16 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def _fmt(values: list[float]) -> str:
-    return f"p50 {_pct(values, 50):7.2f} ms   p99 {_pct(values, 99):7.2f} ms   (n={len(values)})"
+def _fmt(values: list[float], cpu: list[float]) -> str:
+    return (
+        f"p50 {_pct(values, 50):7.2f} ms   p99 {_pct(values, 99):7.2f} ms   "
+        f"(cpu p50 {_pct(cpu, 50):6.2f} ms, n={len(values)})"
+    )
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
 
 
 def _storage(store: TraceStore) -> dict[str, tuple[int, int]]:
@@ -280,13 +289,16 @@ def main() -> None:
     total = sum(len(b[0]) for b in batches)
     payload_bytes = sum(len(v) for b in batches for v in b[1].values())
     t = time.perf_counter()
+    c = time.process_time()
     for n, (spans, payloads) in enumerate(batches):
         store.insert_spans(PROJECT, spans, payloads, dedup_token=f"bench-{n}")
     elapsed = time.perf_counter() - t
+    cpu = time.process_time() - c
     print(
         f"(a) insert: {total} realistic spans ({payload_bytes / total:.0f} payload bytes/span) in "
         f"{len(batches)} batches of ~{args.batch_spans}: {elapsed:.2f} s = "
-        f"{total / elapsed:,.0f} spans/s"
+        f"{total / elapsed:,.0f} spans/s (in-process CPU {cpu:.2f} s = "
+        f"{total / cpu:,.0f} spans per CPU-second; {_load()})"
     )
 
     # (d) storage --------------------------------------------------------------------------------
@@ -334,12 +346,15 @@ def main() -> None:
     if ids:
         store.get_trace(PROJECT, ids[0])  # warm
         timings = []
+        cpus = []
         for trace_id in ids:
             t = time.perf_counter()
+            c = time.process_time()
             detail = store.get_trace(PROJECT, trace_id)
+            cpus.append((time.process_time() - c) * 1000)
             timings.append((time.perf_counter() - t) * 1000)
             assert detail is not None and len(detail.spans) == 200
-        print(f"(b) get_trace (200 spans): {_fmt(timings)}")
+        print(f"(b) get_trace (200 spans): {_fmt(timings, cpus)}; {_load()}")
 
     # (c) list ----------------------------------------------------------------------------------
     day = datetime.now(UTC) - timedelta(days=1)
@@ -354,11 +369,15 @@ def main() -> None:
     ):
         store.list_traces(PROJECT, query)
         timings = []
+        cpus = []
         for _ in range(30):
             t = time.perf_counter()
+            c = time.process_time()
             page = store.list_traces(PROJECT, query)
+            cpus.append((time.process_time() - c) * 1000)
             timings.append((time.perf_counter() - t) * 1000)
-        print(f"(c) list_traces {label:38s}: {_fmt(timings)} -> {len(page.traces)} traces")
+        print(f"(c) list_traces {label:38s}: {_fmt(timings, cpus)} -> {len(page.traces)} traces")
+    print(_load())
 
     store.close()
     if tmp is not None:
