@@ -8,8 +8,19 @@ workspace's files by content hash so any step's files can be restored later.
 from __future__ import annotations
 
 from runner.sandbox._base import BackendStatus, ExecResult, Limits, SandboxBackend
+from runner.sandbox._probe import probe_backend, probe_backends
+from runner.sandbox.workspace import WorkspaceSnapshots
 
-__all__ = ["BackendStatus", "ExecResult", "Limits", "SandboxBackend", "get_backend"]
+__all__ = [
+    "BackendStatus",
+    "ExecResult",
+    "Limits",
+    "SandboxBackend",
+    "WorkspaceSnapshots",
+    "get_backend",
+    "probe_backend",
+    "probe_backends",
+]
 
 
 def get_backend(
