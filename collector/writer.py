@@ -11,6 +11,7 @@ turns false (``/readyz`` answers 503) until an insert succeeds again.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +67,10 @@ class SpoolWriter:
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._stop = threading.Event()
+        # Two stages so unpickling/decoding the next batch overlaps the store insert of this one
+        # (chDB releases the GIL for much of an insert). One batch is in hand at most.
+        self._ready: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._reader = threading.Thread(target=self._run_reader, name="spool-reader", daemon=True)
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self.healthy = True
         self.last_error = ""
@@ -74,44 +79,54 @@ class SpoolWriter:
         self.timings: dict[str, float] = {"group": 0.0, "insert": 0.0, "commit": 0.0}
 
     def start(self) -> None:
+        self._reader.start()
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand (if the store answers) and stop."""
         self._stop.set()
+        self._reader.join(timeout)
         self._thread.join(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and self._reader.is_alive()
 
-    # --- the loop ----------------------------------------------------------------------------
-    def _run(self) -> None:
+    # --- stage 1: read and decode ------------------------------------------------------------
+    def _run_reader(self) -> None:
+        # A range that may already be in the store is replayed first, exactly, with its tokens.
+        inflight = self._spool.recovered_inflight
         while not self._stop.is_set():
             try:
-                entries = self._next_batch()
-                if entries:
-                    self._store_batch(entries)
-            except _Stopping:
-                return
-            except Exception as exc:  # never let the writer thread die silently
-                log.exception("spool writer error")
+                entries = self._replay_range(inflight) if inflight else self._next_batch()
+                inflight = None
+                if not entries:
+                    continue
+                began = time.perf_counter()
+                batch = _Batch(entries[0].start, entries[-1].end, self._group(entries))
+                self.timings["group"] += time.perf_counter() - began
+            except Exception as exc:  # the spool itself failed: nothing sane to do but report
+                log.exception("spool reader failed; ingest is no longer drained")
                 self.healthy = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self._spool.rewind()  # re-read from the committed position (same in-flight range)
-                self._stop.wait(self._backoff_max)
+                self.last_error = f"spool read failed: {type(exc).__name__}: {exc}"
+                return
+            while not self._stop.is_set():
+                try:
+                    self._ready.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def _replay_range(self, inflight: InFlight) -> list[SpoolEntry]:
+        entries: list[SpoolEntry] = []
+        while not self._stop.is_set():
+            got = self._spool.read(100_000, timeout=0.5, until=inflight.end)
+            if not got:
+                break
+            entries.extend(got)
+        return entries
 
     def _next_batch(self) -> list[SpoolEntry]:
-        inflight = self._spool.recovered_inflight
-        if inflight is not None:
-            # Replay exactly the range that may already be in the store, with the same tokens.
-            entries: list[SpoolEntry] = []
-            while not self._stop.is_set():
-                got = self._spool.read(100_000, timeout=0.5, until=inflight.end)
-                if not got:
-                    break
-                entries.extend(got)
-            return entries
         entries = self._spool.read(256, timeout=0.5)
         if not entries:
             return entries
@@ -127,6 +142,28 @@ class SpoolWriter:
             entries.extend(more)
             spans += sum(self._span_count(e) for e in more)
         return entries
+
+    # --- stage 2: store and commit -----------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._ready.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            delay = self._backoff_initial
+            while True:
+                try:
+                    self._store_batch(batch)
+                    break
+                except _Stopping:
+                    return
+                except Exception as exc:  # e.g. the spool's commit file could not be written
+                    log.exception("spool writer error (retrying the same batch)")
+                    self.healthy = False
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, self._backoff_max)
 
     @staticmethod
     def _span_count(entry: SpoolEntry) -> int:
@@ -155,14 +192,9 @@ class SpoolWriter:
             group.payloads.update(payloads)
         return groups
 
-    def _store_batch(self, entries: list[SpoolEntry]) -> None:
-        start, end = entries[0].start, entries[-1].end
-        began = time.perf_counter()
-        groups = self._group(entries)
-        self.timings["group"] += time.perf_counter() - began
+    def _store_batch(self, batch: _Batch) -> None:
+        start, end, groups = batch.start, batch.end, batch.groups
         self._spool.mark_inflight(start, end)
-        # Mirror the persisted state: if anything below fails, the same range is replayed.
-        self._spool.recovered_inflight = InFlight(start, end)
         for project in sorted(groups):
             group = groups[project]
             if not group.spans and not group.payloads:
@@ -197,6 +229,15 @@ class SpoolWriter:
             self.healthy = True
             self.last_error = ""
             return
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A contiguous spool range, decoded and grouped per project, ready for the store."""
+
+    start: Position
+    end: Position
+    groups: dict[str, ProjectBatch]
 
 
 class _Stopping(Exception):
