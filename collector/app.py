@@ -255,7 +255,7 @@ def _add_ingest_routes(app: FastAPI) -> None:
         state = state_of(request)
         metrics = state.metrics
         try:
-            project = state.auth.project_for(authorization)
+            project = await run_in_threadpool(state.auth.project_for, authorization)
             return await _ingest(state, request, project, content_type, content_encoding)
         except RetraceError:
             metrics.inc("retrace_ingest_requests_rejected_total")
