@@ -321,6 +321,8 @@ class GVisorBackend(SandboxBackend):
         self._refiller = ThreadPoolExecutor(1, thread_name_prefix="retrace-gvisor-refill")
         self._reaper = ThreadPoolExecutor(2, thread_name_prefix="retrace-gvisor-reap")
         self._closed = False
+        #: how calls were served: "warm" from the pool, "cold" booted for the call
+        self.served = {"warm": 0, "cold": 0}
         atexit.register(self.close)
 
     def runsc_argv(self) -> list[str]:
@@ -378,6 +380,7 @@ class GVisorBackend(SandboxBackend):
                 if key in self._pool:
                     self._pool.move_to_end(key)
             self._refiller.submit(self._refill, key)
+        self.served["warm" if sandbox is not None else "cold"] += 1
         return sandbox if sandbox is not None else self._start(workspace, limits)
 
     def _refill(self, key: tuple[Path, Limits]) -> None:
