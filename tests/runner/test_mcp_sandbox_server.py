@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,12 +12,16 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from runner.mcp_bridge import McpServer, McpToolExecutor, sandbox_server
+from runner.sandbox import WorkspaceSnapshots
 from schemas.attributes import (
     RETRACE_MCP_SERVER,
     RETRACE_SANDBOX_BACKEND,
+    RETRACE_SANDBOX_ERROR,
     RETRACE_SANDBOX_EXIT_CODE,
     RETRACE_SANDBOX_LIMITS,
     RETRACE_SANDBOX_TIMED_OUT,
+    RETRACE_WORKSPACE_AFTER,
+    RETRACE_WORKSPACE_BEFORE,
 )
 from schemas.errors import ConfigError
 
@@ -149,3 +154,46 @@ async def test_sandbox_server_spans_join_the_callers_trace(tmp_path: Path) -> No
     assert call_span["trace_id"] == trace.format_trace_id(caller.trace_id)
     assert call_span["attributes"][RETRACE_SANDBOX_BACKEND] == "gvisor"
     assert call_span["attributes"][RETRACE_SANDBOX_EXIT_CODE] == 0
+
+
+async def test_workspace_snapshots_around_each_call(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    snapshots = WorkspaceSnapshots(tmp_path / "cas")
+    async with McpToolExecutor([_server(workspace)], snapshots=snapshots) as tools:
+        wrote = await tools.call(
+            "write_file", {"path": "out/q1.csv", "content": "a,b\n1,2\n"}, step_index=0, call_id="a"
+        )
+        assert not wrote.is_error, wrote.content
+        before, after = (
+            wrote.metadata[RETRACE_WORKSPACE_BEFORE],
+            wrote.metadata[RETRACE_WORKSPACE_AFTER],
+        )
+        assert before != after
+        read = await tools.call("read_file", {"path": "out/q1.csv"}, step_index=1, call_id="b")
+        # Reading changes nothing: the same snapshot id before and after, equal to the last one.
+        assert read.metadata[RETRACE_WORKSPACE_BEFORE] == after
+        assert read.metadata[RETRACE_WORKSPACE_AFTER] == after
+
+    # Each step's files can be restored without a sandbox: after the write, and before it.
+    restored = tmp_path / "restored"
+    snapshots.restore(after, restored)
+    assert (restored / "out" / "q1.csv").read_text() == "a,b\n1,2\n"
+    snapshots.restore(before, restored)
+    assert not (restored / "out" / "q1.csv").exists()
+
+
+async def test_failed_snapshot_is_recorded_not_raised(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    cas = tmp_path / "cas"
+    snapshots = WorkspaceSnapshots(cas)
+    async with McpToolExecutor([_server(workspace)], snapshots=snapshots) as tools:
+        # The content store vanishes under the run (a file where its directory was).
+        shutil.rmtree(cas)
+        cas.write_text("not a directory")
+        result = await tools.call(
+            "write_file", {"path": "x.txt", "content": "new"}, step_index=0, call_id="a"
+        )
+        assert not result.is_error, result.content
+        assert "workspace snapshot failed" in result.metadata[RETRACE_SANDBOX_ERROR]
+        assert RETRACE_WORKSPACE_AFTER not in result.metadata
+        assert (workspace / "x.txt").read_text() == "new"
