@@ -18,6 +18,7 @@ from schemas.attributes import (
     RETRACE_SANDBOX_BACKEND,
     RETRACE_SANDBOX_ERROR,
     RETRACE_SANDBOX_EXIT_CODE,
+    RETRACE_SANDBOX_INSECURE,
     RETRACE_SANDBOX_LIMITS,
     RETRACE_SANDBOX_TIMED_OUT,
     RETRACE_WORKSPACE_AFTER,
@@ -197,3 +198,15 @@ async def test_failed_snapshot_is_recorded_not_raised(tmp_path: Path) -> None:
         assert "workspace snapshot failed" in result.metadata[RETRACE_SANDBOX_ERROR]
         assert RETRACE_WORKSPACE_AFTER not in result.metadata
         assert (workspace / "x.txt").read_text() == "new"
+
+
+@pytest.mark.parametrize(("backend", "insecure"), [("bwrap", False), ("process", True)])
+async def test_other_backends_say_what_they_are(
+    tmp_path: Path, backend: str, insecure: bool
+) -> None:
+    server = sandbox_server(tmp_path / "ws", backend=backend, insecure=insecure, limits=LIMITS)
+    async with McpToolExecutor([server]) as tools:
+        result = await tools.call("run_python", {"code": "print('hi')"}, step_index=0, call_id="a")
+    assert result.content.strip() == "hi", result.content
+    assert result.metadata[RETRACE_SANDBOX_BACKEND] == backend
+    assert result.metadata[RETRACE_SANDBOX_INSECURE] is insecure
