@@ -38,8 +38,10 @@ def _retrace(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_keys_isolate_projects(start_collector: Callable[..., RunningCollector]) -> None:
+    # alpha's key from the flag, beta's from the environment (Settings.api_keys)
     server = start_collector(
-        api_keys=[f"alpha:{ALPHA}", f"beta:{BETA}"], env={"RETRACE_RESUME_ON_DECISION": "false"}
+        api_keys=[f"alpha:{ALPHA}"],
+        env={"RETRACE_RESUME_ON_DECISION": "false", "RETRACE_API_KEYS": f"beta:{BETA}"},
     )
     url = server.url
     # no key / bad key / malformed header -> 401 everywhere
