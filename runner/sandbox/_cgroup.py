@@ -79,6 +79,12 @@ class SandboxCgroup:
         name = "memory.events" if self.v2 else "memory.oom_control"
         return _read_keyed(self._mem / name, "oom_kill") or 0
 
+    def memory_limit_hits(self) -> int:
+        """How often usage hit the memory limit (v1 ``memory.failcnt``, v2 ``max`` events)."""
+        if self.v2:
+            return _read_keyed(self._mem / "memory.events", "max") or 0
+        return _read_int(self._mem / "memory.failcnt") or 0
+
 
 class OwnedCgroup:
     """A cgroup we create for a bwrap/process call: pids and memory limits, CPU and peak memory.

@@ -202,7 +202,14 @@ class _Sandbox:
             at = err.tail.rfind(mark)
             return at >= 0 and b"\n" in err.tail[at:]
 
+        # The cgroup vanishes with the sandbox, so remember its memory counters while polling.
+        memory_seen = {"peak": 0, "limit_hits": 0, "oom_kills": 0}
+
         def over_cpu() -> str | None:
+            memory_seen["peak"] = max(memory_seen["peak"], self.cgroup.memory_peak() or 0)
+            hits, ooms = self.cgroup.memory_limit_hits(), self.cgroup.oom_kills()
+            memory_seen["limit_hits"] = max(memory_seen["limit_hits"], hits)
+            memory_seen["oom_kills"] = max(memory_seen["oom_kills"], ooms)
             used = self.cgroup.cpu_ns()
             if used is not None and cpu0 is not None and used - cpu0 > cpu_limit_ns:
                 return "cpu"
@@ -235,8 +242,10 @@ class _Sandbox:
             used = self.cgroup.cpu_ns()
             if used is not None and cpu0 is not None:
                 result.cpu_ms = (used - cpu0) / 1e6
-            result.memory_bytes = self.cgroup.memory_peak()
-            ooms = self.cgroup.oom_kills()
+            over_cpu()  # last look at the counters before the cgroup goes
+            result.memory_bytes = memory_seen["peak"] or None
+            at_limit = memory_seen["peak"] >= limits.memory_bytes + _MEMORY_OVERHEAD
+            ooms = memory_seen["oom_kills"] or memory_seen["limit_hits"] or at_limit
             self.kill()
             if reason == "wall_timeout":
                 result.timed_out, result.limit_hit = True, "wall_timeout"
@@ -246,7 +255,10 @@ class _Sandbox:
                 result.error = f"CPU limit: killed after {limits.cpu_seconds:g} CPU seconds"
             elif ooms:
                 result.limit_hit = "memory"
-                result.error = f"out of memory: the sandbox was killed ({ooms} OOM kills)"
+                result.error = (
+                    f"out of memory: the sandbox hit its memory limit "
+                    f"({limits.memory_bytes} bytes + gVisor's overhead) and was killed"
+                )
             else:
                 try:
                     code = self.proc.wait(timeout=5)

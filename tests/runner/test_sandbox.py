@@ -201,6 +201,27 @@ def test_memory_bomb_is_killed_and_reported(backend: SandboxBackend, workspace: 
     result = py(backend, workspace, code, limits)
     assert result.exit_code != 0, result
     assert b"MemoryError" in result.stderr or result.limit_hit == "memory", result
+    # many processes, each under the per-process cap, together over the sandbox's limit
+    code = (
+        "import os, time\n"
+        "kids = []\n"
+        "for _ in range(10):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        held = []\n"
+        "        try:\n"
+        "            while True:\n"
+        "                held.append(bytearray(8 * 1024 * 1024))\n"
+        "        except MemoryError:\n"
+        "            time.sleep(2)\n"
+        "        os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "for pid in kids:\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    result = py(backend, workspace, code, limits)
+    assert result.limit_hit == "memory", result
+    assert "memory" in result.error
     assert_still_works(backend, workspace)
 
 
