@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,35 @@ def test_round_trip_property(
     (restored / "stale").mkdir(parents=True)
     snaps.restore(digest, restored)
     assert tree(restored) == before
+
+
+@pytest.mark.integration
+def test_csv_written_in_gvisor_survives_wipe_and_restore(tmp_path: Path) -> None:
+    from runner.sandbox import Limits, get_backend
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    snaps = WorkspaceSnapshots(tmp_path / "cas")
+    code = (
+        "import csv, os\n"
+        "os.makedirs('out', exist_ok=True)\n"
+        "with open('out/summary.csv', 'w', newline='') as f:\n"
+        "    csv.writer(f).writerows([['region', 'total'], ['north', 42], ['south', 7]])\n"
+    )
+    with get_backend("gvisor") as backend:
+        limits = Limits(wall_timeout_s=15.0)
+        assert backend.run(["python3", "-c", code], workspace=ws, limits=limits).exit_code == 0
+        step1 = snaps.snapshot(ws)
+        before = tree(ws)
+        for child in ws.iterdir():
+            shutil.rmtree(child)
+        (ws / "other.txt").write_text("a later step's file")
+        snaps.restore(step1, ws)
+        assert tree(ws) == before
+        # a later sandbox reads the restored CSV
+        read = backend.run(
+            ["python3", "-c", "print(open('out/summary.csv').read().splitlines()[1])"],
+            workspace=ws,
+            limits=limits,
+        )
+        assert read.stdout == b"north,42\n"
