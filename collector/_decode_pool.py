@@ -172,8 +172,9 @@ class DecodePool:
         )
 
     def close(self) -> None:
+        """Stop the workers (waiting for them, so their semaphores are released cleanly)."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
