@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from schemas.models import Approval, ApprovalStatus
 from tests.fixtures.collector import RunningCollector, free_port, launch_collector
@@ -152,6 +152,10 @@ def _no_traceback(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
+def _trace_link(page: Page, trace_id: str) -> Locator:
+    return page.locator(f'a[href="trace?trace={trace_id}"]')
+
+
 def _select(page: Page, label: str, option: str | re.Pattern[str]) -> None:
     page.get_by_test_id("stSelectbox").filter(has_text=label).click()
     page.get_by_role("option", name=option).first.click()
@@ -159,7 +163,7 @@ def _select(page: Page, label: str, option: str | re.Pattern[str]) -> None:
 
 def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     page.goto(stack.ui_url)
-    links = page.get_by_role("link", name=re.compile(r"^[0-9a-f]{32}$"))
+    links = page.locator('a[href*="trace?trace="]')
     expect(links.first).to_be_visible()
     assert links.count() >= 4
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
@@ -169,18 +173,18 @@ def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> No
     page.get_by_role("button", name="Apply filters").click()
     expect(page).to_have_url(re.compile(r"agent=sql-analyst"))
     expect(links).to_have_count(1)
-    expect(page.get_by_role("link", name=stack.traces.denied)).to_be_visible()
+    expect(_trace_link(page, stack.traces.denied)).to_be_visible()
     _shot(page, "02-traces-filtered")
 
     # The filtered list is a shareable link: a new page with the same URL shows the same rows.
     shared = page.context.new_page()
     shared.goto(page.url)
-    expect(shared.get_by_role("link", name=stack.traces.denied)).to_be_visible()
-    expect(shared.get_by_role("link", name=re.compile(r"^[0-9a-f]{32}$"))).to_have_count(1)
+    expect(_trace_link(shared, stack.traces.denied)).to_be_visible()
+    expect(shared.locator('a[href*="trace?trace="]')).to_have_count(1)
     shared.close()
 
     page.goto(stack.ui_url)
-    page.get_by_role("link", name=stack.traces.ok).click()
+    _trace_link(page, stack.traces.ok).click()
     expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.traces.ok}"))
     expect(page.get_by_text("Span tree")).to_be_visible()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()

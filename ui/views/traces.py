@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import html
-
+import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from schemas.models import TracePage
 from ui import _filters as f
 from ui._connection import client, price_table, shown_errors
-from ui._links import escape_markdown, same_tab_link, trace_link
+from ui._links import escape_markdown, trace_link
 
 st.title("Traces")
 
@@ -119,17 +118,32 @@ else:
             "cost $": st.column_config.NumberColumn(format="$%.5f"),
         },
     )
-    # st.dataframe draws on a canvas; real links below keep every trace one click (and one
-    # screen reader hop) away.
+    # st.dataframe draws on a canvas; these real links keep every trace one click (and one
+    # screen reader hop) away. st.page_link navigates inside the running app (no page reload),
+    # and is still an <a href="trace?trace=..."> that can be opened in a new tab or shared.
     with st.expander(f"Open a trace ({len(page.traces)} on this page)", expanded=True):
-        st.markdown(
-            "\n".join(
-                f"- {same_tab_link(trace_link(t.trace_id), t.trace_id, code=True)} · {t.status} · "
-                f"{escape_markdown(html.escape((t.input_preview or t.root_span_name)[:80]))}"
-                for t in page.traces
-            ),
-            unsafe_allow_html=True,
-        )
+        for t in page.traces:
+            preview = escape_markdown((t.input_preview or t.root_span_name)[:80])
+            st.page_link(
+                "views/trace.py",
+                label=f"`{t.trace_id}` · {t.status} · {preview}",
+                query_params={"trace": t.trace_id},
+            )
+
+if page.traces:
+    # Durations of this page's runs at a glance (this also loads the charting library before
+    # a trace is opened, so the trace page's timeline draws without that wait).
+    chart = px.bar(
+        frame.select("started", "duration ms", "status", "trace"),
+        x="started",
+        y="duration ms",
+        color="status",
+        color_discrete_map={"ok": "#00b894", "error": "#d63031"},
+        hover_data=["trace"],
+        height=180,
+    )
+    chart.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="")
+    st.plotly_chart(chart, key="durations", config={"displayModeBar": False})
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])
 nav = st.columns([1, 1, 6])
