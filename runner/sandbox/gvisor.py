@@ -421,6 +421,11 @@ class GVisorBackend(SandboxBackend):
             if not keep:
                 self.discard(sandbox)
 
+    def wait_idle(self) -> None:
+        """Block until background teardowns and pool refills submitted so far are done."""
+        for executor in (self._refiller, self._reaper):
+            executor.submit(lambda: None).result()
+
     def discard(self, sandbox: _Sandbox) -> None:
         """Tear a sandbox down in the background (after its one call, or when evicted)."""
         with self._lock:
