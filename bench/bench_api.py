@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import build_requests  # noqa: E402
+from bench_ingest import build_requests, start_collector  # noqa: E402
 
 from collector.metrics import parse_metrics  # noqa: E402
 from schemas import attributes as A  # noqa: E402
@@ -117,35 +115,10 @@ def main() -> None:
     proc = None
     url = args.endpoint
     if url is None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "runner.cli", "serve"),
-                *("--port", str(port), "--data-dir", str(tmp / "data")),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "collector.log", "wb"),  # noqa: SIM115
-        )
-        url = f"http://127.0.0.1:{port}"
+        proc, url = start_collector(tmp / "data", tmp / "collector.log")
     headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
     try:
         with httpx.Client(base_url=url, timeout=120) as http:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.time() > deadline:
-                    raise SystemExit("collector did not start")
-                time.sleep(0.2)
             before = parse_metrics(http.get("/metrics").text).get("retrace_spans_stored_total", 0)
             sent = 0
             if args.background_spans:

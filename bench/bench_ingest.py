@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -152,6 +153,36 @@ def build_requests(n_spans: int, batch: int, seed: int) -> list[bytes]:
     return bodies
 
 
+def start_collector(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """``retrace serve --port 0`` in ``data_dir``; returns the process and its URL once healthy."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=open(log_path, "wb"),  # noqa: SIM115 - the child keeps it
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"listening on (http://\S+)", line)
+    if found is None:
+        proc.kill()
+        raise SystemExit(f"collector did not start: {line!r} (see {log_path})")
+    url = found.group(1)
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            raise SystemExit("collector did not become healthy")
+        time.sleep(0.2)
+
+
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds (user+sys) used so far by ``pid`` and its live children (decode workers)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -259,35 +290,8 @@ def main() -> None:
     proc = None
     url = args.endpoint
     if url is None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        data_dir = args.data_dir or str(tmp / "data")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "runner.cli", "serve"),
-                *("--port", str(port), "--data-dir", data_dir),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "collector.log", "wb"),  # noqa: SIM115
-        )
-        url = f"http://127.0.0.1:{port}"
+        proc, url = start_collector(Path(args.data_dir or tmp / "data"), tmp / "collector.log")
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("collector did not start")
-            time.sleep(0.2)
         before = parse_metrics(httpx.get(url + "/metrics").text)
 
         import pickle
