@@ -314,22 +314,23 @@ class _BatchBuilder:
 
     def redact_map(self, attributes: dict[str, str]) -> tuple[dict[str, str], int]:
         """Redact short attribute maps (resource, event, link attributes) in place."""
+        scan = self.scan_text and _may_contain_secret(attributes.values())
         total = 0
         for key, value in attributes.items():
             if value:
-                text, count = self._redact_short(key, value)
+                text, count = self._redact_short(key, value, scan)
                 if text is not value:
                     attributes[key] = text
                 total += count
         return attributes, total
 
-    def _redact_short(self, key: str, value: str) -> tuple[str, int]:
+    def _redact_short(self, key: str, value: str, scan: bool) -> tuple[str, int]:
         if is_secret_key(key):
             return redact_value(key, str(value))
         if type(value) is not str:
             # A flattened array/map: its JSON text is not verbatim in the body, always scan it.
             return redact_text(str(value))
-        if not self.scan_text:
+        if not scan:
             return value, 0
         cached = self._text_cache.get(value)
         if cached is None:
@@ -337,7 +338,7 @@ class _BatchBuilder:
             self._text_cache[value] = cached
         return cached
 
-    def _payload(self, key: str, value: str) -> _Payload:
+    def _payload(self, key: str, value: str, scan: bool) -> _Payload:
         if is_secret_key(key):
             text, count = redact_value(key, str(value))
             return self._store_payload(text, count)
@@ -346,7 +347,8 @@ class _BatchBuilder:
             return self._store_payload(text, count)
         cached = self._payload_cache.get(value)
         if cached is None:
-            text, count = redact_text(value) if self.scan_text else (value, 0)
+            # Cached even when not scanned: not scanning means this very text is clean.
+            text, count = redact_text(value) if scan else (value, 0)
             cached = self._store_payload(text, count)
             self._payload_cache[value] = cached
         return cached
@@ -400,7 +402,8 @@ class _BatchBuilder:
         refs: dict[str, str] = {}
         payload_texts: dict[str, str] = {}
         moved: list[str] = []
-        scan_text = self.scan_text
+        # A body with a secret candidate somewhere: look closer only at spans that have one.
+        scan = self.scan_text and _may_contain_secret(attributes.values(), status_message)
         for key, value in attributes.items():
             if not value:
                 continue
@@ -415,13 +418,13 @@ class _BatchBuilder:
                     and _utf8_len(value) > PAYLOAD_INLINE_MAX_BYTES
                 )
             ):
-                payload = self._payload(key, value)
+                payload = self._payload(key, value, scan)
                 refs[key] = payload.digest
                 payload_texts[key] = payload.text
                 redacted += payload.redacted
                 moved.append(key)
-            elif role == _SECRET_KEY or scan_text or type(value) is not str:
-                text, count = self._redact_short(key, value)
+            elif role == _SECRET_KEY or scan or type(value) is not str:
+                text, count = self._redact_short(key, value, scan)
                 if text is not value:
                     attributes[key] = text
                 redacted += count
@@ -432,7 +435,7 @@ class _BatchBuilder:
         if payload_texts and (not parent_span_id or operation == OP_CHAT):
             input_preview, output_preview = _previews(payload_texts)
         if status_message:
-            status_message, count = self._redact_short("", status_message)
+            status_message, count = self._redact_short("", status_message, scan)
             redacted += count
         if redacted:
             attributes[RETRACE_REDACTED] = str(redacted)
@@ -509,6 +512,12 @@ def _key_role(key: str) -> int:
         _KEY_ROLES.update({payload_key: _PAYLOAD_KEY for payload_key in PAYLOAD_KEYS})
     _KEY_ROLES[key] = role
     return role
+
+
+def _may_contain_secret(values: Iterable[str], *more: str) -> bool:
+    """One prefilter pass over many values (joined: a match across a seam only costs time)."""
+    joined = "\n".join((*values, *more))
+    return bool(joined) and may_contain_secret(joined.encode("utf-8", "surrogatepass"))
 
 
 def _utf8_len(value: str) -> int:

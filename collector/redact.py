@@ -6,19 +6,23 @@ secret (``api_key``, ``password``, ``authorization``...) lose their whole value.
 (``gen_ai.usage.input_tokens``, ``llm.token_count.prompt``) are not secrets and are kept.
 Replacements never contain quotes or backslashes, so redacting inside JSON text keeps it JSON.
 
-This runs on the ingest hot path. ``may_contain_secret`` answers for a whole request body at once
-with one Hyperscan pass (all rules compiled into one automaton, well under a nanosecond per byte);
-a clean body, the usual case, needs no per-value work at all. Each rule's regular expression then
-only runs on text that contains one of its candidate substrings. On platforms without Hyperscan
-the same answers come from plain substring checks, only slower.
+This runs on the ingest hot path:
+
+* ``may_contain_secret`` answers for a whole request body with one Hyperscan pass (every rule's
+  prefilter in one automaton, well under a nanosecond per byte); a clean body, the usual case,
+  needs no per-value work at all. Without Hyperscan (non-x86 platforms) plain substring checks
+  give the same guarantee, only slower.
+* In text that may hold a secret, only the rules whose prefilter matched run, and every rule's
+  regular expression starts with a literal (case-insensitive rules run on the lower-cased text),
+  so Python's ``re`` jumps between candidates instead of trying every position.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
@@ -41,174 +45,169 @@ __all__ = [
     "redaction_marker",
 ]
 
-_TOKEN_CHARS: Final = r"A-Za-z0-9_\-"
-_FLAGS: Final = re.ASCII
-
 
 def redaction_marker(kind: str) -> str:
     """The text that replaces a secret of ``kind``."""
     return f"[REDACTED:{kind}]"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Rule:
     kind: str
-    # Lower-case substrings: the rule's regex runs only if one occurs in the lower-cased text.
+    # Regex source. It starts with a literal; caseless rules are written in lower case and run
+    # on the lower-cased text.
+    source: str
+    # Lower-case substrings: without a Hyperscan answer the rule runs only if one occurs.
     candidates: tuple[str, ...]
-    pattern: re.Pattern[str]
-    # A Hyperscan expression matching (at least) wherever ``pattern`` matches; kept loose where
+    # A Hyperscan expression matching (at least) wherever ``source`` matches; kept loose where
     # that is cheaper to compile.
     prefilter: str
-    prefilter_caseless: bool = False
+    caseless: bool = False
+    # The match must not follow a word character (a ``\b`` kept out of the regex, where it
+    # would stop ``re`` from searching for the literal prefix).
+    word_start: bool = False
     # Group whose span is replaced; 0 = the whole match, -1 = whichever group matched.
     group: int = 0
+    # ``name: value`` fields: redact only when the whole field name names a secret.
+    field_name: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    pattern_ignorecase: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = re.ASCII | re.DOTALL
+        object.__setattr__(self, "pattern", re.compile(self.source, flags))
+        object.__setattr__(
+            self, "pattern_ignorecase", re.compile(self.source, flags | re.IGNORECASE)
+        )
 
 
-_SECRET_FIELD_WORDS: Final = (
-    r"api[_-]?key|apikey|password|passwd|pwd|secret|private[_-]?key"
-    r"|(?:access|auth|refresh|id|session)[_-]?token"
+_TOKEN: Final = r"A-Za-z0-9_\-"
+_NAME_CHARS: Final = r"a-z0-9_.\-"
+# After a field name: optional closing quote (possibly escaped), then ":" or "=".
+_FIELD_SEPARATOR: Final = r"\\?[\"']?\s*[:=]\s*"
+# The value of a ``name: value`` field: a JSON string (possibly escaped inside another JSON
+# string), a quoted string, or a bare word that is not a JSON literal or a number.
+_FIELD_VALUE: Final = (
+    r"(?!\\?[\"']?\[redacted:)"  # runs on lower-cased text
+    r"(?:\\\"((?:[^\"\\]|\\\\)+)\\\"|\"((?:[^\"\\]|\\.)+)\"|'([^'\\\n]+)'"
+    r"|(?!(?:true|false|null)\b)(?=[^\s\"',;}&\\\]]*[A-Za-z_])([^\s\"',;}&\\\]]+))"
 )
-_SECRET_FIELD_PREFIX: Final = rf"(?:{_SECRET_FIELD_WORDS})(?:[_-][A-Za-z0-9_-]*)?\\?[\"']?\s*[:=]"
-# The prefilter also allows JSON escapes between the name and the colon, however deeply nested.
-_SECRET_FIELD_PREFILTER: Final = (
-    rf"(?:{_SECRET_FIELD_WORDS})([_-][A-Za-z0-9_-]*)?[\\\"']*(\s|\\[nrt])*[:=]"
-)
+_FIELD_PREFILTER_SEPARATOR: Final = r"[\\\"']*(\s|\\[nrt])*[:=]"
 
-# Order matters: more specific rules first (an Anthropic key also looks like an OpenAI key; a
-# bearer JWT is reported as a bearer token).
+
+def _field_rule(name: str, candidate: str) -> _Rule:
+    return _Rule(
+        "secret_field",
+        rf"(?P<name>{name}){_FIELD_SEPARATOR}{_FIELD_VALUE}",
+        (candidate,),
+        rf"{name}{_FIELD_PREFILTER_SEPARATOR}",
+        caseless=True,
+        group=-1,
+        field_name=True,
+    )
+
+
+# Order matters: earlier rules win where matches overlap (an Anthropic key also looks like an
+# OpenAI key; a JWT in a bearer header is reported as a bearer token).
 _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "private_key",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----"
+        r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
         ("-----begin",),
-        re.compile(
-            r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----"
-            r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
-            _FLAGS | re.DOTALL,
-        ),
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----",
     ),
     _Rule(
         "bearer_token",
+        r"bearer(?:\s|\\[nrt])+((?=[a-z0-9\-._~+/]*[0-9])[a-z0-9\-._~+/]{8,}=*)",
         ("bearer",),
-        re.compile(
-            r"(?i:\bbearer)(?:\s|\\[nrt])+"
-            r"((?=[A-Za-z0-9\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{8,}=*)",
-            _FLAGS,
-        ),
         r"bearer(\s|\\[nrt])+[A-Za-z0-9\-._~+/]{8}",
-        prefilter_caseless=True,
+        caseless=True,
+        word_start=True,
         group=1,
     ),
     _Rule(
         "basic_auth",
+        r"authorization\\?[\"']?\s*[:=]\s*\\?[\"']?basic\s+([a-z0-9+/]{6,}={0,2})",
         ("authorization",),
-        re.compile(
-            r"(?i:authorization)\\?[\"']?\s*[:=]\s*\\?[\"']?(?i:basic)\s+([A-Za-z0-9+/]{6,}={0,2})",
-            _FLAGS,
-        ),
         r"authorization",
-        prefilter_caseless=True,
+        caseless=True,
         group=1,
     ),
     _Rule(
         "anthropic_key",
+        rf"sk-ant-[{_TOKEN}]{{16,}}",
         ("sk-ant-",),
-        re.compile(rf"\bsk-ant-[{_TOKEN_CHARS}]{{16,}}", _FLAGS),
-        rf"sk-ant-[{_TOKEN_CHARS}]{{8}}",
+        rf"sk-ant-[{_TOKEN}]{{8}}",
+        word_start=True,
     ),
     _Rule(
         "openai_key",
+        rf"sk-(?=[{_TOKEN}]*[0-9])[{_TOKEN}]{{20,}}",
         ("sk-",),
-        re.compile(rf"\bsk-(?=[{_TOKEN_CHARS}]*[0-9])[{_TOKEN_CHARS}]{{20,}}", _FLAGS),
-        rf"sk-[{_TOKEN_CHARS}]{{8}}",
+        rf"sk-[{_TOKEN}]{{8}}",
+        word_start=True,
     ),
     _Rule(
         "aws_access_key",
+        r"A(?:KIA|SIA)[0-9A-Z]{16}\b",
         ("akia", "asia"),
-        re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", _FLAGS),
         r"(AKIA|ASIA)[0-9A-Z]{16}",
+        word_start=True,
     ),
     _Rule(
         "github_token",
+        r"g(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{30,})",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})", _FLAGS),
         r"gh[pousr]_[A-Za-z0-9]{8}|github_pat_[A-Za-z0-9_]{8}",
+        word_start=True,
     ),
     _Rule(
         "slack_token",
+        r"xox[abposr]-[A-Za-z0-9-]{10,}",
         ("xox",),
-        re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}", _FLAGS),
         r"xox[abposr]-[A-Za-z0-9-]{10}",
+        word_start=True,
     ),
     _Rule(
         "slack_webhook",
+        r"hooks\.slack\.com/services/[A-Za-z0-9/_-]{10,}",
         ("hooks.slack.com",),
-        re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/_-]{10,}", _FLAGS),
         r"hooks\.slack\.com/services/[A-Za-z0-9/_-]{10}",
     ),
     _Rule(
         "jwt",
+        r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
         ("eyj",),
-        re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", _FLAGS),
         r"eyJ[A-Za-z0-9_-]{8,}\.eyJ",
+        word_start=True,
     ),
     _Rule(
         "url_password",
+        r"://[^\s:@/\"'\\]*:(?!\[REDACTED:)([^\s@/\"'\\]+)@",
         ("://",),
-        re.compile(
-            r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^\s:@/\"'\\]*:(?!\[REDACTED:)([^\s@/\"'\\]+)@",
-            _FLAGS,
-        ),
         r"://[^\s:@/\"'\\]*:[^\s@/\"'\\]+@",
         group=1,
     ),
-    _Rule(
-        "secret_field",
-        (
-            "key",
-            "pass",
-            "pwd",
-            "secret",
-            "token",
-        ),
-        re.compile(
-            rf"(?i:{_SECRET_FIELD_PREFIX})\s*(?!\\?[\"']?\[REDACTED:)"
-            r"(?:\\\"((?:[^\"\\]|\\\\)+)\\\"|\"((?:[^\"\\]|\\.)+)\"|'([^'\\\n]+)'"
-            r"|(?!(?:true|false|null)\b)(?=[^\s\"',;}&\\\]]*[A-Za-z_])([^\s\"',;}&\\\]]+))",
-            _FLAGS,
-        ),
-        _SECRET_FIELD_PREFILTER,
-        prefilter_caseless=True,
-        group=-1,
-    ),
+    _field_rule(rf"api[_-]?key[{_NAME_CHARS}]*", "api"),
+    _field_rule(rf"passw(?:or)?d[{_NAME_CHARS}]*", "passw"),
+    _field_rule(rf"pwd[{_NAME_CHARS}]*", "pwd"),
+    _field_rule(rf"secret[{_NAME_CHARS}]*", "secret"),
+    _field_rule(rf"private[_-]?key[{_NAME_CHARS}]*", "private"),
+    # "token" but not "tokens" (max_tokens, input_tokens are counts).
+    _field_rule(rf"token(?:[_.\-][{_NAME_CHARS}]*)?", "token"),
 )
-
-
-def _replacer(rule: _Rule) -> Callable[[re.Match[str]], str]:
-    marker = redaction_marker(rule.kind)
-    if rule.group == 0:
-        return lambda m: marker
-
-    def replace(m: re.Match[str]) -> str:
-        group = rule.group if rule.group > 0 else (m.lastindex or 0)
-        start, end = m.span(group)
-        base = m.start()
-        whole = m.group(0)
-        return whole[: start - base] + marker + whole[end - base :]
-
-    return replace
-
-
-_COMPILED: Final = tuple((rule, _replacer(rule)) for rule in _RULES)
+_MARKERS: Final = tuple(redaction_marker(rule.kind) for rule in _RULES)
 # Texts at least this long are checked with one Hyperscan pass before the per-rule checks.
 _SCAN_FIRST_CHARS: Final = 256
 
 
-# --- whole-text prefilter -----------------------------------------------------------------------
+# --- prefilter ----------------------------------------------------------------------------------
 
 # In JSON text a secret can hide behind escapes ("sk\u002d...", "https:\/\/"): such text is
 # always looked at value by value after decoding.
 _JSON_ESCAPES: Final = (r"\\u", r"\\/")
+_ALL_RULES: Final = frozenset(range(len(_RULES)))
 
 
 class _Scanner:
@@ -216,16 +215,16 @@ class _Scanner:
 
     def __init__(self, json_escapes: bool) -> None:
         assert _hyperscan is not None
+        hs = _hyperscan
         expressions = [rule.prefilter.encode() for rule in _RULES]
         flags = [
-            _hyperscan.HS_FLAG_SINGLEMATCH
-            | (_hyperscan.HS_FLAG_CASELESS if rule.prefilter_caseless else 0)
+            hs.HS_FLAG_SINGLEMATCH | (hs.HS_FLAG_CASELESS if rule.caseless else 0)
             for rule in _RULES
         ]
         if json_escapes:
             expressions += [escape.encode() for escape in _JSON_ESCAPES]
-            flags += [_hyperscan.HS_FLAG_SINGLEMATCH] * len(_JSON_ESCAPES)
-        self._database = _hyperscan.Database(mode=_hyperscan.HS_MODE_BLOCK)
+            flags += [hs.HS_FLAG_SINGLEMATCH] * len(_JSON_ESCAPES)
+        self._database = hs.Database(mode=hs.HS_MODE_BLOCK)
         self._database.compile(
             expressions=expressions,
             ids=list(range(len(expressions))),
@@ -234,26 +233,36 @@ class _Scanner:
         )
         self._local = threading.local()
 
-    def hit(self, data: bytes) -> bool:
+    def _scratch(self) -> Any:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = _hyperscan.Scratch(self._database)  # type: ignore[union-attr]
             self._local.scratch = scratch
+        return scratch
+
+    def hit(self, data: bytes) -> bool:
         try:
-            self._database.scan(data, match_event_handler=_stop, scratch=scratch)
+            self._database.scan(data, match_event_handler=_stop, scratch=self._scratch())
         except _hyperscan.ScanTerminated:  # type: ignore[union-attr]
             return True
         return False
+
+    def rules(self, data: bytes) -> set[int]:
+        """Indexes of the rules whose prefilter matches somewhere in ``data``."""
+        found: set[int] = set()
+        self._database.scan(
+            data, match_event_handler=_collect, context=found, scratch=self._scratch()
+        )
+        return found
 
 
 def _stop(*_: Any) -> bool:
     return True  # first match is enough: stop the scan
 
 
-_CANDIDATE_BYTES: Final = tuple(
-    sorted({c.encode() for rule in _RULES for c in rule.candidates}, key=len, reverse=True)
-)
-_JSON_ESCAPE_BYTES: Final = (b"\\u", b"\\/")
+def _collect(rule: int, _start: int, _end: int, _flags: int, found: set[int]) -> None:
+    found.add(rule)
+
 
 # Which prefilter runs: "hyperscan" or "python".
 SCANNER: Final = "hyperscan" if _hyperscan is not None else "python"
@@ -270,6 +279,12 @@ def _scanner(json_escapes: bool) -> _Scanner:
             if scanner is None:
                 scanner = _scanners[json_escapes] = _Scanner(json_escapes)
     return scanner
+
+
+_CANDIDATE_BYTES: Final = tuple(
+    sorted({c.encode() for rule in _RULES for c in rule.candidates}, key=len, reverse=True)
+)
+_JSON_ESCAPE_BYTES: Final = (b"\\u", b"\\/")
 
 
 def _python_hit(data: bytes, json_escapes: bool) -> bool:
@@ -293,27 +308,88 @@ def may_contain_secret(
     return _python_hit(data, json_escapes)
 
 
-def redact_text(text: str) -> tuple[str, int]:
-    """Return ``text`` with secrets replaced by ``[REDACTED:<kind>]`` and how many were replaced."""
+# --- redaction ----------------------------------------------------------------------------------
+
+
+def _word_char(char: str) -> bool:
+    return char.isascii() and (char.isalnum() or char == "_")
+
+
+def _field_name(subject: str, start: int, name_end: int) -> str:
+    """The whole field name ending at ``name_end``: the rule matched from a word inside it."""
+    begin = start
+    while begin > 0 and (subject[begin - 1].isalnum() or subject[begin - 1] in "_.-"):
+        begin -= 1
+    return subject[begin:name_end]
+
+
+def redact_text(text: str, *, force_python: bool = False) -> tuple[str, int]:
+    """Return ``text`` with secrets replaced by ``[REDACTED:<kind>]`` and how many were replaced.
+
+    ``force_python`` skips the Hyperscan prefilter (for tests and comparison).
+    """
     if not text:
         return text, 0
-    if (
-        _hyperscan is not None
-        and len(text) >= _SCAN_FIRST_CHARS
-        and not _scanner(False).hit(text.encode("utf-8", "surrogatepass"))
-    ):
-        return text, 0
-    lowered = text.lower()
+    lowered: str | None = None
+    if _hyperscan is not None and not force_python and len(text) >= _SCAN_FIRST_CHARS:
+        wanted = _scanner(False).rules(text.encode("utf-8", "surrogatepass"))
+        if not wanted:
+            return text, 0
+    else:
+        lowered_text = lowered = text.lower()
+        wanted = {
+            index
+            for index, rule in enumerate(_RULES)
+            if any(candidate in lowered_text for candidate in rule.candidates)
+        }
+        if not wanted:
+            return text, 0
+    # Lower-casing can change the length of some non-ASCII text; then offsets in ``lowered``
+    # would not be offsets in ``text``, and caseless rules run case-insensitively instead.
     total = 0
-    for rule, replace in _COMPILED:
-        for candidate in rule.candidates:
-            if candidate in lowered:
-                break
+    # Rules apply one after the other, each to the text the previous ones left, so a secret
+    # next to an already redacted one is still found.
+    for index in sorted(wanted):
+        rule = _RULES[index]
+        if rule.caseless:
+            if lowered is None:
+                lowered = text.lower()
+            # Lower-casing can change the length of some non-ASCII text; then offsets in
+            # ``lowered`` are not offsets in ``text`` and the rule runs case-insensitively.
+            if len(lowered) == len(text):
+                subject, pattern = lowered, rule.pattern
+            else:
+                subject, pattern = text, rule.pattern_ignorecase
         else:
-            continue
-        text, count = rule.pattern.subn(replace, text)
-        total += count
+            subject, pattern = text, rule.pattern
+        spans: list[tuple[int, int]] = []
+        for match in pattern.finditer(subject):
+            start = match.start()
+            if rule.word_start and start > 0 and _word_char(subject[start - 1]):
+                continue
+            if rule.field_name and not is_secret_key(
+                _field_name(subject, start, match.end("name"))
+            ):
+                continue
+            if "[REDACTED:" in text[start : match.end()]:
+                continue  # already redacted: redaction is idempotent
+            spans.append(match.span(rule.group if rule.group >= 0 else (match.lastindex or 0)))
+        if spans:
+            text = _replace_spans(text, spans, _MARKERS[index])
+            lowered = None
+            total += len(spans)
     return text, total
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int]], marker: str) -> str:
+    pieces: list[str] = []
+    position = 0
+    for start, end in spans:
+        pieces.append(text[position:start])
+        pieces.append(marker)
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 # --- attribute keys that name secrets ----------------------------------------------------------
@@ -325,7 +401,9 @@ _SECRET_KEY: Final = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 # Keys that contain a secret-looking word but hold counts, limits or flags.
-_NOT_SECRET_KEY: Final = re.compile(r"(?:tokens|token_count|_count|_length|\.count)(?:\.|$)")
+_NOT_SECRET_KEY: Final = re.compile(
+    r"(?:tokens|token_count|_count|_length|\.count)(?:\.|$)|secretar(?:y|ies|iat)"
+)
 _KEY_HINTS: Final = ("key", "pass", "secret", "token", "auth", "credential", "cookie", "pwd")
 
 _KEY_CACHE: dict[str, bool] = {}
@@ -351,19 +429,14 @@ def is_secret_key(key: str) -> bool:
 _SECRET_ATTRIBUTE_MARKER: Final = redaction_marker("secret_attribute")
 
 
-def redact_value(key: str, value: str, *, scan_text: bool = True) -> tuple[str, int]:
-    """Redact one attribute value: all of it if ``key`` names a secret, else secrets in its text.
-
-    ``scan_text=False`` skips the text rules (the caller knows the text is clean).
-    """
+def redact_value(key: str, value: str) -> tuple[str, int]:
+    """Redact one attribute value: all of it if ``key`` names a secret, else secrets in its text."""
     if not value:
         return value, 0
     if is_secret_key(key):
         if value.startswith("[REDACTED:"):
             return value, 0
         return _SECRET_ATTRIBUTE_MARKER, 1
-    if not scan_text:
-        return value, 0
     return redact_text(value)
 
 

@@ -235,3 +235,23 @@ def test_prefilter_never_misses_and_redaction_is_idempotent(parts: list[str]) ->
         assert may_contain_secret(data, force_python=True)
     else:
         assert redacted == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_FRAGMENTS, st.text(max_size=12)), max_size=30))
+def test_hyperscan_and_python_paths_redact_the_same(parts: list[str]) -> None:
+    text = "".join(parts) * 3  # long enough for the Hyperscan path
+    assert redact_text(text) == redact_text(text, force_python=True)
+
+
+def test_secret_next_to_a_redacted_one_is_still_found() -> None:
+    text = "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2-----BEGIN PRIVATE KEY-----abc"
+    assert redact_text(text) == ("[REDACTED:anthropic_key][REDACTED:private_key]", 2)
+
+
+def test_field_names_are_judged_whole() -> None:
+    text = "max_tokens: 50, token_count: 7, session_token: abc123, secretary: Jane"
+    assert redact_text(text) == (
+        "max_tokens: 50, token_count: 7, session_token: [REDACTED:secret_field], secretary: Jane",
+        1,
+    )
