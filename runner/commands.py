@@ -294,18 +294,23 @@ def _print_table(outcomes: list[tuple[SuiteTask, RunResult | None, str]]) -> Non
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    if not console.is_terminal:  # piped: do not fold trace ids into an 80-column box
+        console = Console(width=200)
     table = Table(title="runs")
-    for column in ("task", "status", "steps", "trace id", "answer"):
-        table.add_column(column, overflow="fold")
+    table.add_column("task", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("steps", justify="right")
+    table.add_column("trace id", no_wrap=True)
+    table.add_column("answer", overflow="ellipsis", max_width=90)
     for item, result, error in outcomes:
         if result is None:
-            table.add_row(item.name, "error", "-", "-", error[:120])
+            table.add_row(item.name, "error", "-", "-", error)
         else:
-            answer = result.answer if len(result.answer) <= 120 else result.answer[:117] + "..."
             table.add_row(
-                item.name, result.status.value, str(result.steps), result.trace_id, answer
+                item.name, result.status.value, str(result.steps), result.trace_id, result.answer
             )
-    Console().print(table)
+    console.print(table)
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def render(template: str, context: dict[str, Any]) -> str:
         value = lookup(context, expression.strip())
         if fmt.strip() == "json":
             return json.dumps(_parse(value) if isinstance(value, str) else value, default=str)
-        return value if isinstance(value, str) else json.dumps(value, default=str)
+        return value.strip() if isinstance(value, str) else json.dumps(value, default=str)
 
     return _TEMPLATE.sub(substitute, template)
 

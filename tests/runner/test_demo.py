@@ -47,8 +47,9 @@ def test_demo_runs_the_suite_into_its_own_collector(tmp_path: Path, start_collec
     assert proc.returncode == 0, out + proc.stderr
     assert "Explore: retrace ui --api http://127.0.0.1:" in out
     assert "retrace approve" in out  # the cleanup task waits for a human
-    trace_ids = re.findall(r"\b[0-9a-f]{32}\b", out)
-    assert len(set(trace_ids)) >= 7, out
+    rows = re.findall(r"│\s*([\w-]+)\s*│\s*(\w+)\s*│\s*(\d+)\s*│\s*([0-9a-f]{32})\s*│", out)
+    assert len(rows) == 7, out
+    trace_ids = [row[3] for row in rows]
 
     collector = start_collector(data_dir=data_dir)  # the same store, reopened
     client = collector.client
@@ -78,6 +79,8 @@ def test_demo_runs_the_suite_into_its_own_collector(tmp_path: Path, start_collec
     assert (
         write.attributes[A.RETRACE_WORKSPACE_BEFORE] != write.attributes[A.RETRACE_WORKSPACE_AFTER]
     )
+    # the snapshot (manifest + file blobs) was uploaded, so a replay can restore it
+    assert client.get_payload(write.attributes[A.RETRACE_WORKSPACE_AFTER])
     assert read.attributes[A.GEN_AI_TOOL_CALL_RESULT].startswith("channel,orders,revenue")
     assert "the top channel is web" in _root(csv_run).attributes[A.RETRACE_RUN_OUTPUT]
 
