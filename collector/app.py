@@ -175,7 +175,31 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
     _add_ingest_routes(app)
     _add_health_routes(app)
     app.include_router(query_router, responses=_ERROR_RESPONSES)
+    _document_400_not_422(app)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """Validation errors answer 400 with ErrorBody (see ``on_validation``): say so in OpenAPI."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # --- errors -----------------------------------------------------------------------------------

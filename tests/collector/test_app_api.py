@@ -30,6 +30,13 @@ def test_health_ready_and_openapi(collector_server: RunningCollector) -> None:
     spec = httpx.get(collector_server.url + "/openapi.json").json()
     for path in ("/v1/traces", "/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/spans"):
         assert path in spec["paths"]
+    detail = spec["paths"]["/api/v1/traces/{trace_id}"]["get"]["responses"]
+    assert detail["200"]["content"]["application/json"]["schema"]["$ref"].endswith("TraceDetail")
+    assert detail["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+    # validation errors are 400 ErrorBody, never FastAPI's 422
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            assert "422" not in operation["responses"]
 
 
 def test_unknown_trace_is_404_and_bad_params_400(collector_server: RunningCollector) -> None:
