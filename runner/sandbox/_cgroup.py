@@ -49,6 +49,36 @@ def _read_keyed(path: Path | None, key: str) -> int | None:
     return None
 
 
+def owner_alive(pid: int, start_ticks: str) -> bool:
+    """Is process ``pid`` still the one that started at ``start_ticks`` (pid reuse safe)?"""
+    return process_start(pid) == start_ticks
+
+
+def process_start(pid: int) -> str:
+    """The start time of ``pid`` in clock ticks since boot ("" when it does not exist)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def remove_cgroup(relative_path: str) -> None:
+    """rmdir the (empty) cgroup ``relative_path`` under our own cgroups, every controller."""
+    own = _own_cgroups()
+    if (_ROOT / "cgroup.controllers").exists():
+        candidates = [_ROOT / own.get("", "/").lstrip("/") / relative_path]
+    else:
+        candidates = [
+            _ROOT / ctrl.name / own.get(ctrl.name, "/").lstrip("/") / relative_path
+            for ctrl in _ROOT.iterdir()
+            if ctrl.is_dir() and not ctrl.is_symlink()
+        ]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 class SandboxCgroup:
     """The counters of the cgroup runsc made for ``relative_path`` (None where unavailable)."""
 
@@ -107,6 +137,8 @@ class OwnedCgroup:
                 c: _ROOT / c / own.get(c, "/").lstrip("/") / "retrace-local" / name
                 for c in ("pids", "memory", "cpuacct")
             }
+        for path in wanted.values():
+            _reap_dead_siblings(path.parent)
         made: dict[str, Path] = {}
         try:
             for controller, path in wanted.items():
@@ -161,3 +193,14 @@ class OwnedCgroup:
         for path in self.dirs.values():
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _reap_dead_siblings(parent: Path) -> None:
+    # "<backend>-<pid>-<token>" cgroups whose creating process is gone (killed mid-call)
+    if not parent.is_dir():
+        return
+    for child in parent.iterdir():
+        parts = child.name.split("-")
+        if len(parts) == 3 and parts[1].isdigit() and not Path(f"/proc/{parts[1]}").exists():
+            with contextlib.suppress(OSError):
+                child.rmdir()

@@ -49,7 +49,7 @@ def run_local(
 ) -> ExecResult:
     """Run ``cmd`` under ``limits`` and collect an ``ExecResult`` (never raises for the tool)."""
     group = OwnedCgroup.create(
-        f"{backend}-{secrets.token_hex(6)}",
+        f"{backend}-{os.getpid()}-{secrets.token_hex(6)}",
         memory_bytes=limits.memory_bytes,
         pids=limits.pids + extra_pids,
     )

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from runner.sandbox import _zygote
 from runner.sandbox._base import ExecResult, Limits, SandboxBackend, check_call
-from runner.sandbox._cgroup import SandboxCgroup
+from runner.sandbox._cgroup import SandboxCgroup, owner_alive, process_start, remove_cgroup
 from runner.sandbox._output import CappedStream, drain, pump
 from schemas.errors import SandboxError
 
@@ -48,6 +48,8 @@ _HOST_TASK_OVERHEAD = 256
 _BOOT_TIMEOUT_S = 30.0
 _MAX_POOLED_WORKSPACES = 4
 _PYTHON = "/usr/bin/python3"
+_DIR_PREFIX = "retrace-gvisor-"
+_CGROUP_PARENT = "retrace-sandbox"
 _BOOTSTRAP = f"import sys; exec(compile(sys.argv[1], {_zygote.FILENAME!r}, 'exec'))"
 
 
@@ -136,7 +138,7 @@ class _Sandbox:
         self.id = f"retrace-{secrets.token_hex(8)}"
         self.bundle = backend.base_dir / "bundles" / self.id
         self.bundle.mkdir(parents=True)
-        cgroup_path = f"retrace-sandbox/{self.id}"
+        cgroup_path = f"{_CGROUP_PARENT}/{self.id}"
         config = sandbox_config(backend.rootfs, backend.base_mounts, workspace, limits, cgroup_path)
         (self.bundle / "config.json").write_text(json.dumps(config))
         self.cgroup = SandboxCgroup(cgroup_path)
@@ -296,6 +298,7 @@ class _Sandbox:
                 check=False,
             )
         shutil.rmtree(self.bundle, ignore_errors=True)
+        remove_cgroup(f"{_CGROUP_PARENT}/{self.id}")
 
 
 class GVisorBackend(SandboxBackend):
@@ -323,7 +326,10 @@ class GVisorBackend(SandboxBackend):
         self.runsc = found
         self.platform = platform
         self.warm_pool_size = max(0, warm_pool_size)
-        self.base_dir = Path(tempfile.mkdtemp(prefix="retrace-gvisor-", dir=base_dir))
+        reap_stale(Path(base_dir or tempfile.gettempdir()), found)
+        self.base_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=base_dir))
+        pid = os.getpid()
+        (self.base_dir / "owner").write_text(f"{pid} {process_start(pid)}\n")
         self.state_dir = self.base_dir / "state"
         self.rootfs = self.base_dir / "rootfs"
         self.base_mounts = build_rootfs(self.rootfs)
@@ -452,6 +458,31 @@ class GVisorBackend(SandboxBackend):
             sandbox.destroy()
         shutil.rmtree(self.base_dir, ignore_errors=True)
         atexit.unregister(self.close)
+
+
+def reap_stale(parent: Path, runsc: str) -> int:
+    """Remove what backends of dead processes left in ``parent`` (a killed MCP server cannot
+    run its atexit hook): their sandboxes, runsc state, bundles and cgroups. Returns how many."""
+    reaped = 0
+    for base in parent.glob(f"{_DIR_PREFIX}*"):
+        try:
+            pid, start = (base / "owner").read_text().split()
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        if owner_alive(int(pid), start):
+            continue
+        ids = [p.name for p in (base / "bundles").glob("retrace-*")]
+        for sandbox_id in ids:
+            subprocess.run(
+                [runsc, "--root", str(base / "state"), "delete", "--force", sandbox_id],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            remove_cgroup(f"{_CGROUP_PARENT}/{sandbox_id}")
+        shutil.rmtree(base, ignore_errors=True)
+        reaped += 1
+    return reaped
 
 
 def runsc_version(runsc_path: str = "runsc") -> str:

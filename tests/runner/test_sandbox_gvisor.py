@@ -78,3 +78,40 @@ def test_close_leaves_no_sandboxes_behind(tmp_path: Path) -> None:
 def test_runsc_missing_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="runsc not found"):
         get_backend("gvisor", runsc_path="/nonexistent/runsc")
+
+
+def test_state_of_a_killed_owner_is_reaped(tmp_path: Path) -> None:
+    """A process killed with its warm pool up (no atexit) leaves nothing behind for long."""
+    import signal
+    import sys
+
+    base = tmp_path / "base"
+    base.mkdir()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = (
+        "import sys, pathlib\n"
+        "from runner.sandbox import Limits\n"
+        "from runner.sandbox.gvisor import GVisorBackend\n"
+        f"b = GVisorBackend(warm_pool_size=1, base_dir=pathlib.Path({str(base)!r}))\n"
+        f"b.prewarm(pathlib.Path({str(ws)!r}), Limits())\n"
+        "print(b.base_dir, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    stale = Path(owner.stdout.readline().strip())
+    sandbox_ids = [p.name for p in (stale / "bundles").iterdir()]
+    assert len(sandbox_ids) == 1
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    backend = GVisorBackend(base_dir=base)  # reaps on start
+    try:
+        assert not stale.exists()
+        leftover = subprocess.run(["pgrep", "-f", sandbox_ids[0]], capture_output=True)
+        assert leftover.stdout == b""
+        assert not list(Path("/sys/fs/cgroup/pids").glob(f"**/{sandbox_ids[0]}"))
+    finally:
+        backend.close()
