@@ -229,6 +229,9 @@ class Spool:
                 self.stats.truncated_bytes += size
                 path.unlink()
                 continue
+            if valid_end == len(SEGMENT_MAGIC) and seq != self.committed.segment:
+                path.unlink()  # no record in it (a restart with no ingest): nothing to keep
+                continue
             if valid_end < size:
                 self.stats.truncated_bytes += size - valid_end
                 with open(path, "r+b") as f:

@@ -210,3 +210,17 @@ def test_any_torn_or_corrupt_tail_recovers_a_clean_prefix(
     again = Spool(directory, max_bytes=1 << 20)
     assert _drain(again) == [*got, b"after"]
     again.close()
+
+
+def test_restarts_without_ingest_do_not_pile_up_segments(tmp_path: Path) -> None:
+    for _ in range(5):
+        Spool(tmp_path, max_bytes=1 << 20).close()
+    assert len(list(tmp_path.glob("*.seg"))) <= 2  # bounded, not one per restart
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.wait_durable(spool.append(b"kept"), timeout=5)
+    spool.close()
+    for _ in range(3):
+        Spool(tmp_path, max_bytes=1 << 20).close()
+    reopened = Spool(tmp_path, max_bytes=1 << 20)
+    assert _drain(reopened) == [b"kept"]
+    reopened.close()
