@@ -25,6 +25,10 @@ from schemas.models import SpanRecord
 
 log = logging.getLogger("retrace.collector.writer")
 
+# Spool bytes (mostly gzip'd OTLP) per batch at most: decoded, that is a few hundred MB of spans
+# and payloads, which is as much as one insert should carry whatever batch_max_spans says.
+BATCH_MAX_BYTES = 32 * 1024 * 1024
+
 
 @dataclass
 class ProjectBatch:
@@ -131,8 +135,9 @@ class SpoolWriter:
         if not entries:
             return entries
         spans = sum(self._span_count(e) for e in entries)
+        size = sum(len(e.data) for e in entries)
         deadline = time.monotonic() + self._max_wait
-        while spans < self._max_spans and not self._stop.is_set():
+        while spans < self._max_spans and size < BATCH_MAX_BYTES and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -141,6 +146,7 @@ class SpoolWriter:
                 continue
             entries.extend(more)
             spans += sum(self._span_count(e) for e in more)
+            size += sum(len(e.data) for e in more)
         return entries
 
     # --- stage 2: store and commit -----------------------------------------------------------
