@@ -4,7 +4,8 @@ Protocol over the container's stdio (the host holds the other ends):
 1. writes ``R`` to stdout once it is up (a warm-pool sandbox waits here),
 2. reads an 8-byte big-endian length and that many bytes of JSON ``{"argv", "marker"}`` from
    stdin; the rest of stdin is the command's stdin,
-3. forks the command with the sandbox's stdio, waits for it with ``wait4``,
+3. runs the command (in a child forked in advance) with the sandbox's stdio, waits for it
+   with ``wait4``,
 4. writes ``marker`` + JSON ``{"exit_code", "cpu_ms", "maxrss_kb"}`` + newline to stderr, exits.
 
 The rusage comes from gVisor's own accounting of the child (``wait4``). A ``python3`` command
@@ -108,21 +109,30 @@ def _child(argv: list[str]) -> NoReturn:
 
 
 def main() -> None:
-    os.write(1, b"R")
-    size = int.from_bytes(_read_exact(8), "big")
-    request = json.loads(_read_exact(size))
-    argv, marker = request["argv"], request["marker"]
+    # Fork before the command arrives, so a call does not wait for the fork (costly in gVisor).
+    marker_r, marker_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(argv)  # never returns: execs or raises SystemExit
+        os.close(marker_r)
+        os.write(1, b"R")
+        size = int.from_bytes(_read_exact(8), "big")
+        request = json.loads(_read_exact(size))
+        os.write(marker_w, request["marker"].encode())
+        os.close(marker_w)
+        _child(request["argv"])  # never returns: execs or raises SystemExit
+    os.close(marker_w)
+    chunks = []
+    while chunk := os.read(marker_r, 4096):
+        chunks.append(chunk)
     _, status, usage = os.wait4(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    if not chunks:
+        os._exit(0)  # the host went away before sending a command
     stats = {
-        "exit_code": code,
+        "exit_code": os.waitstatus_to_exitcode(status),
         "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0,
         "maxrss_kb": usage.ru_maxrss,
     }
-    os.write(2, marker.encode() + json.dumps(stats).encode() + b"\n")
+    os.write(2, b"".join(chunks) + json.dumps(stats).encode() + b"\n")
     os._exit(0)
 
 
