@@ -15,11 +15,24 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.otlp import DecodedBatch, decode_export_request
+from collector.redact import redact_text
 from schemas.errors import RetraceError
 from schemas.models import SpanRecord
-from tests.collector.test_otlp import JSON, PROTOBUF, agent_run, encode, json_body, sdk_tracer
+from tests.collector.test_otlp import (
+    JSON,
+    PROTOBUF,
+    agent_run,
+    encode,
+    json_body,
+    kv,
+    manual_request,
+    request_json,
+    sdk_tracer,
+    valid_span,
+)
 
 LIMIT = 1 << 20
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -259,3 +272,46 @@ def test_every_prefix_of_a_small_body(kind: str) -> None:
     content_type = PROTOBUF if kind == "protobuf" else JSON
     for cut in range(0, len(body), max(1, len(body) // 300)):
         check(body[:cut], content_type)
+
+
+SECRETISH = st.lists(
+    st.sampled_from(
+        [
+            "sk-proj-Abc123Def456Ghi789Jkl012Mno345",
+            "AKIAIOSFODNN7EXAMPLE",
+            "Bearer abc123def456ghi",
+            "password=hunter2",
+            '"api_key": "xyz"',
+            "postgres://u:pw@db/x",
+            "max_tokens: 5",
+            "plain words ",
+            "\\u002d",
+            " ",
+            "\n",
+        ]
+    )
+    | st.text(max_size=8),
+    max_size=8,
+).map("".join)
+
+
+@SETTINGS
+@given(values=st.lists(SECRETISH, min_size=1, max_size=6), as_json=st.booleans())
+def test_decode_redacts_exactly_like_redact_text(values: list[str], as_json: bool) -> None:
+    # Whatever the fast paths skip (clean bodies, clean spans, caches), every stored value is
+    # what redact_text makes of it.
+    attributes = [kv(f"app.v{i}", string_value=value) for i, value in enumerate(values)]
+    body = manual_request([valid_span(1, attributes=attributes)])
+    if as_json:
+        body = json.dumps(request_json(ExportTraceServiceRequest.FromString(body))).encode()
+    batch = check(body, JSON if as_json else PROTOBUF)
+    assert batch is not None
+    span = batch.spans[0]
+    for i, value in enumerate(values):
+        key = f"app.v{i}"
+        stored = (
+            batch.payloads[span.payload_refs[key]].decode()
+            if key in span.payload_refs
+            else span.attributes[key]
+        )
+        assert stored == redact_text(value)[0]
