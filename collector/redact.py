@@ -107,8 +107,8 @@ def _field_rule(name: str, candidate: str) -> _Rule:
     )
 
 
-# Order matters: earlier rules win where matches overlap (an Anthropic key also looks like an
-# OpenAI key; a JWT in a bearer header is reported as a bearer token).
+# Order matters: rules apply in this order, each to the text the earlier ones left (an Anthropic
+# key also looks like an OpenAI key; a JWT in a bearer header is reported as a bearer token).
 _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "private_key",
