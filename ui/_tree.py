@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from schemas.models import SpanView
 
-MAX_RENDERED_SPANS = 300
+MAX_RENDERED_SPANS = 200
 
 
 @dataclass(frozen=True)

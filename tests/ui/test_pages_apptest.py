@@ -26,7 +26,7 @@ from schemas.models import (
 )
 from tests.fixtures.collector import RunningCollector, free_port, launch_collector
 from tests.ui.seed import ANSWER, QUESTION, SeededTraces, seed_agent_traces, seed_wide_trace
-from ui._tree import MAX_RENDERED_SPANS
+from ui._tree import MAX_RENDERED_SPANS, page_count
 
 pytestmark = pytest.mark.integration
 
@@ -398,6 +398,8 @@ def test_ten_thousand_span_trace_is_windowed_with_a_note(
         "This trace has 10,000 spans" in notes and f"{MAX_RENDERED_SPANS} spans at a time" in notes
     )
     assert len(at.dataframe[0].value) == MAX_RENDERED_SPANS
-    at.number_input[0].set_value(34).run()  # the last window
+    windows = page_count(10_000)
+    at.number_input[0].set_value(windows).run()  # the last window: the newest spans
     _no_exception(at)
-    assert len(at.dataframe[0].value) == 10_000 - 33 * MAX_RENDERED_SPANS
+    assert len(at.dataframe[0].value) == 10_000 - (windows - 1) * MAX_RENDERED_SPANS
+    assert at.dataframe[0].value["span"].iloc[-1].strip().startswith("└ ")

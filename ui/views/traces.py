@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
@@ -129,21 +128,6 @@ else:
                 label=f"`{t.trace_id}` · {t.status} · {preview}",
                 query_params={"trace": t.trace_id},
             )
-
-if page.traces:
-    # Durations of this page's runs at a glance (this also loads the charting library before
-    # a trace is opened, so the trace page's timeline draws without that wait).
-    chart = px.bar(
-        frame.select("started", "duration ms", "status", "trace"),
-        x="started",
-        y="duration ms",
-        color="status",
-        color_discrete_map={"ok": "#00b894", "error": "#d63031"},
-        hover_data=["trace"],
-        height=180,
-    )
-    chart.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="")
-    st.plotly_chart(chart, key="durations", config={"displayModeBar": False})
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])
 nav = st.columns([1, 1, 6])
