@@ -2,8 +2,8 @@
 
 Protocol over the container's stdio (the host holds the other ends):
 1. writes ``R`` to stdout once it is up (a warm-pool sandbox waits here),
-2. reads an 8-byte big-endian length and that many bytes of JSON ``{"argv", "marker"}`` from
-   stdin; the rest of stdin is the command's stdin,
+2. reads an 8-byte big-endian length and that many bytes: the marker and the argv, NUL
+   separated; the rest of stdin is the command's stdin (no json import: boot time matters),
 3. runs the command (in a child forked in advance) with the sandbox's stdio, waits for it
    with ``wait4``,
 4. writes ``marker`` + JSON ``{"exit_code", "cpu_ms", "maxrss_kb"}`` + newline to stderr, exits.
@@ -16,7 +16,6 @@ interpreter start-up, the larger part of a trivial tool's latency under gVisor. 
 exec'd.
 """
 
-import json
 import os
 import sys
 from types import TracebackType
@@ -116,10 +115,10 @@ def main() -> None:
         os.close(marker_r)
         os.write(1, b"R")
         size = int.from_bytes(_read_exact(8), "big")
-        request = json.loads(_read_exact(size))
-        os.write(marker_w, request["marker"].encode())
+        marker, *argv = _read_exact(size).split(b"\0")
+        os.write(marker_w, marker)
         os.close(marker_w)
-        _child(request["argv"])  # never returns: execs or raises SystemExit
+        _child([os.fsdecode(arg) for arg in argv])  # never returns: execs or raises SystemExit
     os.close(marker_w)
     chunks = []
     while chunk := os.read(marker_r, 4096):
@@ -127,12 +126,10 @@ def main() -> None:
     _, status, usage = os.wait4(pid, 0)
     if not chunks:
         os._exit(0)  # the host went away before sending a command
-    stats = {
-        "exit_code": os.waitstatus_to_exitcode(status),
-        "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0,
-        "maxrss_kb": usage.ru_maxrss,
-    }
-    os.write(2, b"".join(chunks) + json.dumps(stats).encode() + b"\n")
+    code = os.waitstatus_to_exitcode(status)
+    cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000.0
+    stats = f'{{"exit_code": {code}, "cpu_ms": {cpu_ms:.3f}, "maxrss_kb": {usage.ru_maxrss}}}'
+    os.write(2, b"".join(chunks) + stats.encode() + b"\n")
     os._exit(0)
 
 

@@ -192,7 +192,7 @@ class _Sandbox:
 
     def execute(self, argv: list[str], stdin: bytes | None, limits: Limits) -> ExecResult:
         marker = f"\x1eRETRACE-{secrets.token_hex(16)}\x1e"
-        request = json.dumps({"argv": argv, "marker": marker}).encode()
+        request = b"\0".join([marker.encode(), *(os.fsencode(arg) for arg in argv)])
         payload = len(request).to_bytes(8, "big") + request + (stdin or b"")
         mark = marker.encode()
         out, err = CappedStream(limits.max_output_bytes), CappedStream(limits.max_output_bytes)
