@@ -87,6 +87,12 @@ def decode_body(
     return DecodeResult(kept, len(batch.spans), batch.rejected_spans, batch.error_message)
 
 
+def _loaded(result: DecodeResult) -> DecodedSpans:
+    if isinstance(result.batch, PickledSpans):
+        return result.batch.load()
+    return result.batch if result.batch is not None else DecodedSpans([], {})
+
+
 def _worker_decode(
     body: bytes, content_type: str, encoding: str | None, project: str, limit: int
 ) -> DecodeResult:
@@ -170,6 +176,38 @@ class DecodePool:
         return await run_in_threadpool(
             decode_body, body, content_type, encoding, project, limit, pickled=False
         )
+
+    def decode_many(
+        self, requests: list[tuple[bytes, str, str | None, str, int]]
+    ) -> list[DecodedSpans | Exception]:
+        """Decode spooled requests (replay after a restart), in parallel when the pool is up.
+
+        Blocking: for the writer's thread. Each item is ``(body, content_type, encoding,
+        project, max_body_bytes)``; a request that fails to decode yields its exception.
+        """
+        pool = self._pool
+        results: list[DecodedSpans | Exception] = []
+        if pool is not None:
+            try:
+                futures = [pool.submit(_worker_decode, *request) for request in requests]
+                for future in futures:
+                    try:
+                        results.append(_loaded(future.result()))
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as exc:
+                        results.append(exc)
+                return results
+            except BrokenProcessPool:
+                log.warning("decode pool broke during replay; decoding in-process")
+                results = []
+        for body, content_type, encoding, project, limit in requests:
+            try:
+                result = decode_body(body, content_type, encoding, project, limit, pickled=False)
+                results.append(_loaded(result))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def close(self) -> None:
         """Stop the workers (waiting for them, so their semaphores are released cleanly)."""

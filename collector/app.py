@@ -23,12 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector import otlp
 from collector._api_query import router as query_router
-from collector._decode_pool import DecodePool, PickledSpans
+from collector._decode_pool import DecodedSpans, DecodePool, PickledSpans
 from collector.auth import Authenticator, parse_key_specs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
 from collector.store import TraceStore, open_store
-from collector.writer import SpoolWriter
+from collector.writer import RecordDecoder, SpoolWriter
 from schemas.errors import (
     InvalidInputError,
     OverloadedError,
@@ -37,7 +37,7 @@ from schemas.errors import (
     StoreError,
     TooManyRequestsError,
 )
-from schemas.models import ErrorBody, SpanRecord
+from schemas.models import ErrorBody
 from schemas.settings import Settings
 
 log = logging.getLogger("retrace.collector")
@@ -81,18 +81,21 @@ def state_of(request: Request) -> CollectorState:
     return state
 
 
-def _decode_record(
-    settings: Settings,
-) -> Callable[[IngestRecord], tuple[list[SpanRecord], dict[str, bytes]]]:
-    def decode(record: IngestRecord) -> tuple[list[SpanRecord], dict[str, bytes]]:
-        batch = otlp.decode_export_request(
-            record.body,
-            content_type=record.content_type,
-            content_encoding=record.content_encoding,
-            project=record.project,
-            max_body_bytes=max(settings.max_body_bytes, len(record.body)) * 64,
+def _decode_records(settings: Settings, decoder: DecodePool) -> RecordDecoder:
+    def decode(records: list[IngestRecord]) -> list[DecodedSpans | Exception]:
+        return decoder.decode_many(
+            [
+                (
+                    r.body,
+                    r.content_type,
+                    r.content_encoding,
+                    r.project,
+                    # accepted once: only the decompressed-size guard matters, keep it generous
+                    max(settings.max_body_bytes, len(r.body)) * 64,
+                )
+                for r in records
+            ]
         )
-        return batch.spans, batch.payloads
 
     return decode
 
@@ -122,15 +125,15 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
             auth.register(project, key, name="keys-file")
     auth.check_startup()
     spool = Spool(settings.effective_spool_dir, max_bytes=settings.spool_max_bytes)
+    decoder = DecodePool(settings.decode_workers)
     writer = SpoolWriter(
         spool,
         the_store,
         metrics,
-        _decode_record(settings),
+        _decode_records(settings, decoder),
         batch_max_spans=settings.batch_max_spans,
         batch_max_wait_s=settings.batch_max_wait_s,
     )
-    decoder = DecodePool(settings.decode_workers)
     state = CollectorState(
         settings, the_store, spool, writer, metrics, auth, self_url(settings), decoder
     )

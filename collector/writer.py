@@ -38,8 +38,9 @@ class ProjectBatch:
     payloads: dict[str, bytes] = field(default_factory=dict)
 
 
-# decode(record) -> (spans, payloads); the app provides it (OTLP decoding lives in collector.otlp).
-RecordDecoder = Callable[[IngestRecord], tuple[list[SpanRecord], dict[str, bytes]]]
+# decode(records) -> one DecodedSpans (or the exception) per record, in order; the app provides
+# it (OTLP decoding lives in collector.otlp; the app runs it in its decode pool).
+RecordDecoder = Callable[[list[IngestRecord]], list[DecodedSpans | Exception]]
 
 
 def dedup_token(start: Position, end: Position, project: str) -> str:
@@ -178,24 +179,24 @@ class SpoolWriter:
         return 1  # unknown until decoded; counted as one so a replay backlog still batches
 
     def _group(self, entries: list[SpoolEntry]) -> dict[str, ProjectBatch]:
+        records = [IngestRecord.decode(entry.data) for entry in entries]
+        # Records not decoded in this process's lifetime (replay after a restart) in one go.
+        missing = [i for i, e in enumerate(entries) if e.cached is None]
+        decoded: dict[int, DecodedSpans | Exception] = {}
+        if missing:
+            results = self._decode([records[i] for i in missing])
+            decoded = dict(zip(missing, results, strict=True))
         groups: dict[str, ProjectBatch] = {}
-        for entry in entries:
-            record = IngestRecord.decode(entry.data)
-            if isinstance(entry.cached, PickledSpans):
-                loaded = entry.cached.load()
-                spans, payloads = loaded.spans, loaded.payloads
-            elif isinstance(entry.cached, DecodedSpans):
-                spans, payloads = entry.cached.spans, entry.cached.payloads
-            else:
-                try:
-                    spans, payloads = self._decode(record)
-                except Exception as exc:
-                    # Accepted once, so it decoded then; a newer decoder refusing it is logged.
-                    log.error("dropping spool record at %s: %s", entry.start.token(), exc)
-                    continue
+        for i, (entry, record) in enumerate(zip(entries, records, strict=True)):
+            cached = entry.cached if entry.cached is not None else decoded[i]
+            if isinstance(cached, Exception):
+                # Accepted once, so it decoded then; a newer decoder refusing it is logged.
+                log.error("dropping spool record at %s: %s", entry.start.token(), cached)
+                continue
+            batch = cached.load() if isinstance(cached, PickledSpans) else cached
             group = groups.setdefault(record.project, ProjectBatch())
-            group.spans.extend(spans)
-            group.payloads.update(payloads)
+            group.spans.extend(batch.spans)
+            group.payloads.update(batch.payloads)
         return groups
 
     def _store_batch(self, batch: _Batch) -> None:
