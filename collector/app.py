@@ -114,6 +114,15 @@ def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
     """The collector app. Opens (and migrates) the store unless one is given; the app closes it."""
     owned_store = store is None
     the_store = store if store is not None else open_store(settings)
+    try:
+        return _build_app(settings, the_store, owned_store)
+    except BaseException:
+        if owned_store:
+            the_store.close()
+        raise
+
+
+def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> FastAPI:
     metrics = CollectorMetrics()
     auth = Authenticator(the_store, host=settings.host)
     for project, key in parse_key_specs([settings.api_keys] if settings.api_keys else []):
