@@ -157,8 +157,25 @@ class SqlTraceStore(TraceStore):
         )
 
     def list_traces(self, project: str, query: TraceQuery) -> TracePage:
-        built, sort_col = q.list_traces_sql(project, query)
-        rows = self._rows(built.sql, built.params)
+        rows: list[dict[str, Any]] | None = None
+        sort_col = q.SORT_COLUMNS[query.sort]
+        if query.sort == "start_time" and query.order == "desc":
+            # Keyset pages of a newest-first list: the traces older than the window can only
+            # come after a full page of those inside it, so a full page ends the search.
+            top = _newest_bound_ns(query)
+            floor = q.to_ns(query.start) if query.start is not None else None
+            for width in q.NEWEST_WINDOWS_S:
+                lo = top - width * 1_000_000_000
+                if floor is not None and lo <= floor:
+                    break
+                built, _ = q.list_traces_sql(project, query, window_start_ns=lo)
+                found = self._rows(built.sql, built.params)
+                if len(found) > query.limit:
+                    rows = found
+                    break
+        if rows is None:
+            built, _ = q.list_traces_sql(project, query)
+            rows = self._rows(built.sql, built.params)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         cursor = None
@@ -288,6 +305,20 @@ class SqlTraceStore(TraceStore):
 
     def has_api_keys(self) -> bool:
         return int(self._rows(q.HAS_API_KEYS_SQL)[0]["N"]) > 0
+
+
+def _newest_bound_ns(query: TraceQuery) -> int:
+    """The newest start time a newest-first page can hold: cursor, end, or now."""
+    # Only the window's lower edge comes from this: traces stamped after it (a client clock
+    # ahead of ours) are still in the window.
+    bounds = [time.time_ns()]
+    if query.end is not None:
+        bounds.append(q.to_ns(query.end))
+    if query.cursor:
+        value, _ = q.decode_cursor(query.cursor, 2)
+        if isinstance(value, int):
+            bounds.append(value)
+    return min(bounds)
 
 
 def _is_hash(value: str) -> bool:

@@ -603,15 +603,34 @@ def _attribute_filter(attrs: Mapping[str, str], params: Params) -> list[str]:
     return clauses
 
 
-def list_traces_sql(project: str, q: TraceQuery) -> tuple[Built, str]:
+# Newest-first lists look at the most recent traces first: windows (seconds) tried in turn
+# before the whole project, each a superset test on the time-partitioned trace-id lookup table.
+NEWEST_WINDOWS_S: tuple[int, ...] = (3600, 86_400, 7 * 86_400)
+
+
+def list_traces_sql(
+    project: str, q: TraceQuery, *, window_start_ns: int | None = None
+) -> tuple[Built, str]:
     """The trace-list statement and the name of its sort column.
 
-    Reads ``retrace_trace_summaries`` only, except for text and attribute filters, which select
-    trace ids from spans (and payload contents) bounded by the query's time range.
+    Reads ``retrace_trace_summaries``, except for text and attribute filters, which select trace
+    ids from spans (and payload contents) bounded by the query's time range. With
+    ``window_start_ns`` only traces starting at or after it are considered; the lookup table
+    (partitioned by day) narrows the summaries read to those traces.
     """
     params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
     where = ["ProjectId = {project:String}"]
     having: list[str] = []
+    if window_start_ns is not None:
+        params["w_start"] = window_start_ns
+        params["w_start_s"] = window_start_ns // 1_000_000_000
+        having.append("StartNs >= {w_start:Int64}")
+        # Lookup rows keep each insert block's first span time floored to the second: every
+        # block of a trace that starts in the window is at or after the window's second.
+        where.append(
+            f"TraceId IN (SELECT TraceId FROM {TRACE_ID_TS_TABLE}"
+            " WHERE ProjectId = {project:String} AND Start >= toDateTime({w_start_s:Int64}))"
+        )
     span_time = _span_time_filter(q.start, q.end, params)
     if q.start is not None:
         having.append("StartNs >= {t_start:Int64}")

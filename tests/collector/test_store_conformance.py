@@ -447,6 +447,33 @@ def test_cursor_pagination_is_complete_and_stable(store: TraceStore, sort: str, 
         store.list_traces("p", TraceQuery(cursor="not-a-cursor"))
 
 
+def test_newest_first_pages_cross_from_recent_windows_to_older_traces(store: TraceStore) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    starts = [now - timedelta(minutes=m) for m in (1, 5, 9, 20, 40)]  # inside the first window
+    starts += [now - timedelta(hours=5), now - timedelta(days=3), now - timedelta(days=40)]
+    starts.append(BASE)
+    by_start = {}
+    for start in starts:
+        trace_id, spans, payloads = make_run("p", start=start)
+        store.insert_spans("p", spans, payloads)
+        by_start[start] = trace_id
+    expected = [by_start[s] for s in sorted(starts, reverse=True)]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.list_traces("p", TraceQuery(limit=3, cursor=cursor))
+        seen.extend(t.trace_id for t in page.traces)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == expected
+    assert _ids(store, "p", TraceQuery(limit=2)) == expected[:2]
+    assert _ids(store, "p", TraceQuery(limit=2, end=now - timedelta(minutes=30))) == expected[4:6]
+    recent = TraceQuery(limit=10, start=now - timedelta(days=1))
+    assert _ids(store, "p", recent) == expected[:6]
+
+
 # --- spans, stats, delete ------------------------------------------------------------------------
 def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
     chats = store.search_spans("p", SpanQuery(operation=attr.OP_CHAT))
