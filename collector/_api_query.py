@@ -291,7 +291,19 @@ def _check_hash(sha256: str) -> str:
     return value
 
 
-@router.put("/payloads/{sha256}", tags=["payloads"], summary="Store a blob by its sha256")
+@router.put(
+    "/payloads/{sha256}",
+    tags=["payloads"],
+    summary="Store a blob by its sha256 (raw body; the hash is verified)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 async def put_payload(request: Request, sha256: str) -> dict[str, Any]:
     from starlette.concurrency import run_in_threadpool
 
