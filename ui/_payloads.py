@@ -116,7 +116,8 @@ def _turn(message: dict[str, Any]) -> ChatTurn:
     for call in message.get("tool_calls") or []:
         if not isinstance(call, dict):
             continue
-        function = call.get("function") if isinstance(call.get("function"), dict) else call
+        nested = call.get("function")
+        function: dict[str, Any] = nested if isinstance(nested, dict) else call
         parts.append(
             ChatPart(
                 "tool_call",

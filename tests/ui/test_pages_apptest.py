@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -403,3 +404,33 @@ def test_ten_thousand_span_trace_is_windowed_with_a_note(
     _no_exception(at)
     assert len(at.dataframe[0].value) == 10_000 - (windows - 1) * MAX_RENDERED_SPANS
     assert at.dataframe[0].value["span"].iloc[-1].strip().startswith("└ ")
+
+
+def test_trace_page_without_an_id_asks_for_one(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _open(_app(monkeypatch, seeded.collector.url), "trace")
+    _no_exception(at)
+    assert "No trace selected" in _texts(at)
+    at.text_input[0].input(seeded.traces.ok).run()
+    _no_exception(at)
+    assert at.query_params.get("trace") == seeded.traces.ok
+    assert QUESTION in _texts(at)
+
+
+def test_a_replay_that_cannot_run_says_why(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The seeded run has no agent config recorded, so the real replay engine must refuse it.
+    at = _open(_app(monkeypatch, seeded.collector.url), "replay", trace=seeded.traces.denied)
+    at.button[0].click().run()  # "Launch replay" (recorded)
+    _no_exception(at)
+    replay_id = at.query_params.get("replay")
+    assert replay_id
+    deadline = time.monotonic() + 120
+    while seeded.client.get_replay(replay_id).status == "running":
+        assert time.monotonic() < deadline, "replay still running after 120 s"
+        time.sleep(0.5)
+    at.run()
+    _no_exception(at)
+    failure = " ".join(e.value for e in at.error)
+    assert f"Replay `{replay_id}` failed:" in failure
+    assert seeded.client.get_replay(replay_id).error.split("\n")[0] in failure

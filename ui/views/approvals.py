@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import polars as pl
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from schemas.models import ApprovalStatus
 from ui._connection import client, shown_errors
@@ -45,7 +48,10 @@ for approval in pending:
         cols = st.columns([2, 3, 1, 1])
         who = cols[0].text_input("Your name", "ui", key=f"who-{approval.approval_id}")
         comment = cols[1].text_input("Comment", "", key=f"comment-{approval.approval_id}")
-        choices = ((cols[2], "Approve", "approve"), (cols[3], "Reject", "reject"))
+        choices: tuple[tuple[DeltaGenerator, str, Literal["approve", "reject"]], ...] = (
+            (cols[2], "Approve", "approve"),
+            (cols[3], "Reject", "reject"),
+        )
         for column, label, decision in choices:
             if column.button(
                 label,

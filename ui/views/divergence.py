@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from schemas.models import DivergenceReport, ReplayRecord, Step, Trajectory
+from schemas.models import DivergenceReport, Step, Trajectory
 from ui._connection import client, shown_errors
 from ui._divergence import (
     MatchRun,
@@ -43,7 +43,6 @@ if not replay_id:
         "Replay", [r.replay_id for r in replays], format_func=lambda rid: rid, key="pick-replay"
     )
 
-record = ReplayRecord.model_construct()
 with shown_errors(f"load replay {replay_id}"):
     record = client().get_replay(replay_id)
 trace_id = record.original_trace_id

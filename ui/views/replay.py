@@ -10,16 +10,12 @@ import streamlit as st
 from schemas.models import ReplayMode, ReplayRecord
 from ui._connection import client, shown_errors
 from ui._links import divergence_link, same_tab_link, trace_link
+from ui._page import trace_id_from_url
 
 st.title("Replay")
-trace_id = st.query_params.get("trace", "").strip().lower()
-if not trace_id:
-    st.info("Choose a trace to replay: open it from the Traces page, or enter its id.")
-    entered = st.text_input("Trace id")
-    if entered:
-        st.query_params["trace"] = entered.strip()
-        st.rerun()
-    st.stop()
+trace_id = trace_id_from_url(
+    "Choose a trace to replay: open it from the Traces page, or enter its id."
+)
 
 with shown_errors(f"load trace {trace_id}"):
     summary = client().get_trace(trace_id).trace
@@ -37,11 +33,14 @@ _MODE_HELP = {
 }
 
 with st.form("launch"):
-    mode = st.radio(
-        "Mode",
-        list(ReplayMode),
-        format_func=lambda m: f"{m.value} — {_MODE_HELP[m]}",
-        key="replay-mode",
+    mode = (
+        st.radio(
+            "Mode",
+            list(ReplayMode),
+            format_func=lambda m: f"{m.value} — {_MODE_HELP[m]}",
+            key="replay-mode",
+        )
+        or ReplayMode.RECORDED
     )
     model = st.text_input(
         "Model for live-model (provider:model; empty keeps the recorded agent's model)",

@@ -7,22 +7,15 @@ import time
 import polars as pl
 import streamlit as st
 
-from schemas.models import TraceDetail
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
 from ui._links import same_tab_link, trace_link
+from ui._page import trace_id_from_url
 from ui._span_panel import render_span
 from ui._timeline import waterfall
 
-trace_id = st.query_params.get("trace", "").strip().lower()
 st.title("Trace")
-if not trace_id:
-    st.info("No trace selected. Open one from the Traces page, or enter its id.")
-    entered = st.text_input("Trace id")
-    if entered:
-        st.query_params["trace"] = entered.strip()
-        st.rerun()
-    st.stop()
+trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
 # Selecting spans reruns this page; keep the fetched trace for the session so a big trace is
 # fetched once, not on every click. "Reload" (or another trace) fetches it again.
@@ -32,7 +25,6 @@ cached = st.session_state.get(_CACHE_KEY)
 if st.sidebar.button("Reload trace") or not (
     cached and cached[0] == trace_id and time.monotonic() - cached[1] < _CACHE_SECONDS
 ):
-    detail = TraceDetail.model_construct()
     with shown_errors(f"load trace {trace_id}"):
         detail = client().get_trace(trace_id)
     st.session_state[_CACHE_KEY] = (trace_id, time.monotonic(), detail)
