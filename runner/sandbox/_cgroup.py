@@ -80,7 +80,13 @@ def remove_cgroup(relative_path: str) -> None:
 
 
 class SandboxCgroup:
-    """The counters of the cgroup runsc made for ``relative_path`` (None where unavailable)."""
+    """Counters of a sandbox's cgroup ``relative_path`` (None where unavailable).
+
+    On cgroup v1 we create this cgroup ourselves (``create``), hold the memory limit on it and
+    let runsc make its own cgroup *inside* it: runsc removes its cgroup when the sandbox dies,
+    ours (hierarchical counters: CPU, peak memory, limit hits, OOM kills) stays readable until
+    ``remove`` — so a sandbox killed for memory is still reported as such.
+    """
 
     def __init__(self, relative_path: str) -> None:
         own = _own_cgroups()
@@ -91,6 +97,18 @@ class SandboxCgroup:
         else:
             self._cpu = _ROOT / "cpuacct" / own.get("cpuacct", "/").lstrip("/") / relative_path
             self._mem = _ROOT / "memory" / own.get("memory", "/").lstrip("/") / relative_path
+
+    def create(self, memory_limit: int) -> bool:
+        """Make the cgroup with ``memory_limit`` (v1 only); False when it cannot be made."""
+        if self.v2:
+            return False
+        try:
+            self._cpu.mkdir(parents=True, exist_ok=True)
+            self._mem.mkdir(parents=True, exist_ok=True)
+            (self._mem / "memory.limit_in_bytes").write_text(str(memory_limit))
+        except OSError:
+            return False
+        return True
 
     def cpu_ns(self) -> int | None:
         """CPU time used by everything in the sandbox so far, in nanoseconds."""

@@ -89,9 +89,22 @@ def build_rootfs(rootfs: Path) -> list[dict[str, Any]]:
 
 
 def sandbox_config(
-    rootfs: Path, base_mounts: list[dict[str, Any]], workspace: Path, limits: Limits, cgroup: str
+    rootfs: Path,
+    base_mounts: list[dict[str, Any]],
+    workspace: Path,
+    limits: Limits,
+    cgroup: str,
+    *,
+    memory_in_parent: bool = False,
 ) -> dict[str, Any]:
-    """The OCI runtime spec of one sandbox."""
+    """The OCI runtime spec of one sandbox (``memory_in_parent``: the cgroup above ``cgroup``
+    already holds the memory limit)."""
+    resources: dict[str, Any] = {
+        "pids": {"limit": limits.pids * 4 + _HOST_TASK_OVERHEAD},
+        "cpu": {"quota": 100_000, "period": 100_000},
+    }
+    if not memory_in_parent:
+        resources["memory"] = {"limit": limits.memory_bytes + _MEMORY_OVERHEAD}
     rlimits = [
         ("RLIMIT_AS", limits.memory_bytes),
         ("RLIMIT_NPROC", limits.pids),
@@ -121,11 +134,7 @@ def sandbox_config(
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "cgroupsPath": cgroup,
-            "resources": {
-                "memory": {"limit": limits.memory_bytes + _MEMORY_OVERHEAD},
-                "pids": {"limit": limits.pids * 4 + _HOST_TASK_OVERHEAD},
-                "cpu": {"quota": 100_000, "period": 100_000},
-            },
+            "resources": resources,
         },
     }
 
@@ -138,10 +147,17 @@ class _Sandbox:
         self.id = f"retrace-{secrets.token_hex(8)}"
         self.bundle = backend.base_dir / "bundles" / self.id
         self.bundle.mkdir(parents=True)
-        cgroup_path = f"{_CGROUP_PARENT}/{self.id}"
-        config = sandbox_config(backend.rootfs, backend.base_mounts, workspace, limits, cgroup_path)
+        self.cgroup = SandboxCgroup(f"{_CGROUP_PARENT}/{self.id}")
+        own_memory_cgroup = self.cgroup.create(limits.memory_bytes + _MEMORY_OVERHEAD)
+        config = sandbox_config(
+            backend.rootfs,
+            backend.base_mounts,
+            workspace,
+            limits,
+            f"{_CGROUP_PARENT}/{self.id}/sandbox",
+            memory_in_parent=own_memory_cgroup,
+        )
         (self.bundle / "config.json").write_text(json.dumps(config))
-        self.cgroup = SandboxCgroup(cgroup_path)
         in_r, self.stdin_w = os.pipe()
         self.stdout_r, out_w = os.pipe()
         self.stderr_r, err_w = os.pipe()
@@ -204,7 +220,8 @@ class _Sandbox:
             at = err.tail.rfind(mark)
             return at >= 0 and b"\n" in err.tail[at:]
 
-        # The cgroup vanishes with the sandbox, so remember its memory counters while polling.
+        # Without our own parent cgroup (v2) runsc's vanishes with the sandbox: remember the
+        # counters while polling.
         memory_seen = {"peak": 0, "limit_hits": 0, "oom_kills": 0}
 
         def over_cpu() -> str | None:
@@ -298,6 +315,7 @@ class _Sandbox:
                 check=False,
             )
         shutil.rmtree(self.bundle, ignore_errors=True)
+        remove_cgroup(f"{_CGROUP_PARENT}/{self.id}/sandbox")
         remove_cgroup(f"{_CGROUP_PARENT}/{self.id}")
 
 
@@ -479,6 +497,7 @@ def reap_stale(parent: Path, runsc: str) -> int:
                 timeout=30,
                 check=False,
             )
+            remove_cgroup(f"{_CGROUP_PARENT}/{sandbox_id}/sandbox")
             remove_cgroup(f"{_CGROUP_PARENT}/{sandbox_id}")
         shutil.rmtree(base, ignore_errors=True)
         reaped += 1
