@@ -281,7 +281,12 @@ class Replayer:
                         replay_mode=opts.mode.value,
                         replay_id=outcome.replay_id,
                         project=self.project,
-                        approval_resolver=_approval_resolver(trajectory, self.diff_config),
+                        # A recording that ended waiting for a human pauses the same way
+                        # (in a scratch dir); otherwise recorded decisions answer approvals.
+                        data_dir=Path(tmp) / "paused" if _ends_pending(trajectory) else None,
+                        approval_resolver=None
+                        if _ends_pending(trajectory)
+                        else _approval_resolver(trajectory, self.diff_config),
                         span_exporter=capture,
                     )
                     outcome.run_status = result.status.value
@@ -567,6 +572,15 @@ class _LazyTools:
     ) -> ToolResult:
         tools = await self._get()
         return await tools.call(name, arguments, step_index=step_index, call_id=call_id)
+
+
+def _ends_pending(trajectory: Trajectory) -> bool:
+    """The run ended waiting for an approval, and no approval in it was decided."""
+    decided = any(
+        s.approval and s.approval.get("status") not in (None, "", "pending")
+        for s in trajectory.steps
+    )
+    return trajectory.run_status == "pending_approval" and not decided
 
 
 def _approval_resolver(

@@ -69,7 +69,11 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
         parts.append(Text(f"\nfirst divergence [{first.kind.value}]", style="bold yellow"))
         parts.append(Text(first.summary))
         if first.diff:
-            diff = Table("op", "path", "recorded", "replayed", header_style="bold")
+            diff = Table(header_style="bold")
+            diff.add_column("op", no_wrap=True)
+            diff.add_column("path", overflow="fold")
+            diff.add_column("recorded")
+            diff.add_column("replayed")
             for entry in first.diff[:30]:
                 diff.add_row(
                     entry.op,
