@@ -276,3 +276,39 @@ def test_replay_sees_the_recorded_approval_decision(tmp_path: Path, script: Path
     assert {(d.path, d.recorded, d.replayed) for d in first.diff} >= {
         ("/policy/decision", "require_approval", "allow")
     }
+
+
+def test_a_run_paused_for_approval_replays_to_the_same_pause(tmp_path: Path, script: Path) -> None:
+    import asyncio
+
+    from replay._capture import CaptureExporter, detail_from_spans
+    from runner.offline import OfflineModel
+    from runner.run import run_agent
+    from runner.runtime import LiveRuntime
+    from schemas.trajectory import trajectory_from_detail
+    from tests.replay.agent_fixture import TASK
+
+    policy = {"version": 1, "require_approval": [{"name": "writes", "tools": ["write_file"]}]}
+    config = agent_config(script, policy=policy)
+    capture = CaptureExporter()
+    assert config.offline_script is not None
+    workspace = tmp_path / "ws-paused"
+    workspace.mkdir()
+    result = asyncio.run(
+        run_agent(
+            TASK,
+            config,
+            model=OfflineModel.from_file(config.offline_script, name=config.model_name),
+            tools=FileTools(workspace),
+            runtime=LiveRuntime(4),
+            data_dir=tmp_path / "runner-data",
+            span_exporter=capture,
+        )
+    )
+    assert result.status.value == "pending_approval"
+    recorded = trajectory_from_detail(detail_from_spans(capture.spans, result.trace_id))
+    outcome = Replayer().replay(recorded, "recorded")
+    assert outcome.run_status == "pending_approval"
+    assert outcome.report is not None and not outcome.report.diverged, outcome.report.divergences
+    # the approval id is minted by the pinned runtime: the same waiting message
+    assert outcome.report.metrics.replayed_answer == recorded.output
