@@ -109,6 +109,10 @@ class SandboxBackend(abc.ABC):
             self.run, argv, workspace=workspace, limits=limits, stdin=stdin
         )
 
+    def prewarm(self, workspace: Path, limits: Limits, *, wait: bool = True) -> None:  # noqa: B027
+        """Get sandboxes for ``workspace`` ready ahead of calls (gVisor's warm pool); a no-op
+        for backends without start-up cost. ``wait=False`` returns at once."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled sandboxes and temporary state. Safe to call twice."""
 

@@ -388,11 +388,15 @@ class GVisorBackend(SandboxBackend):
         finally:
             self.discard(sandbox)
 
-    def prewarm(self, workspace: Path, limits: Limits) -> None:
-        """Boot the warm pool for ``workspace`` now (blocks until it is full)."""
+    def prewarm(self, workspace: Path, limits: Limits, *, wait: bool = True) -> None:
+        """Boot the warm pool for ``workspace`` now (``wait``: until it is full)."""
         _, path = check_call(["true"], workspace)
-        if self.warm_pool_size:
+        if not self.warm_pool_size:
+            return
+        if wait:
             self._refill((path, limits))
+        else:
+            self._refiller.submit(self._refill, (path, limits))
 
     def _start(self, workspace: Path, limits: Limits) -> _Sandbox:
         sandbox = _Sandbox(self, workspace, limits)

@@ -135,6 +135,25 @@ def test_cannot_read_host_files_outside_workspace(backend: SandboxBackend, works
     assert b"/etc/shadow denied" in result.stdout
 
 
+def test_symlinks_planted_in_the_workspace_do_not_reach_the_host(
+    backend: SandboxBackend, workspace: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host secret")
+    (workspace / "abs").symlink_to(secret)
+    (workspace / "rel").symlink_to("../host-secret.txt")
+    (workspace / "shadow").symlink_to("/etc/shadow")
+    code = (
+        "for name in ['abs', 'rel', 'shadow']:\n"
+        "    try: print(name, open(name).read())\n"
+        "    except OSError as e: print(name, 'denied', type(e).__name__)\n"
+    )
+    result = py(backend, workspace, code)
+    assert result.exit_code == 0, result
+    assert b"host secret" not in result.stdout
+    assert result.stdout.count(b"denied") == 3
+
+
 def test_cannot_write_outside_workspace(backend: SandboxBackend, workspace: Path) -> None:
     marker = f"retrace-escape-{uuid.uuid4().hex}"
     code = (
