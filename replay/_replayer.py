@@ -293,6 +293,10 @@ class Replayer:
                 except UnanswerableRequest as stop:
                     unanswered.append(stop.unanswered)
                     outcome.run_status = "incomplete"
+                except Exception as exc:  # the replayed agent crashed: carried, not raised
+                    message = exc.message if isinstance(exc, RetraceError) else str(exc)
+                    outcome.error = f"the replayed run failed: {type(exc).__name__}: {message}"
+                    outcome.run_status = "failed"
         spans = capture.spans
         detail = detail_from_spans(spans)
         replayed = trajectory_from_detail(detail)

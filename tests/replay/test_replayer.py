@@ -312,3 +312,9 @@ def test_a_run_paused_for_approval_replays_to_the_same_pause(tmp_path: Path, scr
     assert outcome.report is not None and not outcome.report.diverged, outcome.report.divergences
     # the approval id is minted by the pinned runtime: the same waiting message
     assert outcome.report.metrics.replayed_answer == recorded.output
+
+
+def test_a_replay_that_cannot_run_carries_the_failure(golden: Trajectory) -> None:
+    outcome = Replayer().replay(golden, "live-model", model="offline:no-such-script")
+    assert outcome.report is None and not outcome.ok
+    assert "no offline script named 'no-such-script'" in outcome.error
