@@ -4,8 +4,10 @@
 
 Compares the same run (offline model, in-process tools, so the agent's own code dominates and
 the overhead share is the worst case) with tracing off (an ALWAYS_OFF sampler: spans are not
-recorded) against tracing on with the real exporter path (BatchSpanProcessor + OTLP/HTTP
-protobuf to a real ``retrace serve`` started here on a temp data dir). Prints figures only.
+recorded) against tracing on with the real exporter path (the shared BatchSpanProcessor +
+OTLP/HTTP protobuf to a real ``retrace serve`` started here on a temp data dir), alternating
+runs; then the same with tool calls that take a sandbox's time, and with the real sandbox MCP
+server. Prints figures only.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from runner.config import AgentConfig, GuardrailsConfig  # noqa: E402
 from runner.offline import OfflineModel, OfflineScript  # noqa: E402
 from runner.runtime import LiveRuntime  # noqa: E402
 from runner.seams import ToolResult, ToolSpec  # noqa: E402
-from runner.tracing import PinnableIdGenerator, RunTracer, build_tracer_provider  # noqa: E402
+from runner.tracing import (  # noqa: E402
+    PinnableIdGenerator,
+    RunTracer,
+    build_tracer_provider,
+    flush_exports,
+)
 
 SANDBOX_CALL_S = 0.030  # the warm-pool gVisor p50 target for one tool call
 CALLS = 10  # 10 tool calls + 10 model calls that ask for them = 20 steps (+ the final answer)
@@ -96,15 +103,98 @@ async def _one_run(endpoint: str | None, delay_s: float) -> float:
     return elapsed
 
 
-def _runs(n: int, endpoint: str | None, traced: bool, delay_s: float = 0.0) -> list[float]:
+def _runs(n: int, endpoint: str | None, delay_s: float = 0.0) -> tuple[list[float], list[float]]:
+    """``n`` untraced and ``n`` traced runs, alternating (machine-load drift hits both)."""
     original = run_module.build_tracer_provider
-    if not traced:
-        run_module.build_tracer_provider = _untraced_provider  # type: ignore[assignment]
+    off: list[float] = []
+    on: list[float] = []
     try:
-        asyncio.run(_one_run(endpoint, delay_s))  # warm-up
-        return [asyncio.run(_one_run(endpoint, delay_s)) for _ in range(n)]
+        for i in range(2 * n + 2):
+            traced = i % 2 == 1
+            run_module.build_tracer_provider = (  # type: ignore[assignment]
+                original if traced else _untraced_provider
+            )
+            elapsed = asyncio.run(_one_run(endpoint, delay_s))
+            if i >= 2:  # one warm-up run of each
+                (on if traced else off).append(elapsed)
     finally:
         run_module.build_tracer_provider = original
+    return off, on
+
+
+def _flush_ms(endpoint: str) -> float:
+    """How long the final export of one run's spans takes (what the CLI waits for once)."""
+    flush_exports()
+    asyncio.run(_one_run(endpoint, 0.0))
+    start = time.perf_counter()
+    flush_exports()
+    return (time.perf_counter() - start) * 1e3
+
+
+SANDBOX_SCRIPT = OfflineScript.model_validate(
+    {
+        "name": "bench",
+        "tasks": [
+            {
+                "name": "b",
+                "match": "bench",
+                "steps": [
+                    *(
+                        {"call": "run_python", "args": {"code": f"print(sum(range({i} * 1000)))"}}
+                        for i in range(CALLS)
+                    ),
+                    {"answer": "done: {{ last }}"},
+                ],
+            }
+        ],
+    }
+)
+
+
+def _sandbox_runs(n: int, endpoint: str, backend: str) -> tuple[list[float], list[float]]:
+    """The 20-step run against the real sandbox MCP server (stdio) on ``backend``, alternating
+    untraced and traced runs (so drift in machine load hits both); server start-up and a
+    warm-up run are outside the timed part. Returns (off, on) durations."""
+    from runner.commands import live_tools
+    from runner.config import McpServerConfig
+    from schemas.settings import Settings
+
+    server = McpServerConfig(
+        name="sandbox", command="{python}", args=["-m", "runner.mcp_servers.sandbox_server"]
+    )
+    config = CONFIG.model_copy(update={"mcp_servers": [server]})
+    settings = Settings(endpoint=endpoint, sandbox_backend=backend, insecure=True)
+    original = run_module.build_tracer_provider
+    off: list[float] = []
+    on: list[float] = []
+
+    async def timed() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with live_tools(config, settings, Path(tmp), None) as tools:
+                for i in range(2 * n + 1):
+                    traced = i % 2 == 0
+                    run_module.build_tracer_provider = (  # type: ignore[assignment]
+                        original if traced else _untraced_provider
+                    )
+                    start = time.perf_counter()
+                    result = await run_module.run_agent(
+                        "bench it",
+                        config,
+                        model=OfflineModel(SANDBOX_SCRIPT),
+                        tools=tools,
+                        runtime=LiveRuntime(seed=1),
+                        endpoint=endpoint,
+                    )
+                    elapsed = time.perf_counter() - start
+                    assert result.steps == 2 * CALLS + 1, result
+                    if i:  # the first run warms the sandbox up
+                        (on if traced else off).append(elapsed)
+
+    try:
+        asyncio.run(timed())
+    finally:
+        run_module.build_tracer_provider = original
+    return off, on
 
 
 def _per_span(n: int, endpoint: str) -> tuple[float, float]:
@@ -140,6 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--spans", type=int, default=2000)
+    parser.add_argument("--sandbox-runs", type=int, default=5)
+    parser.add_argument("--backend", default="gvisor", choices=["gvisor", "bwrap", "process"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = 43000 + os.getpid() % 1000
@@ -168,12 +260,12 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            off = _runs(args.runs, endpoint, traced=False)
-            on = _runs(args.runs, endpoint, traced=True)
+            off, on = _runs(args.runs, endpoint)
             slow_runs = max(3, args.runs // 5)
-            slow_off = _runs(slow_runs, endpoint, traced=False, delay_s=SANDBOX_CALL_S)
-            slow_on = _runs(slow_runs, endpoint, traced=True, delay_s=SANDBOX_CALL_S)
+            slow_off, slow_on = _runs(slow_runs, endpoint, delay_s=SANDBOX_CALL_S)
+            flush_ms = statistics.median(_flush_ms(endpoint) for _ in range(5))
             chat_us, tool_us = _per_span(args.spans, endpoint)
+            real_off, real_on = _sandbox_runs(args.sandbox_runs, endpoint, args.backend)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -194,6 +286,19 @@ def main() -> None:
     print(
         f"  tracing off: {s_off:8.2f} ms   on: {s_on:8.2f} ms   overhead "
         f"{(s_on - s_off) / s_off * 100:.1f}%"
+    )
+    r_off, r_on = statistics.median(real_off) * 1e3, statistics.median(real_on) * 1e3
+    print(
+        f"same 20 steps, 10 run_python calls on the real sandbox MCP server ({args.backend}), "
+        f"median of {args.sandbox_runs}:"
+    )
+    print(
+        f"  tracing off: {r_off:8.2f} ms   on: {r_on:8.2f} ms   overhead "
+        f"{(r_on - r_off) / r_off * 100:.1f}%"
+    )
+    print(
+        f"final export of one run's 22 spans to the collector (flush_exports, once per CLI "
+        f"run): {flush_ms:.1f} ms"
     )
     print(f"per span, exporter attached, {args.spans} spans each:")
     print(f"  chat span (10-message input)    : {chat_us:8.1f} us")

@@ -210,8 +210,9 @@ async def resume_task(run_id: str, settings: Any, client: Any) -> RunResult:
 
 
 def run_sync(coro: Any) -> Any:
-    """``asyncio.run`` that surfaces a ``RetraceError`` raised inside a task group (the MCP
-    client's) as itself, so the CLI prints one line instead of a group traceback."""
+    """``asyncio.run``, then export the run's spans; a ``RetraceError`` raised inside a task
+    group (the MCP client's) surfaces as itself, so the CLI prints one line, not a traceback."""
+    from runner.tracing import flush_exports
     from schemas.errors import RetraceError
 
     try:
@@ -224,6 +225,8 @@ def run_sync(coro: Any) -> Any:
                 raise first from group
             match = first if isinstance(first, BaseExceptionGroup) else None
         raise
+    finally:
+        flush_exports()
 
 
 def _print_result(result: RunResult) -> None:

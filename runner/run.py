@@ -35,7 +35,7 @@ from runner.guardrails import Guardrails
 from runner.policy import Policy
 from runner.runtime import RecordingRuntime
 from runner.seams import ModelProvider, Runtime, ToolExecutor
-from runner.tracing import RunTracer, build_tracer_provider
+from runner.tracing import RunTracer, build_tracer_provider, shared_tracer_provider
 from schemas import attributes as A
 from schemas.errors import InvalidInputError
 from schemas.models import Approval, ApprovalStatus, RunStatus
@@ -89,10 +89,12 @@ async def run_agent(
 ) -> RunResult:
     """Run ``task`` to an answer (or a pause, a guardrail, a failure) and return how it ended.
 
-    Spans go to ``endpoint`` (OTLP/HTTP) or ``span_exporter``. With ``data_dir`` the graph
+    Spans go to ``span_exporter`` (synchronously) or to ``endpoint`` (OTLP/HTTP, batched in the
+    background: call ``runner.tracing.flush_exports()`` before relying on them being stored;
+    exit and crash paths flush on their own). With ``data_dir`` the graph
     checkpoints to disk so an approval pause can be resumed by another process
     (:func:`resume_agent`); ``approval_resolver`` answers approvals in-process instead (replay).
-    The root span is ended and flushed on every path, including exceptions.
+    The root span is ended on every path, including exceptions.
     """
     if not task.strip():
         raise InvalidInputError("the task is empty")
@@ -246,10 +248,16 @@ class _Session:
         self.approvals = approvals
         self.approval_resolver = approval_resolver
         self.project = project
-        self.owns_exporter = span_exporter is None
-        self.provider: TracerProvider = build_tracer_provider(
-            endpoint=endpoint, api_key=api_key, project=project, exporter=span_exporter
-        )
+        self.provider: TracerProvider
+        if span_exporter is None and endpoint:
+            # Exported in the background; flush_exports() / exit / crash paths flush it.
+            self.provider = shared_tracer_provider(endpoint, api_key, project)
+            self.flush_at_end = False
+        else:  # the caller's exporter (synchronous) or no export at all
+            self.provider = build_tracer_provider(
+                endpoint=None, project=project, exporter=span_exporter
+            )
+            self.flush_at_end = True
 
     async def drive(
         self,
@@ -336,9 +344,8 @@ class _Session:
             tracer.finish_root(RunStatus.INCOMPLETE, attributes=self._recorded({}))
             raise
         finally:
-            tracer.flush()
-            if self.owns_exporter:  # a caller's exporter outlives the run
-                self.provider.shutdown()
+            if self.flush_at_end:
+                tracer.flush()
 
     def _pause(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import functools
 import json
 import signal
@@ -68,21 +69,28 @@ _KNOWN_KEYS = frozenset(
 # --- provider ---------------------------------------------------------------------------------
 
 
+_PINNED_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "retrace_pinned_trace_id", default=None
+)
+
+
 class PinnableIdGenerator(RandomIdGenerator):
-    """Random ids, except that the next trace id can be pinned (a resumed run continues its
-    original trace)."""
-
-    def __init__(self) -> None:
-        self._pinned: int | None = None
-
-    def pin_trace_id(self, trace_id: int) -> None:
-        self._pinned = trace_id
+    """Random ids, except inside :func:`pinned_trace_id` (a resumed run continues its original
+    trace). A context variable, so concurrent runs sharing a provider do not interfere."""
 
     def generate_trace_id(self) -> int:
-        if self._pinned is not None:
-            value, self._pinned = self._pinned, None
-            return value
-        return super().generate_trace_id()
+        pinned = _PINNED_TRACE_ID.get()
+        return pinned if pinned is not None else super().generate_trace_id()
+
+
+@contextlib.contextmanager
+def pinned_trace_id(trace_id: str | None) -> Iterator[None]:
+    """New traces started in this block get ``trace_id`` (hex)."""
+    token = _PINNED_TRACE_ID.set(int(trace_id, 16) if trace_id else None)
+    try:
+        yield
+    finally:
+        _PINNED_TRACE_ID.reset(token)
 
 
 def build_tracer_provider(
@@ -92,8 +100,8 @@ def build_tracer_provider(
     project: str = "default",
     exporter: SpanExporter | None = None,
 ) -> TracerProvider:
-    """A provider exporting to ``{endpoint}/v1/traces`` (batched), or to ``exporter``
-    synchronously (tests), or nowhere when both are None."""
+    """A new provider exporting to ``{endpoint}/v1/traces`` (batched), or to ``exporter``
+    synchronously (tests, replay), or nowhere when both are None."""
     resource = Resource.create({A.SERVICE_NAME: SERVICE_NAME, A.RETRACE_PROJECT: project})
     provider = TracerProvider(resource=resource, id_generator=PinnableIdGenerator())
     if exporter is not None:
@@ -102,9 +110,35 @@ def build_tracer_provider(
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         otlp = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces", headers=headers)
         provider.add_span_processor(
-            BatchSpanProcessor(otlp, schedule_delay_millis=500, max_export_batch_size=512)
+            BatchSpanProcessor(
+                otlp, schedule_delay_millis=500, max_export_batch_size=512, max_queue_size=16384
+            )
         )
     return provider
+
+
+_SHARED: dict[tuple[str, str | None, str], TracerProvider] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_tracer_provider(endpoint: str, api_key: str | None, project: str) -> TracerProvider:
+    """One batching provider per collector for the whole process: runs do not pay for a
+    provider, an exporter and a final synchronous export each. Flushed by
+    :func:`flush_exports`, on the crash paths and at exit."""
+    key = (endpoint, api_key, project)
+    with _SHARED_LOCK:
+        provider = _SHARED.get(key)
+        if provider is None:
+            provider = build_tracer_provider(endpoint=endpoint, api_key=api_key, project=project)
+            _SHARED[key] = provider
+        return provider
+
+
+def flush_exports(timeout_ms: int = 30_000) -> bool:
+    """Export every span still queued in the shared providers; True when all went out."""
+    with _SHARED_LOCK:
+        providers = list(_SHARED.values())
+    return all(provider.force_flush(timeout_ms) for provider in providers)
 
 
 @functools.cache
@@ -225,10 +259,6 @@ class RunTracer:
     ) -> tuple[str, str]:
         """Start the ``invoke_agent`` span; ``trace_id`` pins the trace (a resumed run) and
         ``continues`` links to the (trace_id, span_id) of the segment it continues."""
-        if trace_id:
-            generator = self.provider.id_generator
-            if isinstance(generator, PinnableIdGenerator):
-                generator.pin_trace_id(int(trace_id, 16))
         links = []
         if continues:
             ctx = SpanContext(
@@ -247,13 +277,14 @@ class RunTracer:
             A.RETRACE_CODE_VERSION: code_version(),
         }
         base.update({k: _attr(v) for k, v in attributes.items()})
-        self.root = self.tracer.start_span(
-            f"{A.OP_INVOKE_AGENT} {self.agent_name}",
-            kind=SpanKind.INTERNAL,
-            attributes=base,
-            links=links,
-            context=trace.set_span_in_context(trace.INVALID_SPAN),
-        )
+        with pinned_trace_id(trace_id):
+            self.root = self.tracer.start_span(
+                f"{A.OP_INVOKE_AGENT} {self.agent_name}",
+                kind=SpanKind.INTERNAL,
+                attributes=base,
+                links=links,
+                context=trace.set_span_in_context(trace.INVALID_SPAN),
+            )
         self._root_token = trace.set_span_in_context(self.root)
         _ACTIVE.add(self)
         _install_crash_handlers()
@@ -476,12 +507,13 @@ _PREVIOUS: dict[int, Any] = {}
 
 
 def flush_incomplete(reason: str) -> None:
-    """End every open run as ``incomplete`` and flush its spans (crash paths call this)."""
+    """End every open run as ``incomplete`` and flush all spans (crash paths and exit)."""
     for run in list(_ACTIVE):
         run.abandon_children(reason)
         run.root_event(A.EVENT_EXCEPTION, {A.EXCEPTION_TYPE: reason, A.EXCEPTION_MESSAGE: reason})
         run.finish_root(RunStatus.INCOMPLETE)
         run.flush(5_000)
+    flush_exports(10_000)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
