@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,25 +31,35 @@ def _userns_problem() -> str | None:
     return None
 
 
+def tool_version(binary: str) -> str:
+    """``BINARY --version``'s first line, or why it cannot be read."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{binary} unusable: {exc}"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else f"{binary} --version said nothing"
+
+
 def probe_backend(name: str, *, runsc_path: str = "runsc", insecure: bool = False) -> BackendStatus:
     """Start backend ``name`` and run the probe; the status says why when it does not work."""
     from runner.sandbox import get_backend
-    from runner.sandbox.bwrap import bwrap_version
-    from runner.sandbox.gvisor import runsc_version
 
     if name == "gvisor":
         if shutil.which(runsc_path) is None:
             return BackendStatus(name, False, f"runsc not found ({runsc_path}); install gVisor")
         if os.geteuid() != 0:
             return BackendStatus(name, False, "not root: runsc needs root here")
-        version = runsc_version(runsc_path)
+        version = tool_version(runsc_path)
     elif name == "bwrap":
         if shutil.which("bwrap") is None:
             return BackendStatus(name, False, "bwrap not found; install bubblewrap")
         problem = _userns_problem()
         if problem:
             return BackendStatus(name, False, problem)
-        version = bwrap_version()
+        version = tool_version("bwrap")
     elif name == "process":
         version = "bare host process, NO isolation"
         if not insecure:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -107,14 +106,3 @@ class BwrapBackend(SandboxBackend):
         elif result.exit_code == 1 and result.stderr.startswith(b"bwrap:"):
             raise SandboxError(f"bwrap failed: {result.stderr.decode('utf-8', 'replace').strip()}")
         return result
-
-
-def bwrap_version(bwrap_path: str = "bwrap") -> str:
-    """``bwrap --version``, or why it cannot be read."""
-    try:
-        out = subprocess.run(
-            [bwrap_path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except OSError as exc:
-        return f"bwrap unusable: {exc}"
-    return out.stdout.strip() or out.stderr.strip()

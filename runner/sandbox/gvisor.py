@@ -506,14 +506,3 @@ def reap_stale(parent: Path, runsc: str) -> int:
         shutil.rmtree(base, ignore_errors=True)
         reaped += 1
     return reaped
-
-
-def runsc_version(runsc_path: str = "runsc") -> str:
-    """``runsc --version``'s first line, or why it cannot be read."""
-    try:
-        out = subprocess.run(
-            [runsc_path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except OSError as exc:
-        return f"runsc unusable: {exc}"
-    return out.stdout.splitlines()[0] if out.stdout else out.stderr.strip()
