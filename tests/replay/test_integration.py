@@ -150,3 +150,30 @@ def test_ci_over_a_trace_query(collector_server: Any, tmp_path: Path) -> None:
     assert "1/1 trajectories replayed without divergence" in result.output
     assert trace_id in junit.read_text()
     assert len(collector_server.client.list_replays(trace_id)) == 1
+
+
+def test_a_trace_from_another_sdk_names_what_replay_lacks(collector_server: Any) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_server.url}/v1/traces"))
+    )
+    tracer = provider.get_tracer("openinference-like")
+    with tracer.start_as_current_span(
+        "agent", attributes={A.OI_SPAN_KIND: "AGENT", A.OI_INPUT_VALUE: "hi"}
+    ) as root:
+        with tracer.start_as_current_span(
+            "search",
+            attributes={A.OI_SPAN_KIND: "TOOL", A.OI_TOOL_NAME: "search", A.OI_INPUT_VALUE: "x"},
+        ):
+            pass
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    collector_server.client.wait_for_trace(trace_id, min_spans=2)
+    result = CliRunner().invoke(cli, ["replay", trace_id, "--endpoint", collector_server.url])
+    assert result.exit_code == 2, result.output
+    assert f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)" in result.output
+    assert "step 0 (execute_tool search): no recorded result" in result.output
