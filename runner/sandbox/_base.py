@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 from schemas.errors import SandboxError
 
@@ -116,7 +116,7 @@ class SandboxBackend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled sandboxes and temporary state. Safe to call twice."""
 
-    def __enter__(self) -> SandboxBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -139,11 +139,17 @@ def sandbox_config(
     }
 
 
+def _identity(directory: Path) -> tuple[int, int]:
+    info = os.stat(directory)
+    return info.st_dev, info.st_ino
+
+
 class _Sandbox:
     """One booted sandbox waiting for its single command."""
 
     def __init__(self, backend: GVisorBackend, workspace: Path, limits: Limits) -> None:
         self.backend = backend
+        self.workspace_identity = _identity(workspace)
         self.id = f"retrace-{secrets.token_hex(8)}"
         self.bundle = backend.base_dir / "bundles" / self.id
         self.bundle.mkdir(parents=True)
@@ -409,11 +415,14 @@ class GVisorBackend(SandboxBackend):
         key = (workspace, limits)
         sandbox = None
         if self.warm_pool_size:
+            current = _identity(workspace)
             with self._lock:
                 ready = self._pool.get(key, [])
                 while ready and sandbox is None:
                     candidate = ready.pop(0)
-                    if candidate.alive():
+                    # a workspace deleted and made again is another directory: the sandbox
+                    # booted with the old one would see the old (deleted) one
+                    if candidate.alive() and candidate.workspace_identity == current:
                         sandbox = candidate
                     else:
                         self._reaper.submit(candidate.destroy)

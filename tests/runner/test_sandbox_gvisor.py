@@ -58,6 +58,26 @@ def test_warm_pool_serves_each_sandbox_once_without_leaks(tmp_path: Path) -> Non
         backend.run(["true"], workspace=ws_a, limits=LIMITS)
 
 
+def test_warm_sandbox_of_a_recreated_workspace_is_not_used(tmp_path: Path) -> None:
+    import shutil
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with GVisorBackend(warm_pool_size=1) as backend:
+        backend.prewarm(ws, LIMITS)
+        shutil.rmtree(ws)
+        ws.mkdir()
+        (ws / "new.txt").write_text("new")
+        result = backend.run(["cat", "new.txt"], workspace=ws, limits=LIMITS)
+        assert result.stdout == b"new"
+        assert backend.served == {"warm": 0, "cold": 1}
+        (ws / "out.txt").unlink(missing_ok=True)
+        backend.prewarm(ws, LIMITS)
+        backend.run(["sh", "-c", "echo x > out.txt"], workspace=ws, limits=LIMITS)
+        assert (ws / "out.txt").read_text() == "x\n"
+        assert backend.served["warm"] == 1
+
+
 def test_close_leaves_no_sandboxes_behind(tmp_path: Path) -> None:
     backend = GVisorBackend(warm_pool_size=1)
     backend.prewarm(tmp_path, LIMITS)
