@@ -166,8 +166,8 @@ class SqlTraceStore(TraceStore):
             floor = q.to_ns(query.start) if query.start is not None else None
             for width in q.NEWEST_WINDOWS_S:
                 lo = top - width * 1_000_000_000
-                if floor is not None and lo <= floor:
-                    break
+                if floor is not None and lo - floor < width * 1_000_000_000:
+                    break  # the query's own start bound is about as narrow: use it directly
                 built, _ = q.list_traces_sql(project, query, window_start_ns=lo)
                 found = self._rows(built.sql, built.params)
                 if len(found) > query.limit:

@@ -581,10 +581,10 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     return values
 
 
-def _span_time_filter(start: datetime | None, end: datetime | None, params: Params) -> str:
+def _span_time_filter(start: datetime | int | None, end: datetime | None, params: Params) -> str:
     clauses = []
     if start is not None:
-        params["t_start"] = to_ns(start)
+        params["t_start"] = start if isinstance(start, int) else to_ns(start)
         clauses.append("Timestamp >= fromUnixTimestamp64Nano({t_start:Int64})")
     if end is not None:
         params["t_end"] = to_ns(end)
@@ -621,19 +621,20 @@ def list_traces_sql(
     params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
     where = ["ProjectId = {project:String}"]
     having: list[str] = []
+    start_ns = to_ns(q.start) if q.start is not None else None
     if window_start_ns is not None:
-        params["w_start"] = window_start_ns
-        params["w_start_s"] = window_start_ns // 1_000_000_000
-        having.append("StartNs >= {w_start:Int64}")
+        start_ns = max(window_start_ns, start_ns or window_start_ns)
+    span_time = _span_time_filter(start_ns, q.end, params)
+    if start_ns is not None:
+        having.append("StartNs >= {t_start:Int64}")
         # Lookup rows keep each insert block's first span time floored to the second: every
-        # block of a trace that starts in the window is at or after the window's second.
+        # block of a trace that starts at or after the bound is at or after that second. The
+        # lookup table is partitioned by day, so a recent bound reads little.
+        params["t_start_s"] = start_ns // 1_000_000_000
         where.append(
             f"TraceId IN (SELECT TraceId FROM {TRACE_ID_TS_TABLE}"
-            " WHERE ProjectId = {project:String} AND Start >= toDateTime({w_start_s:Int64}))"
+            " WHERE ProjectId = {project:String} AND Start >= toDateTime({t_start_s:Int64}))"
         )
-    span_time = _span_time_filter(q.start, q.end, params)
-    if q.start is not None:
-        having.append("StartNs >= {t_start:Int64}")
     if q.end is not None:
         having.append("StartNs < {t_end:Int64}")
     if q.status is not None:
