@@ -48,7 +48,7 @@ class BwrapBackend(SandboxBackend):
         self.bwrap = found
         self._root = _root_args()
 
-    def command(self, argv: list[str], workspace: Path) -> list[str]:
+    def command(self, argv: list[str], workspace: Path, limits: Limits) -> list[str]:
         """The full bwrap command line for ``argv`` in ``workspace``."""
         env: list[str] = []
         for key, value in SANDBOX_ENV.items():
@@ -69,6 +69,8 @@ class BwrapBackend(SandboxBackend):
             "/proc",
             "--dev",
             "/dev",
+            "--size",
+            str(limits.memory_bytes // 2),  # /tmp is memory: half the limit at most
             "--tmpfs",
             "/tmp",
             "--bind",
@@ -92,7 +94,7 @@ class BwrapBackend(SandboxBackend):
     ) -> ExecResult:
         args, path = check_call(argv, workspace)
         result = run_local(
-            self.command(args, path),
+            self.command(args, path, limits),
             cwd=str(path),
             env={},
             limits=limits,

@@ -103,6 +103,8 @@ def sandbox_config(
         "pids": {"limit": limits.pids * 4 + _HOST_TASK_OVERHEAD},
         "cpu": {"quota": 100_000, "period": 100_000},
     }
+    # /tmp lives in the sandbox's memory: half the memory limit at most
+    tmp_options = ["nosuid", "nodev", "mode=1777", f"size={limits.memory_bytes // 2}"]
     if not memory_in_parent:
         resources["memory"] = {"limit": limits.memory_bytes + _MEMORY_OVERHEAD}
     rlimits = [
@@ -128,7 +130,7 @@ def sandbox_config(
         "hostname": "sandbox",
         "mounts": [
             *base_mounts,
-            _mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=1777"]),
+            _mount("/tmp", "tmpfs", "tmpfs", tmp_options),
             _mount("/workspace", "bind", str(workspace), ["rbind", "rw", "nosuid", "nodev"]),
         ],
         "linux": {

@@ -176,6 +176,20 @@ def test_cannot_write_outside_workspace(backend: SandboxBackend, workspace: Path
     assert result.stdout == b"False\n"
 
 
+def test_tmp_is_capped(backend: SandboxBackend, workspace: Path) -> None:
+    limits = Limits(memory_bytes=64 * 1024 * 1024, wall_timeout_s=15.0)
+    code = (
+        "try:\n"
+        "    with open('/tmp/fill', 'wb') as f:\n"
+        "        for _ in range(48):\n"
+        "            f.write(b'x' * 1024 * 1024)\n"
+        "except OSError as e:\n"
+        "    print('full', e.errno)\n"
+    )
+    result = py(backend, workspace, code, limits)
+    assert result.stdout == b"full 28\n", result  # ENOSPC
+
+
 def test_no_network_egress(backend: SandboxBackend, workspace: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
