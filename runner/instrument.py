@@ -3,11 +3,14 @@
 One call wraps an existing graph; each ``invoke``/``ainvoke``/``stream``/``astream`` becomes an
 ``invoke_agent`` root span, every chat-model call inside it a ``chat`` span and every LangChain
 tool call an ``execute_tool`` span (a LangChain callback handler sees both, whatever the graph's
-shape). ``trace_mcp_session`` does the same for direct ``call_tool`` calls on an MCP session.
+shape). ``trace_mcp_session`` does the same for direct ``call_tool`` calls on an MCP session
+made by the graph's nodes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import threading
 import uuid
@@ -26,6 +29,10 @@ from runner.seams import ToolResult
 from runner.tracing import RunTracer, build_tracer_provider
 from schemas import attributes as A
 from schemas.models import RunStatus
+
+_CURRENT_RUN: contextvars.ContextVar[RetraceCallbackHandler | None] = contextvars.ContextVar(
+    "retrace_instrumented_run", default=None
+)
 
 
 class RetraceCallbackHandler(BaseCallbackHandler):
@@ -160,15 +167,19 @@ class InstrumentedGraph:
                 A.RETRACE_RUN_INPUT: _text_of(payload),
             }
         )
+        handler = RetraceCallbackHandler(tracer)
+        tracer.context_token = _CURRENT_RUN.set(handler)  # for trace_mcp_session in nodes
         config = dict(config or {})
         callbacks = config.get("callbacks") or []
         if not isinstance(callbacks, list):  # a CallbackManager: add our handler to it
-            callbacks.add_handler(RetraceCallbackHandler(tracer), inherit=True)
+            callbacks.add_handler(handler, inherit=True)
         else:
-            config["callbacks"] = [*callbacks, RetraceCallbackHandler(tracer)]
+            config["callbacks"] = [*callbacks, handler]
         return tracer, config
 
     def _finish(self, tracer: RunTracer, output: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(ValueError, AttributeError):  # another context: nothing to undo
+            _CURRENT_RUN.reset(tracer.context_token)
         if error is None:
             tracer.finish_root(RunStatus.COMPLETED, answer=_text_of(output))
         elif isinstance(error, Exception):
@@ -255,21 +266,17 @@ def instrument(
     return InstrumentedGraph(graph, provider, agent_name, owns=span_exporter is None)
 
 
-def trace_mcp_session(session: Any, graph: InstrumentedGraph, *, server: str) -> Any:
-    """Wrap an MCP ``ClientSession``/``Client`` so direct ``call_tool`` calls made during a run
-    of ``graph`` become ``execute_tool`` spans naming the MCP ``server``."""
-    return _TracedSession(session, graph, server)
+def trace_mcp_session(session: Any, *, server: str) -> Any:
+    """Wrap an MCP ``Client``/``ClientSession`` so its ``call_tool`` calls made while an
+    instrumented graph runs become ``execute_tool`` spans of that run, naming the ``server``.
+    Outside a run the calls pass through untraced."""
+    return _TracedSession(session, server)
 
 
 class _TracedSession:
-    def __init__(self, session: Any, graph: InstrumentedGraph, server: str) -> None:
+    def __init__(self, session: Any, server: str) -> None:
         self._session = session
-        self._graph = graph
         self._server = server
-        self._tracer = RunTracer(
-            graph.provider, agent_name=graph.agent_name, provider_name="", model_name=""
-        )
-        self._step = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -277,28 +284,25 @@ class _TracedSession:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any
     ) -> Any:
-        # The current span (a run's root or a tool span) is the parent: see RunTracer._child.
-        from opentelemetry import trace
-
-        tracer = self._tracer
-        tracer.root = trace.get_current_span() if trace.get_current_span().is_recording() else None
+        run = _CURRENT_RUN.get()
+        if run is None:
+            return await self._session.call_tool(name, arguments, *args, **kwargs)
+        tracer = run.tracer
         span = tracer.start_tool(
             name,
             call_id=uuid.uuid4().hex,
             arguments=arguments or {},
-            step_index=self._step,
+            step_index=run._next_step(),
             server=self._server,
         )
-        self._step += 1
         try:
             result = await self._session.call_tool(name, arguments, *args, **kwargs)
         except BaseException as exc:
             tracer.end_child(span, exc)
             raise
         texts = [getattr(block, "text", "") for block in getattr(result, "content", [])]
-        tracer.record_tool_result(
-            span, ToolResult("\n".join(texts), is_error=bool(getattr(result, "is_error", False)))
-        )
+        is_error = bool(getattr(result, "is_error", False))
+        tracer.record_tool_result(span, ToolResult("\n".join(texts), is_error=is_error))
         tracer.end_child(span)
         return result
 

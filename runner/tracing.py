@@ -248,6 +248,7 @@ class RunTracer:
         self._ended = False
         self._lock = threading.Lock()
         self._open: set[Span] = set()  # children in flight, ended by the crash path
+        self.context_token: Any = None  # set by wrappers that make this run current
 
     # root ------------------------------------------------------------------------------------
     def start_root(

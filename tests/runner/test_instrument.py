@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,3 +142,44 @@ def test_instrumented_graph_exports_to_the_collector(collector_server: Any) -> N
     assert detail.trace.run_status == "completed"
     assert detail.trace.llm_calls == 3 and detail.trace.tool_calls == 2
     assert set(detail.trace.tools) == {"multiply", "explode"}
+
+
+@pytest.mark.integration
+def test_mcp_session_calls_inside_a_user_graph_become_tool_spans() -> None:
+    from mcp import Client, StdioServerParameters
+
+    from runner.instrument import trace_mcp_session
+
+    async def scenario() -> tuple[Any, InMemorySpanExporter, str]:
+        exporter = InMemorySpanExporter()
+        server = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "runner.mcp_servers.data_server"],
+            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+        async with Client(server) as client:
+            session = trace_mcp_session(client, server="data")
+
+            async def ask_db(state: MessagesState) -> dict[str, Any]:
+                result = await session.call_tool(
+                    "query", {"sql": "SELECT COUNT(*) AS n FROM customers"}
+                )
+                return {"messages": [AIMessage(result.content[0].text)]}
+
+            builder = StateGraph(MessagesState)
+            builder.add_node("ask_db", ask_db)
+            builder.add_edge(START, "ask_db")
+            graph = instrument(builder.compile(), agent_name="db-agent", span_exporter=exporter)
+            out = await graph.ainvoke({"messages": [HumanMessage("how many customers?")]})
+            # outside a run the session is plain
+            await session.call_tool("list_tables", {})
+        return out, exporter, graph.last_trace_id
+
+    out, exporter, trace_id = asyncio.run(scenario())
+    assert out["messages"][-1].content == "n\n400\n"
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2
+    tool = next(s for s in spans if s.name == "execute_tool query")
+    assert format(tool.context.trace_id, "032x") == trace_id
+    assert tool.attributes[A.RETRACE_MCP_SERVER] == "data"
+    assert tool.attributes[A.GEN_AI_TOOL_CALL_RESULT] == "n\n400\n"
