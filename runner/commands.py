@@ -41,7 +41,7 @@ def _settings(**overrides: Any) -> Any:
     from schemas.settings import Settings
 
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings().model_copy(update=given)
+    return Settings(**given)  # validated: flags override RETRACE_* variables
 
 
 def _api_key(settings: Any) -> str | None:
@@ -137,7 +137,9 @@ def _client(settings: Any) -> Any:
 
 
 def _check_collector(client: Any) -> None:
-    from schemas.errors import ConfigError
+    """Fail early, with one clear line, when the collector is down or refuses our key (the
+    OTLP exporter would otherwise drop the spans with only a log line)."""
+    from schemas.errors import AuthError, ConfigError, ForbiddenError
 
     try:
         client.healthz()
@@ -145,6 +147,13 @@ def _check_collector(client: Any) -> None:
         raise ConfigError(
             f"no collector answers at {client.endpoint} ({exc}); start one with `retrace serve` "
             "or run `retrace demo`, which starts its own"
+        ) from None
+    try:
+        client.list_traces(limit=1)
+    except (AuthError, ForbiddenError) as exc:
+        raise ConfigError(
+            f"the collector at {client.endpoint} refused the API key: {exc.message} "
+            "(pass --api-key or set RETRACE_API_KEY)"
         ) from None
 
 
@@ -579,7 +588,7 @@ def demo(
             url, process = stack.enter_context(_collector(data_path, port))
         else:
             url, process = endpoint, None
-        settings = settings.model_copy(update={"endpoint": url})
+        settings = settings.model_copy(update={"endpoint": url})  # a str: no validation needed
         client = stack.enter_context(_client(settings))
         _check_collector(client)
         outcomes = run_suite(tasks, config, settings, client)

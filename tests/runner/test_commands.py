@@ -3,6 +3,7 @@ over stdio, a real collector, spans checked in its store."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -203,3 +204,35 @@ def test_run_without_a_collector_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "no collector answers at http://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_with_an_api_key_lands_in_that_project(start_collector: Any, tmp_path: Path) -> None:
+    collector = start_collector(api_keys=["team-a:key-aaaaaaaaaaaaaaaaaaaa"])
+    refused = _cli(
+        "run",
+        "Who are our top 5 customers by spend?",
+        "--agent",
+        str(_agent(tmp_path)),
+        "--endpoint",
+        collector.url,
+        "--api-key",
+        "wrong",
+        data_dir=tmp_path / "d",
+        check=False,
+    )
+    assert refused.returncode == 2 and "refused the API key" in refused.stderr
+    out = _cli(
+        "run",
+        "Who are our top 5 customers by spend?",
+        "--agent",
+        str(_agent(tmp_path)),
+        "--endpoint",
+        collector.url,
+        "--api-key",
+        "key-aaaaaaaaaaaaaaaaaaaa",
+        data_dir=tmp_path / "d",
+    ).stdout
+    detail = _wait_status(collector.client, _field(out, "trace"), "completed")
+    root = next(s for s in detail.spans if s.parent_span_id == "")
+    assert root.resource_attributes[A.RETRACE_PROJECT] == "default"  # the key decides
+    assert "key-aaaa" not in json.dumps([s.attributes for s in detail.spans])
