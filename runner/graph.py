@@ -108,18 +108,21 @@ def build_graph(deps: AgentDeps) -> StateGraph[AgentState]:
     async def tools(state: AgentState) -> dict[str, Any]:
         step, calls, results = state["step"], list(state.get("calls", [])), []
         executed: list[tuple[str, float]] = []
+        hit = None
         for call in _last_ai(state).tool_calls:
             key = call_key(call["name"], call["args"])
             calls.append(key)
             hit = deps.guardrails.check_loop({key: calls.count(key)}, key, call["name"])
             if hit is not None:
-                return _stop(deps, hit) | {"step": step, "calls": calls[len(state["calls"]) :]}
+                break
             decision = state["decisions"].get(str(call["id"]), {"action": "allow"})
             message, step = await execute_call(deps, dict(call), decision, step)
             results.append(message)
-            executed.append((call["name"], state["now"]))
+            if _refusal(decision) is None:  # rate limits count calls that ran
+                executed.append((call["name"], state["now"]))
         new_calls = calls[len(state["calls"]) :]
-        return {"messages": results, "step": step, "calls": new_calls, "executed": executed}
+        update = {"messages": results, "step": step, "calls": new_calls, "executed": executed}
+        return update | (_stop(deps, hit) if hit is not None else {})
 
     def after_model(state: AgentState) -> Literal["gate", "__end__"]:
         return "__end__" if state.get("status") else "gate"

@@ -260,3 +260,17 @@ def test_same_seed_same_trajectory() -> None:
         return [(s.name, s.attributes.get(A.GEN_AI_TOOL_CALL_ARGUMENTS)) for s in spans]
 
     assert shape(spans1) == shape(spans2)
+
+
+def test_policy_rate_limit_counts_calls_that_ran() -> None:
+    config = _config().model_copy(
+        update={
+            "policy": {"rate_limits": [{"name": "one-add", "tools": ["add"], "max_per_run": 1}]}
+        }
+    )
+    result, spans, tools = _run("please add numbers", config)
+    assert len(tools.calls) == 1
+    second = [s for s in spans if s.name == "execute_tool add"][1]
+    assert second.attributes[A.RETRACE_POLICY_DECISION] == "deny"
+    assert second.attributes[A.RETRACE_POLICY_RULE] == "one-add"
+    assert result.status == RunStatus.COMPLETED
