@@ -236,3 +236,27 @@ def test_run_with_an_api_key_lands_in_that_project(start_collector: Any, tmp_pat
     root = next(s for s in detail.spans if s.parent_span_id == "")
     assert root.resource_attributes[A.RETRACE_PROJECT] == "default"  # the key decides
     assert "key-aaaa" not in json.dumps([s.attributes for s in detail.spans])
+
+
+def test_decision_through_the_api_resumes_via_the_collector(
+    start_collector: Any, tmp_path: Path
+) -> None:
+    """The UI's path: a decision posted to the collector, which runs `retrace resume`."""
+    data_dir = tmp_path / "runner-data"
+    collector = start_collector(env={"RETRACE_DATA_DIR": str(data_dir)})
+    out = _cli(
+        "run",
+        "describe the orders table",
+        "--agent",
+        str(_agent(tmp_path, approval=True)),
+        "--endpoint",
+        collector.url,
+        data_dir=data_dir,
+    ).stdout
+    run_id, trace_id = _field(out, "run"), _field(out, "trace")
+    (pending,) = collector.client.list_approvals(status="pending", run_id=run_id)
+    collector.client.decide_approval(pending.approval_id, "approve", "ui-user", "fine")
+    detail = _wait_status(collector.client, trace_id, "completed")
+    tool = next(s for s in detail.spans if s.name == "execute_tool describe_table")
+    assert tool.attributes[A.RETRACE_APPROVAL_DECIDED_BY] == "ui-user"
+    assert tool.attributes[A.RETRACE_TOOL_ERROR] == "false"
