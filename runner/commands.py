@@ -437,46 +437,37 @@ def _decide(
     _print_result(result)
 
 
-@click.command()
-@click.argument("run_id")
-@click.option("--by", default=None, help="Who decides (default: $USER).")
-@click.option("--comment", default="", help="A note recorded with the decision.")
-@click.option("--no-resume", is_flag=True, help="Only record the decision.")
-@_endpoint
-@_api_key_opt
-@_data_dir
-def approve(
-    run_id: str,
-    by: str | None,
-    comment: str,
-    no_resume: bool,
-    endpoint: str | None,
-    api_key: str | None,
-    data_dir: Path | None,
-) -> None:
-    """Approve the pending tool call of RUN_ID and resume the run."""
-    _decide(run_id, "approve", by, comment, endpoint, api_key, data_dir, not no_resume)
+def _decision_command(decision: str, summary: str) -> click.Command:
+    """``retrace approve`` / ``retrace reject``: the same command but for the decision."""
+
+    @click.command(name=decision, help=summary)
+    @click.argument("run_id")
+    @click.option("--by", default=None, help="Who decides (default: $USER).")
+    @click.option("--comment", default="", help="A note recorded with the decision.")
+    @click.option("--no-resume", is_flag=True, help="Only record the decision.")
+    @_endpoint
+    @_api_key_opt
+    @_data_dir
+    def command(
+        run_id: str,
+        by: str | None,
+        comment: str,
+        no_resume: bool,
+        endpoint: str | None,
+        api_key: str | None,
+        data_dir: Path | None,
+    ) -> None:
+        _decide(run_id, decision, by, comment, endpoint, api_key, data_dir, not no_resume)
+
+    return command
 
 
-@click.command()
-@click.argument("run_id")
-@click.option("--by", default=None, help="Who decides (default: $USER).")
-@click.option("--comment", default="", help="A note recorded with the decision.")
-@click.option("--no-resume", is_flag=True, help="Only record the decision.")
-@_endpoint
-@_api_key_opt
-@_data_dir
-def reject(
-    run_id: str,
-    by: str | None,
-    comment: str,
-    no_resume: bool,
-    endpoint: str | None,
-    api_key: str | None,
-    data_dir: Path | None,
-) -> None:
-    """Reject the pending tool call of RUN_ID and resume the run (the model hears "no")."""
-    _decide(run_id, "reject", by, comment, endpoint, api_key, data_dir, not no_resume)
+approve = _decision_command(
+    "approve", "Approve the pending tool call of RUN_ID and resume the run."
+)
+reject = _decision_command(
+    "reject", 'Reject the pending tool call of RUN_ID and resume the run (the model hears "no").'
+)
 
 
 @click.command()
