@@ -141,6 +141,24 @@ class PausedRuns:
         except (ValidationError, json.JSONDecodeError) as exc:
             raise ConfigError(f"paused run record {path} is unreadable: {exc}") from None
 
+    def paused(self) -> list[PausedRun]:
+        """Every run still paused in this data dir."""
+        records = []
+        for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
+            record = self.load(path.stem)
+            if record.state == "paused":
+                records.append(record)
+        return records
+
+    def expired(self, desk: ApprovalDesk | None, now: float) -> list[PausedRun]:
+        """Paused runs whose approval is past its deadline (to be resumed as rejected)."""
+        out = []
+        for record in self.paused():
+            approval = desk.get(record.approval.approval_id) if desk else record.approval
+            if effective_status(approval, now) == ApprovalStatus.EXPIRED:
+                out.append(record)
+        return out
+
     @contextlib.contextmanager
     def lock(self, run_id: str) -> Iterator[bool]:
         """Exclusive, non-blocking: yields False when another process is resuming this run."""

@@ -471,16 +471,35 @@ reject = _decision_command(
 
 
 @click.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
+@click.option("--expired", is_flag=True, help="Resume (as rejected) every expired paused run.")
 @_endpoint
 @_api_key_opt
 @_data_dir
-def resume(run_id: str, endpoint: str | None, api_key: str | None, data_dir: Path | None) -> None:
+def resume(
+    run_id: str | None,
+    expired: bool,
+    endpoint: str | None,
+    api_key: str | None,
+    data_dir: Path | None,
+) -> None:
     """Resume RUN_ID, paused for approval, once the approval is decided or expired."""
+    import time as clock
+
+    from runner.approvals import ApiApprovals, PausedRuns
+    from schemas.errors import InvalidInputError
+
+    if (run_id is None) == (not expired):
+        raise InvalidInputError("give a RUN_ID or --expired (exactly one)")
     settings = _settings(endpoint=endpoint, api_key=api_key, data_dir=data_dir)
     with _client(settings) as client:
-        result = run_sync(resume_task(run_id, settings, client))
-    _print_result(result)
+        if run_id is not None:
+            result = run_sync(resume_task(run_id, settings, client))
+            _print_result(result)
+            return
+        runs = PausedRuns(Path(settings.data_dir).resolve())
+        for record in runs.expired(ApiApprovals(client), clock.time()):
+            _print_result(run_sync(resume_task(record.run_id, settings, client)))
 
 
 # --- demo -----------------------------------------------------------------------------------

@@ -197,6 +197,16 @@ def test_expired_approval_is_rejected_and_recorded(tmp_path: Path) -> None:
     assert tools.written == []
 
 
+def test_expired_paused_runs_are_found_for_the_sweep(tmp_path: Path) -> None:
+    desk, tools, exporter = MemoryDesk(), FileTools(), InMemorySpanExporter()
+    paused = _start(tmp_path, desk, tools, exporter)
+    runs = PausedRuns(tmp_path)
+    assert [r.run_id for r in runs.paused()] == [paused.run_id]
+    now = desk.get(paused.approval_id).requested_at.timestamp()
+    assert runs.expired(desk, now + 1) == []
+    assert [r.run_id for r in runs.expired(desk, now + 61)] == [paused.run_id]
+
+
 def test_resolver_answers_in_process_without_pausing() -> None:
     async def approve(request: dict[str, Any]) -> dict[str, Any]:
         assert request["tool"] == "write_file"
