@@ -145,35 +145,39 @@ def parse_messages(raw: str) -> list[ChatTurn] | None:
 @dataclass(frozen=True)
 class WorkspaceFile:
     path: str
-    sha256: str
+    sha256: str  # empty for directories and symlinks
     size: int
+    kind: str = "file"  # file | dir | link
+    target: str = ""  # for symlinks
 
 
 def parse_manifest(raw: bytes) -> list[WorkspaceFile]:
-    """Files listed in a workspace snapshot manifest (several plausible shapes accepted)."""
+    """Entries of a workspace snapshot manifest, by path.
+
+    The manifest (runner.sandbox.WorkspaceSnapshots) maps each relative path to
+    ``{"hash", "mode", "size"}`` for a file, ``{"link": target}`` or ``{"dir": true}``.
+    Anything else (not JSON, not an object) lists nothing.
+    """
     try:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return []
-    entries: list[tuple[str, Any]] = []
-    files = value.get("files", value) if isinstance(value, dict) else value
-    if isinstance(files, dict):
-        entries = list(files.items())
-    elif isinstance(files, list):
-        entries = [(str(item.get("path", "")), item) for item in files if isinstance(item, dict)]
+    if not isinstance(value, dict):
+        return []
     result: list[WorkspaceFile] = []
-    for path, entry in entries:
-        if isinstance(entry, str):
-            result.append(WorkspaceFile(path=str(path), sha256=entry, size=-1))
-        elif isinstance(entry, dict):
-            digest = entry.get("sha256") or entry.get("hash") or entry.get("digest") or ""
-            size = entry.get("size", entry.get("bytes", -1))
+    for path, entry in value.items():
+        if not isinstance(entry, dict):
+            continue
+        if "hash" in entry:
+            size = entry.get("size", -1)
             result.append(
-                WorkspaceFile(
-                    path=str(path), sha256=str(digest), size=int(size) if size is not None else -1
-                )
+                WorkspaceFile(str(path), str(entry["hash"]), size if isinstance(size, int) else -1)
             )
-    return sorted((f for f in result if f.path), key=lambda f: f.path)
+        elif "link" in entry:
+            result.append(WorkspaceFile(str(path), "", -1, "link", str(entry["link"])))
+        elif entry.get("dir") is True:
+            result.append(WorkspaceFile(str(path), "", -1, "dir"))
+    return sorted(result, key=lambda f: f.path)
 
 
 def looks_binary(data: bytes) -> bool:

@@ -206,21 +206,25 @@ def _workspace_section(span: SpanView) -> None:
     which = st.radio("Snapshot", list(snapshots), horizontal=True, key=f"snap-{span.span_id}")
     manifest_hash = snapshots[which]
     with shown_errors(f"load workspace snapshot {manifest_hash[:12]}", stop=False):
-        files = parse_manifest(client().get_payload(manifest_hash))
-        if not files:
-            st.info(f"Snapshot {manifest_hash[:12]} lists no files.")
+        entries = parse_manifest(client().get_payload(manifest_hash))
+        if not entries:
+            st.info(f"The workspace was empty {which} (snapshot {manifest_hash[:12]}).")
             return
         st.dataframe(
             pl.DataFrame(
                 {
-                    "path": [f.path for f in files],
-                    "size": [f.size for f in files],
-                    "sha256": [f.sha256[:12] for f in files],
+                    "path": [e.path for e in entries],
+                    "kind": [e.kind if e.kind != "link" else f"link → {e.target}" for e in entries],
+                    "size": [e.size if e.kind == "file" else None for e in entries],
+                    "sha256": [e.sha256[:12] for e in entries],
                 }
             ),
             hide_index=True,
-            height=min(38 + 35 * len(files), 300),
+            height=min(38 + 35 * len(entries), 300),
         )
+        files = [e for e in entries if e.kind == "file"]
+        if not files:
+            return
         chosen = st.selectbox(
             "View file", [f.path for f in files], key=f"file-{span.span_id}-{manifest_hash}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from schemas import attributes as attr
 from schemas.models import SpanView
 
 MAX_RENDERED_SPANS = 200
@@ -83,3 +84,19 @@ def page_of(rows: list[TreeRow], span_id: str, size: int = MAX_RENDERED_SPANS) -
         if row.span.span_id == span_id:
             return index // size
     return 0
+
+
+def latest_run_status(spans: list[SpanView]) -> str:
+    """``retrace.run.status`` of the latest root ``invoke_agent`` segment ("" when none)."""
+    ids = {span.span_id for span in spans}
+    roots = [
+        span
+        for span in spans
+        if span.operation == attr.OP_INVOKE_AGENT
+        and (not span.parent_span_id or span.parent_span_id not in ids)
+        and attr.RETRACE_RUN_STATUS in span.attributes
+    ]
+    if not roots:
+        return ""
+    latest = max(roots, key=lambda span: (span.start_time_unix_nano, span.span_id))
+    return latest.attributes[attr.RETRACE_RUN_STATUS]

@@ -241,8 +241,14 @@ def seed_agent_traces(
     """Three runs (ok, failed, denied) plus a workspace snapshot; returns their trace ids."""
     file_bytes = FILE_TEXT.encode()
     file_hash = sha256(file_bytes)
+    # The manifest shape runner.sandbox.WorkspaceSnapshots writes.
     manifest = json.dumps(
-        {"files": {"sales.csv": {"sha256": file_hash, "size": len(file_bytes)}}}
+        {
+            "sales.csv": {"hash": file_hash, "mode": 420, "size": len(file_bytes)},
+            "out": {"dir": True},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
     ).encode()
     manifest_hash = sha256(manifest)
     put_payload(file_hash, file_bytes)

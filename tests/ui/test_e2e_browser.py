@@ -14,17 +14,16 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from schemas.models import Approval, ApprovalStatus
+from schemas.models import ApprovalStatus
 from tests.fixtures.collector import RunningCollector, free_port, launch_collector
 from tests.ui.seed import SeededTraces, seed_agent_traces
+from ui._tree import latest_run_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,6 +32,8 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TASK = "Which product categories bring in the most revenue?"
+# Its run_shell `rm` needs a human's approval under the demo policy: the run pauses.
+NEEDS_APPROVAL = "Create a scratch file in the workspace, then clean it up (remove it)."
 TIMEOUT_MS = 90_000  # the box is shared: be patient (waits, not timing assertions)
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -42,8 +43,9 @@ class Stack:
     collector: RunningCollector
     ui_url: str
     traces: SeededTraces
-    agent_trace: str
-    approval_id: str
+    agent_trace: str  # a completed real run
+    paused_trace: str  # a real run waiting for approval
+    paused_run: str
 
 
 def _child_env() -> dict[str, str]:
@@ -52,21 +54,20 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_agent(tmp: Path, endpoint: str) -> str:
-    """One real run of the demo data scientist (read-only SQL tools only) into the collector."""
-    config = yaml.safe_load((REPO_ROOT / "runner" / "demo" / "agent.yaml").read_text())
-    config["mcp_servers"] = [s for s in config["mcp_servers"] if s["name"] == "data"]
-    config["policy"] = str(REPO_ROOT / "runner" / "demo" / "policy.yaml")
-    agent = tmp / "agent.yaml"
-    agent.write_text(yaml.safe_dump(config))
-    argv = [sys.executable, "-m", "runner.cli", "run", TASK, "--agent", str(agent)]
-    argv += ["--endpoint", endpoint, "--data-dir", str(tmp / "runner")]
+def _run_agent(data_dir: Path, endpoint: str, task: str) -> tuple[str, str]:
+    """One real run of the demo data scientist (tools in gVisor) into the collector.
+
+    Returns (trace id, run id).
+    """
+    argv = [sys.executable, "-m", "runner.cli", "run", task]
+    argv += ["--endpoint", endpoint, "--data-dir", str(data_dir)]
     done = subprocess.run(
         argv, cwd=REPO_ROOT, env=_child_env(), capture_output=True, text=True, timeout=240
     )
-    match = re.search(r"trace:\s+([0-9a-f]{32})", done.stdout)
-    assert done.returncode == 0 and match, done.stdout + done.stderr
-    return match.group(1)
+    trace = re.search(r"trace:\s+([0-9a-f]{32})", done.stdout)
+    run = re.search(r"run:\s+([0-9a-f]+)", done.stdout)
+    assert done.returncode == 0 and trace and run, done.stdout + done.stderr
+    return trace.group(1), run.group(1)
 
 
 def _start_ui(endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -93,28 +94,19 @@ def _start_ui(endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui-e2e")
-    collector = launch_collector(tmp / "data", env={"RETRACE_RESUME_ON_DECISION": "false"})
+    data_dir = tmp / "data"
+    # The collector's `resume` child inherits this env and must find the runner's paused runs.
+    collector = launch_collector(data_dir, env={"RETRACE_DATA_DIR": str(data_dir)})
     ui_process: subprocess.Popen[bytes] | None = None
     try:
         client = collector.client
         traces = seed_agent_traces(collector.url, client.put_payload)
-        agent_trace = _run_agent(tmp, collector.url)
-        for trace_id in (traces.ok, traces.failed, traces.denied, agent_trace):
+        agent_trace, _ = _run_agent(data_dir, collector.url, TASK)
+        paused_trace, paused_run = _run_agent(data_dir, collector.url, NEEDS_APPROVAL)
+        for trace_id in (traces.ok, traces.failed, traces.denied, agent_trace, paused_trace):
             client.wait_for_trace(trace_id, min_spans=3)
-        approval = client.save_approval(
-            Approval(
-                approval_id="appr-e2e",
-                run_id="run-e2e",
-                trace_id=agent_trace,
-                tool_name="write_file",
-                arguments={"path": "summary.md", "content": "Equipment leads."},
-                reason="writing files needs a human",
-                rule="approve-writes",
-                requested_at=datetime.now(UTC),
-            )
-        )
         ui_process, ui_url = _start_ui(collector.url, tmp / "ui.log")
-        yield Stack(collector, ui_url, traces, agent_trace, approval.approval_id)
+        yield Stack(collector, ui_url, traces, agent_trace, paused_trace, paused_run)
     finally:
         if ui_process is not None:
             ui_process.terminate()
@@ -165,7 +157,7 @@ def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> No
     page.goto(stack.ui_url)
     links = page.locator('a[href*="trace?trace="]')
     expect(links.first).to_be_visible()
-    assert links.count() >= 4
+    assert links.count() >= 5
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
     _shot(page, "01-traces")
 
@@ -183,21 +175,25 @@ def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> No
     expect(shared.locator('a[href*="trace?trace="]')).to_have_count(1)
     shared.close()
 
+    # A real run: the sandboxed run_python call, its gVisor stats and the workspace it left.
     page.goto(stack.ui_url)
-    _trace_link(page, stack.traces.ok).click()
-    expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.traces.ok}"))
+    _trace_link(page, stack.paused_trace).click()
+    expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.paused_trace}"))
     expect(page.get_by_text("Span tree")).to_be_visible()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     _select(page, "Selected span", re.compile("execute_tool run_python"))
     expect(page.get_by_text("of run_python")).to_be_visible()
     expect(page.get_by_text("gvisor").first).to_be_visible()
-    expect(page.get_by_text("EMEA,1250000").first).to_be_visible()
+    expect(page.get_by_text("scratch.txt").first).to_be_visible()
+    expect(page.get_by_text("temporary notes").first).to_be_visible()  # the file, at this step
     expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
     _no_traceback(page)
     _shot(page, "03-trace-tool-span")
 
-    _select(page, "Selected span", re.compile(r"chat gpt-4o-mini"))
+    _select(page, "Selected span", re.compile(r"chat data-scientist"))
     expect(page.get_by_test_id("stChatMessage").first).to_be_visible()
+    chat = page.get_by_test_id("stChatMessage")
+    expect(chat.filter(has_text=NEEDS_APPROVAL).first).to_be_visible()
     _shot(page, "04-trace-chat-span")
 
 
@@ -230,15 +226,27 @@ def test_replay_then_divergence(stack: Stack, page: Page) -> None:
     _shot(page, "07-divergence")
 
 
-def test_approve_a_pending_request(stack: Stack, page: Page) -> None:
+def test_approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> None:
+    client = stack.collector.client
+    (approval,) = client.list_approvals(status=ApprovalStatus.PENDING, run_id=stack.paused_run)
     page.goto(f"{stack.ui_url}/approvals")
-    expect(page.get_by_text("wants approval")).to_be_visible()
-    expect(page.get_by_text("writing files needs a human")).to_be_visible()
+    expect(page.locator("h3", has_text="run_shell")).to_contain_text("wants approval")
+    expect(page.get_by_text("would delete files").first).to_be_visible()
+    expect(page.get_by_text("rm -f scratch.txt").first).to_be_visible()
     _shot(page, "08-approvals-pending")
-    page.get_by_role("button", name="Approve").click()
+    page.locator(f".st-key-approve-{approval.approval_id} button").click()
     expect(page.get_by_text(re.compile(r"approved by ui"))).to_be_visible()
-    assert stack.collector.client.get_approval(stack.approval_id).status == ApprovalStatus.APPROVED
+    assert client.get_approval(approval.approval_id).status == ApprovalStatus.APPROVED
     _shot(page, "09-approvals-decided")
+
+    # The collector resumed the paused run: it finishes, and its trace page says so.
+    deadline = time.monotonic() + 180
+    while latest_run_status(client.get_trace(stack.paused_trace).spans) != "completed":
+        assert time.monotonic() < deadline, "the approved run did not complete in 180 s"
+        time.sleep(1)
+    page.goto(f"{stack.ui_url}/trace?trace={stack.paused_trace}")
+    expect(page.get_by_text("completed", exact=True).first).to_be_visible()
+    _no_traceback(page)
 
 
 def test_overview_charts(stack: Stack, page: Page) -> None:

@@ -71,14 +71,23 @@ def test_not_messages() -> None:
     assert parse_json("{bad") == "{bad"
 
 
-def test_manifest_shapes() -> None:
-    nested = {"files": {"b.txt": {"sha256": "bb", "size": 2}, "a.py": {"hash": "aa", "size": 1}}}
-    assert [(f.path, f.sha256, f.size) for f in parse_manifest(json.dumps(nested).encode())] == [
-        ("a.py", "aa", 1),
-        ("b.txt", "bb", 2),
+def test_manifest_of_files_links_and_dirs() -> None:
+    manifest = {
+        "b.txt": {"hash": "bb", "mode": 420, "size": 2},
+        "a.py": {"hash": "aa", "mode": 420, "size": 1},
+        "out": {"dir": True},
+        "latest": {"link": "b.txt"},
+        "odd": "not an entry",
+    }
+    entries = parse_manifest(json.dumps(manifest).encode())
+    assert [(f.path, f.kind, f.sha256, f.size, f.target) for f in entries] == [
+        ("a.py", "file", "aa", 1, ""),
+        ("b.txt", "file", "bb", 2, ""),
+        ("latest", "link", "", -1, "b.txt"),
+        ("out", "dir", "", -1, ""),
     ]
-    listed = [{"path": "x", "sha256": "11", "size": 3}]
-    assert parse_manifest(json.dumps(listed).encode())[0].path == "x"
+    assert parse_manifest(b"{}") == []
+    assert parse_manifest(b"[1]") == []
     assert parse_manifest(b"\xff\xfe") == []
 
 

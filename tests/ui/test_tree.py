@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from schemas import attributes as A
 from schemas.models import SpanView
-from ui._tree import MAX_RENDERED_SPANS, page_count, page_of, span_tree, window
+from ui._tree import (
+    MAX_RENDERED_SPANS,
+    latest_run_status,
+    page_count,
+    page_of,
+    span_tree,
+    window,
+)
 
 
 def _span(span_id: str, parent: str, start: int, status: str = "Ok") -> SpanView:
@@ -52,3 +60,14 @@ def test_ten_thousand_deep_spans_do_not_recurse() -> None:
     assert len(window(rows, 0)) == MAX_RENDERED_SPANS
     assert window(rows, 10**6)[-1].span.span_id == "s9999"
     assert page_of(rows, "s9999") == page_count(len(rows)) - 1
+
+
+def test_latest_root_segment_gives_the_run_status() -> None:
+    first = _span("r1", "", 100)
+    first.operation = A.OP_INVOKE_AGENT
+    first.attributes[A.RETRACE_RUN_STATUS] = "pending_approval"
+    resumed = _span("r2", "", 500)
+    resumed.operation = A.OP_INVOKE_AGENT
+    resumed.attributes[A.RETRACE_RUN_STATUS] = "completed"
+    assert latest_run_status([resumed, first, _span("c", "r1", 200)]) == "completed"
+    assert latest_run_status([_span("x", "", 1)]) == ""

@@ -66,9 +66,9 @@ with left:
         key="ov-latency",
     )
 with right:
-    st.plotly_chart(
-        px.line(pdf, x="time", y="error_rate", markers=True, title="Error rate"), key="ov-errrate"
-    )
+    error_chart = px.line(pdf, x="time", y="error_rate", markers=True, title="Error rate")
+    error_chart.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    st.plotly_chart(error_chart, key="ov-errrate")
     st.plotly_chart(
         px.bar(pdf, x="time", y=["input_tokens", "output_tokens"], title="Tokens"), key="ov-tokens"
     )

@@ -14,6 +14,7 @@ from ui._page import trace_id_from_url
 from ui._span_panel import render_span
 from ui._timeline import waterfall
 
+_FAILED = {"failed", "incomplete", "rejected", "guardrail"}
 st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
@@ -33,10 +34,12 @@ else:
 
 summary = detail.trace
 agent_name = summary.agent_name or summary.service_name
-status_color = "red" if summary.status == "error" else "green"
+# A run resumed after an approval has one root segment per resume: the latest one says how the
+# run stands now.
+run_status = _tree.latest_run_status(detail.spans) or summary.run_status or summary.status
+status_color = "red" if summary.status == "error" or run_status in _FAILED else "green"
 st.markdown(
-    f":{status_color}-badge[{summary.run_status or summary.status}] `{trace_id}` · {agent_name}"
-    f" · {summary.root_span_name}"
+    f":{status_color}-badge[{run_status}] `{trace_id}` · {agent_name} · {summary.root_span_name}"
 )
 cols = st.columns(6)
 cols[0].metric("Duration", f"{summary.duration_ms:,.0f} ms")
