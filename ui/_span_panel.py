@@ -74,6 +74,10 @@ def json_value(value: Any, key: str) -> None:
         st.json(value, expanded=2)
 
 
+def _language(argument: str) -> str:
+    return {"code": "python", "sql": "sql", "query": "sql", "command": "bash"}.get(argument, "text")
+
+
 def _conversation(turns: list[ChatTurn], key: str) -> None:
     hidden = max(0, len(turns) - MAX_TURNS_SHOWN)
     if hidden and not st.toggle(f"Show {hidden} earlier messages", key=f"earlier-{key}"):
@@ -283,7 +287,14 @@ def render_span(span: SpanView) -> None:
             _payload_section(title, raw, f"{key}-{name}")
     if args := a.get(attr.GEN_AI_TOOL_CALL_ARGUMENTS):
         st.markdown(f"**Arguments** of `{span.tool_name or a.get(attr.GEN_AI_TOOL_NAME, 'tool')}`")
-        json_value(parse_json(args), f"{key}-args")
+        parsed = parse_json(args)
+        json_value(parsed, f"{key}-args")
+        if isinstance(parsed, dict):
+            # Code and commands read better as code than as an escaped JSON string.
+            for name, value in parsed.items():
+                if isinstance(value, str) and "\n" in value.strip():
+                    st.caption(name)
+                    long_text(value, f"{key}-arg-{name}", language=_language(name))
     if attr.GEN_AI_TOOL_CALL_RESULT in a:
         st.markdown("**Result**")
         json_value(parse_json(a[attr.GEN_AI_TOOL_CALL_RESULT]), f"{key}-result")

@@ -15,6 +15,7 @@ from ui._span_panel import render_span
 from ui._timeline import waterfall
 
 _FAILED = {"failed", "incomplete", "rejected", "guardrail"}
+_WAITING = {"running", "pending_approval"}
 st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
@@ -37,7 +38,13 @@ agent_name = summary.agent_name or summary.service_name
 # A run resumed after an approval has one root segment per resume: the latest one says how the
 # run stands now.
 run_status = _tree.latest_run_status(detail.spans) or summary.run_status or summary.status
-status_color = "red" if summary.status == "error" or run_status in _FAILED else "green"
+status_color = (
+    "red"
+    if summary.status == "error" or run_status in _FAILED
+    else "orange"
+    if run_status in _WAITING
+    else "green"
+)
 st.markdown(
     f":{status_color}-badge[{run_status}] `{trace_id}` · {agent_name} · {summary.root_span_name}"
 )
