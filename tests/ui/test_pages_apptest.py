@@ -434,3 +434,20 @@ def test_a_replay_that_cannot_run_says_why(seeded: Seeded, monkeypatch: pytest.M
     failure = " ".join(e.value for e in at.error)
     assert f"Replay `{replay_id}` failed:" in failure
     assert seeded.client.get_replay(replay_id).error.split("\n")[0] in failure
+
+
+def test_project_key_is_used_and_a_missing_one_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = launch_collector(tmp_path / "keyed", api_keys=["team-a:rt_ui_test_key_0123456789"])
+    try:
+        at = _app(monkeypatch, collector.url).run()
+        _no_exception(at)
+        assert "Could not list traces" in " ".join(e.value for e in at.error)
+        monkeypatch.setenv("RETRACE_API_KEY", "rt_ui_test_key_0123456789")
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        _no_exception(at)
+        assert not at.error
+        assert "No traces yet." in _texts(at)
+    finally:
+        collector.kill()
