@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,21 +118,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         collector.kill()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+@contextmanager
+def _fresh_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 def _shot(page: Page, name: str) -> None:
@@ -153,7 +148,7 @@ def _select(page: Page, label: str, option: str | re.Pattern[str]) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
-def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
+def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     page.goto(stack.ui_url)
     links = page.locator('a[href*="trace?trace="]')
     expect(links.first).to_be_visible()
@@ -197,14 +192,20 @@ def test_list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> No
     _shot(page, "04-trace-chat-span")
 
 
-def test_bad_input_is_a_message_in_the_page(stack: Stack, page: Page) -> None:
+def _bad_input_is_a_message_in_the_page(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/trace?trace={'0' * 32}")
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not found")
     _no_traceback(page)
     _shot(page, "05-unknown-trace")
 
+    stack.collector.client.delete_trace(stack.traces.failed)
+    page.goto(f"{stack.ui_url}/?trace={stack.traces.failed}")  # the /?trace= form of a link
+    expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.traces.failed}"))
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not found")
+    _no_traceback(page)
 
-def test_replay_then_divergence(stack: Stack, page: Page) -> None:
+
+def _replay_then_divergence(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/trace?trace={stack.agent_trace}")
     expect(page.get_by_text("Span tree")).to_be_visible()
     page.get_by_role("link", name="Replay this trace").click()
@@ -226,7 +227,7 @@ def test_replay_then_divergence(stack: Stack, page: Page) -> None:
     _shot(page, "07-divergence")
 
 
-def test_approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> None:
+def _approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> None:
     client = stack.collector.client
     (approval,) = client.list_approvals(status=ApprovalStatus.PENDING, run_id=stack.paused_run)
     page.goto(f"{stack.ui_url}/approvals")
@@ -249,9 +250,28 @@ def test_approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> 
     _no_traceback(page)
 
 
-def test_overview_charts(stack: Stack, page: Page) -> None:
+def _overview_charts(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/overview")
     expect(page.get_by_text("Error rate")).to_be_visible()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     _no_traceback(page)
     _shot(page, "10-overview")
+
+
+def test_browser_journey(stack: Stack) -> None:
+    """One journey (one stack: the real runs are costly), each step in a fresh browser page."""
+    steps = [
+        _list_filter_open_trace_and_tool_payload,
+        _bad_input_is_a_message_in_the_page,
+        _replay_then_divergence,
+        _approve_a_pending_request_resumes_the_run,
+        _overview_charts,
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for step in steps:
+                with _fresh_page(browser) as page:
+                    step(stack, page)
+        finally:
+            browser.close()
