@@ -440,13 +440,17 @@ LIMIT 1 BY SpanId
 def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
     """The summary of a whole trace from its span rows, by the rules of the summary view."""
     roots = [r for r in rows if not r["ParentSpanId"]]
-    root_attrs = [as_map(r["SpanAttributes"]) for r in roots]
     starts = [int(r["StartNs"]) for r in rows]
     start_ns = min(starts)
     end_ns = max(s + int(r["Duration"]) for s, r in zip(starts, rows, strict=True))
     errors = sum(1 for r in rows if r["StatusCode"] == StatusCode.ERROR.value)
-    run_status = max((a.get(attr.RETRACE_RUN_STATUS, "") for a in root_attrs), default="")
-    root_status = max((str(r["StatusCode"]) for r in roots), default="")
+    # A paused and resumed run has several root segments: status and output come from the
+    # latest one (the view's LatestRoot tuple order), the input from the earliest with one.
+    _, run_status, root_status, output_preview = max(
+        (_root_segment(r) for r in roots), default=(0, "", "", "")
+    )
+    inputs = [(int(r["StartNs"]), str(r["InputPreview"])) for r in roots if r["InputPreview"]]
+    input_preview = min(inputs)[1] if inputs else ""
     failed = errors > 0 or root_status == StatusCode.ERROR.value
     replay_of = max(
         (as_map(r["SpanAttributes"]).get(attr.RETRACE_REPLAY_OF, "") for r in rows), default=""
@@ -463,8 +467,8 @@ def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
         service_name=max(str(r["ServiceName"]) for r in rows),
         agent_name=max(str(r["AgentName"]) for r in rows),
         root_span_name=max((str(r["SpanName"]) for r in roots), default=""),
-        input_preview=max((str(r["InputPreview"]) for r in roots), default=""),
-        output_preview=max((str(r["OutputPreview"]) for r in roots), default=""),
+        input_preview=input_preview,
+        output_preview=output_preview,
         input_tokens=sum(int(r["InputTokens"]) for r in rows),
         output_tokens=sum(int(r["OutputTokens"]) for r in rows),
         llm_calls=sum(1 for r in rows if r["Operation"] == attr.OP_CHAT),
@@ -472,6 +476,16 @@ def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
         models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
         tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
         replay_of=replay_of,
+    )
+
+
+def _root_segment(row: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """(end ns, run status, status code, output preview) of a root span, as the view keeps it."""
+    return (
+        int(row["StartNs"]) + int(row["Duration"]),
+        as_map(row["SpanAttributes"]).get(attr.RETRACE_RUN_STATUS, ""),
+        str(row["StatusCode"]),
+        str(row["OutputPreview"]),
     )
 
 
@@ -490,9 +504,29 @@ DELETE_SQL = [
 
 
 # --- trace summaries ---------------------------------------------------------------------------
+# Root-span fields come from the run's latest root segment (a run paused for approval and
+# resumed has several root spans): ``LatestRoot`` is max((end time, run status, root status
+# code, output preview)) over root spans. Summary rows written before migration 0003 have the
+# empty tuple (time 0) there, and fall back to the old max() columns.
+_LATEST_ROOT = "max(LatestRoot)"
+_HAS_LATEST_ROOT = f"toUnixTimestamp64Nano(tupleElement({_LATEST_ROOT}, 1)) > 0"
+
+
+def _latest_root(index: int, old_column: str) -> str:
+    return f"if({_HAS_LATEST_ROOT}, tupleElement({_LATEST_ROOT}, {index}), max({old_column}))"
+
+
+_RUN_STATUS_EXPR = _latest_root(2, "RunStatus")
+_ROOT_STATUS_EXPR = _latest_root(3, "RootStatusCode")
+_OUTPUT_PREVIEW_EXPR = _latest_root(4, "OutputPreview")
+# The run's input: the earliest root segment's non-empty input preview (old rows: max()).
+_INPUT_PREVIEW_EXPR = (
+    "if(argMinMerge(FirstInputPreview) != '', argMinMerge(FirstInputPreview), max(InputPreview))"
+)
+
 _STATUS_EXPR = (
-    "if(sum(ErrorCount) > 0 OR max(RootStatusCode) = 'Error' "
-    "OR max(RunStatus) IN {failed_statuses:Array(String)}, 'error', 'ok')"
+    f"if(sum(ErrorCount) > 0 OR {_ROOT_STATUS_EXPR} = 'Error' "
+    f"OR {_RUN_STATUS_EXPR} IN {{failed_statuses:Array(String)}}, 'error', 'ok')"
 )
 
 SUMMARY_COLUMNS = f"""
@@ -503,12 +537,12 @@ SUMMARY_COLUMNS = f"""
     sum(SpanCount) AS SpanCount_,
     sum(ErrorCount) AS ErrorCount_,
     {_STATUS_EXPR} AS Status_,
-    max(RunStatus) AS RunStatus_,
+    {_RUN_STATUS_EXPR} AS RunStatus_,
     max(ServiceName) AS ServiceName_,
     max(AgentName) AS AgentName_,
     max(RootSpanName) AS RootSpanName_,
-    max(InputPreview) AS InputPreview_,
-    max(OutputPreview) AS OutputPreview_,
+    {_INPUT_PREVIEW_EXPR} AS InputPreview_,
+    {_OUTPUT_PREVIEW_EXPR} AS OutputPreview_,
     sum(InputTokens) AS InputTokens_,
     sum(OutputTokens) AS OutputTokens_,
     toInt64(InputTokens_ + OutputTokens_) AS Tokens_,
@@ -730,7 +764,7 @@ _LIGHT_COLUMNS: dict[str, str] = {
     "ErrorCount_": "sum(ErrorCount)",
     "Tokens_": "toInt64(sum(InputTokens) + sum(OutputTokens))",
     "Status_": _STATUS_EXPR,
-    "RunStatus_": "max(RunStatus)",
+    "RunStatus_": _RUN_STATUS_EXPR,
     "ServiceName_": "max(ServiceName)",
     "AgentName_": "max(AgentName)",
     "ReplayOf_": "max(ReplayOf)",

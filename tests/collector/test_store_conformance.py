@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from collector.store import TraceStore, open_store
+from collector.store import _sql as store_sql
 from schemas import attributes as attr
 from schemas.errors import (
     ConfigError,
@@ -28,7 +29,7 @@ from schemas.errors import (
     StoreError,
     StoreLockedError,
 )
-from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION
+from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION, load_migrations
 from schemas.models import (
     Approval,
     ApprovalStatus,
@@ -150,14 +151,17 @@ def make_run(
     return trace_id, [root, chat, tool_span], payloads
 
 
+def _open(request: pytest.FixtureRequest, tmp_path: Path, *, migrate: bool = True) -> TraceStore:
+    if request.param == "chdb":
+        return open_store(Settings(data_dir=tmp_path / "data"), migrate=migrate)
+    url = request.getfixturevalue("clickhouse_url")
+    database = f"retrace_test_{uuid.uuid4().hex[:12]}"
+    return open_store(Settings(clickhouse_url=url, clickhouse_database=database), migrate=migrate)
+
+
 @pytest.fixture(params=["chdb", "clickhouse"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
-    if request.param == "chdb":
-        opened = open_store(Settings(data_dir=tmp_path / "data"))
-    else:
-        url = request.getfixturevalue("clickhouse_url")
-        database = f"retrace_test_{uuid.uuid4().hex[:12]}"
-        opened = open_store(Settings(clickhouse_url=url, clickhouse_database=database))
+    opened = _open(request, tmp_path)
     try:
         yield opened
     finally:
@@ -408,6 +412,166 @@ def test_list_filters(store: TraceStore, populated: dict[str, str]) -> None:
     assert summary.input_tokens == 100 and summary.output_tokens == 50
 
 
+# --- paused and resumed runs: one trace, several root segments ---------------------------------
+def resumed_segment(
+    project: str,
+    trace_id: str,
+    first_root: str,
+    *,
+    start: datetime,
+    run_status: RunStatus,
+    answer: str,
+) -> list[SpanRecord]:
+    """The segment a resumed run adds to its trace: a later root (no input) and one tool call."""
+    root_id, tool_id = (uuid.uuid4().hex[:16] for _ in range(2))
+    t0 = _ns(start)
+    root = SpanRecord(
+        project_id=project,
+        trace_id=trace_id,
+        span_id=root_id,
+        name="invoke_agent analyst",
+        service_name="retrace-runner",
+        attributes={attr.RETRACE_RUN_STATUS: run_status.value},
+        start_time_unix_nano=t0,
+        duration_ns=50 * MS,
+        status_code=StatusCode.OK,
+        operation=attr.OP_INVOKE_AGENT,
+        agent_name="analyst",
+        output_preview=answer,
+        links=[SpanLink(trace_id=trace_id, span_id=first_root)],
+    )
+    tool_span = SpanRecord(
+        project_id=project,
+        trace_id=trace_id,
+        span_id=tool_id,
+        parent_span_id=root_id,
+        name="execute_tool write_file",
+        service_name="retrace-runner",
+        start_time_unix_nano=t0 + 5 * MS,
+        duration_ns=10 * MS,
+        status_code=StatusCode.OK,
+        operation=attr.OP_EXECUTE_TOOL,
+        agent_name="analyst",
+        tool_name="write_file",
+        step_index=2,
+    )
+    return [root, tool_span]
+
+
+def _paused_run(
+    project: str, outcome: RunStatus, answer: str
+) -> tuple[str, list[list[SpanRecord]]]:
+    """A run paused for approval (a first root, "pending_approval") and resumed an hour later."""
+    trace_id, first, _ = make_run(
+        project,
+        question="Delete the temp files?",
+        answer="waiting for approval",
+        run_status=RunStatus.PENDING_APPROVAL,
+    )
+    later = resumed_segment(
+        project,
+        trace_id,
+        first[0].span_id,
+        start=BASE + timedelta(hours=1),
+        run_status=outcome,
+        answer=answer,
+    )
+    return trace_id, [first, later]
+
+
+def _optimize_summaries(store: TraceStore) -> None:
+    store._command("OPTIMIZE TABLE retrace_trace_summaries FINAL")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("arrival", ["in_order", "resumed_segment_first"])
+def test_resumed_run_summary_follows_the_latest_root_segment(
+    store: TraceStore, arrival: str
+) -> None:
+    completed, completed_batches = _paused_run("p", RunStatus.COMPLETED, "deleted 3 files")
+    rejected, rejected_batches = _paused_run("p", RunStatus.REJECTED, "")
+    still_paused, paused_batches = _paused_run("p", RunStatus.COMPLETED, "never")
+    paused_batches = paused_batches[:1]
+    for batches in (completed_batches, rejected_batches, paused_batches):
+        # Separate insert batches: separate summary rows, combined at read time and by merges.
+        for batch in batches if arrival == "in_order" else batches[::-1]:
+            store.insert_spans("p", batch, {})
+
+    def check() -> None:
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        done = listed[completed]
+        assert (done.run_status, done.status) == ("completed", "ok")
+        assert done.output_preview == "deleted 3 files"
+        assert done.input_preview == "Delete the temp files?"  # the run's input, first segment
+        assert done.span_count == 5 and done.tool_calls == 2
+        assert (listed[rejected].run_status, listed[rejected].status) == ("rejected", "error")
+        assert listed[rejected].output_preview == ""  # the final segment answered nothing
+        assert listed[still_paused].run_status == "pending_approval"
+        assert listed[still_paused].output_preview == "waiting for approval"
+        for trace_id, summary in listed.items():
+            detail = store.get_trace("p", trace_id)
+            assert detail is not None and detail.trace == summary  # one rule, two readers
+
+        assert set(_ids(store, "p", TraceQuery(run_status="completed"))) == {completed}
+        assert set(_ids(store, "p", TraceQuery(run_status="pending_approval"))) == {still_paused}
+        assert set(_ids(store, "p", TraceQuery(run_status="rejected"))) == {rejected}
+        assert set(_ids(store, "p", TraceQuery(status="error"))) == {rejected}
+        assert set(_ids(store, "p", TraceQuery(status="ok"))) == {completed, still_paused}
+        stats = store.stats("p", StatsQuery())
+        assert (stats.runs, stats.errors) == (3, 1)
+
+    check()
+    _optimize_summaries(store)  # merged into one row per trace: max() of the tuples
+    rows = store._rows(  # type: ignore[attr-defined]
+        "SELECT count() AS n FROM retrace_trace_summaries WHERE TraceId = {t:String}",
+        {"t": completed},
+    )
+    assert rows[0]["n"] == 1
+    check()
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_at_v2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 2 (before the latest-root-segment columns)."""
+    opened = _open(request, tmp_path, migrate=False)
+    try:
+        opened._command(store_sql.MIGRATIONS_DDL)  # type: ignore[attr-defined]
+        for migration in load_migrations()[:2]:
+            for statement in migration.statements:
+                opened._command(statement)  # type: ignore[attr-defined]
+            opened._command(  # type: ignore[attr-defined]
+                store_sql.RECORD_MIGRATION_SQL,
+                {"version": migration.version, "description": migration.description},
+            )
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_keeps_old_summaries_and_fixes_runs_resumed_after_it(
+    store_at_v2: TraceStore,
+) -> None:
+    store = store_at_v2
+    old_id, old_spans, old_payloads = make_run("p", question="old question", answer="old answer")
+    store.insert_spans("p", old_spans, old_payloads)
+    resumed_id, (first, later) = _paused_run("p", RunStatus.COMPLETED, "resumed after upgrade")
+    store.insert_spans("p", first, {})
+
+    assert store.migrate() == SCHEMA_VERSION
+    store.insert_spans("p", later, {})
+    for _ in range(2):  # before and after the merge of old and new summary rows
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        old = listed[old_id]  # written before the migration: read from the old columns
+        assert (old.run_status, old.status) == ("completed", "ok")
+        assert (old.input_preview, old.output_preview) == ("old question", "old answer")
+        resumed = listed[resumed_id]
+        assert resumed.run_status == "completed"
+        assert resumed.output_preview == "resumed after upgrade"
+        assert resumed.input_preview == "Delete the temp files?"
+        assert _ids(store, "p", TraceQuery(run_status="pending_approval")) == []
+        assert set(_ids(store, "p", TraceQuery(run_status="completed"))) == {old_id, resumed_id}
+        _optimize_summaries(store)
+
+
 @pytest.mark.parametrize(
     ("sort", "order"),
     [("start_time", "desc"), ("start_time", "asc"), ("duration", "desc"), ("tokens", "asc")],
@@ -425,7 +589,7 @@ def test_cursor_pagination_is_complete_and_stable(store: TraceStore, sort: str, 
         store.insert_spans("p", spans, payloads)
         expected.append(trace_id)
 
-    seen = []
+    seen: list[str] = []
     pages = 0
     cursor = None
     while True:
@@ -492,7 +656,7 @@ def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
     by_attr = store.search_spans("p", SpanQuery(attributes={"customer.id": "c-77"}))
     assert [s.trace_id for s in by_attr.spans] == [populated["ok_slow"]]
 
-    seen = []
+    seen: list[tuple[str, str]] = []
     cursor = None
     while True:
         page = store.search_spans("p", SpanQuery(limit=4, cursor=cursor))
