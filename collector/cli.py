@@ -173,7 +173,10 @@ def list_keys(data_dir: Path | None, clickhouse_url: str | None) -> None:
     try:
         lister = getattr(store, "list_api_keys", None)
         if lister is None:
-            raise ConfigError(f"the {store.backend_name} store cannot list API keys")
+            raise ConfigError(
+                f"the {store.backend_name} store cannot list API keys yet (it lacks "
+                "list_api_keys); revoke a key by the id printed when it was created"
+            )
         rows = lister()
     finally:
         store.close()
