@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.models import AlignedPair, DivergenceReport, Step
+from ui._payloads import parse_messages
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,25 @@ def step_essentials(step: Step) -> dict[str, Any]:
             "result": step.result,
             "error": step.error,
         }
-    output = step.output_message or {}
+    turns = parse_messages(json.dumps([step.output_message])) if step.output_message else None
+    text = "\n".join(
+        part.text for turn in turns or [] for part in turn.parts if part.kind == "text"
+    )
+    last_input = (
+        parse_messages(json.dumps(step.input_messages[-1:])) if step.input_messages else None
+    )
     return {
         "model": step.model,
-        "output": output,
-        "tool_calls": step.tool_calls,
-        "last_input_message": step.input_messages[-1] if step.input_messages else None,
+        "answer": text,
+        "tool_calls": [
+            {"name": call.get("name", ""), "arguments": call.get("args", call.get("arguments"))}
+            for call in step.tool_calls
+        ],
+        "last_input": [
+            {"role": turn.role, "text": part.text or part.data}
+            for turn in last_input or []
+            for part in turn.parts
+        ],
         "error": step.error,
     }
 

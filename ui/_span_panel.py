@@ -62,7 +62,7 @@ def long_text(text: str, key: str, *, language: str | None = None) -> None:
         st.caption(f"Showing the first {PREVIEW_CHARS:,} of {len(text):,} characters.")
 
 
-def json_value(value: Any, key: str) -> None:
+def json_value(value: Any, key: str, *, expanded: bool | int = 2) -> None:
     """A JSON value as an explorable tree; very large values as cut text first."""
     if isinstance(value, str):
         long_text(value, key)
@@ -71,7 +71,7 @@ def json_value(value: Any, key: str) -> None:
     if len(dumped) > _JSON_INLINE_MAX:
         long_text(dumped, key, language="json")
     else:
-        st.json(value, expanded=2)
+        st.json(value, expanded=expanded)
 
 
 def _language(argument: str) -> str:

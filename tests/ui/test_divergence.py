@@ -11,7 +11,14 @@ from schemas.models import (
     ReplayMode,
     Step,
 )
-from ui._divergence import MatchRun, PairRow, alignment_rows, step_by_index, step_title
+from ui._divergence import (
+    MatchRun,
+    PairRow,
+    alignment_rows,
+    step_by_index,
+    step_essentials,
+    step_title,
+)
 
 
 def _report(first: Divergence | None) -> DivergenceReport:
@@ -54,3 +61,20 @@ def test_step_lookup_and_titles() -> None:
     steps = [Step(index=0, kind="llm", model="gpt"), Step(index=1, kind="tool", tool_name="sql")]
     assert step_title(step_by_index(steps, 1)) == "#1 tool sql"
     assert step_title(step_by_index(steps, None)) == "—"
+
+
+def test_llm_step_essentials_read_like_a_person_would() -> None:
+    step = Step(
+        index=0,
+        kind="llm",
+        model="m",
+        output_message={"type": "ai", "data": {"content": "Let me query.", "tool_calls": []}},
+        tool_calls=[{"name": "query", "args": {"sql": "select 1"}, "id": "c"}],
+        input_messages=[{"role": "user", "parts": [{"type": "text", "content": "Revenue?"}]}],
+    )
+    essentials = step_essentials(step)
+    assert essentials["answer"] == "Let me query."
+    assert essentials["tool_calls"] == [{"name": "query", "arguments": {"sql": "select 1"}}]
+    assert essentials["last_input"] == [{"role": "user", "text": "Revenue?"}]
+    tool = Step(index=1, kind="tool", tool_name="query", arguments={"sql": "x"}, result="1")
+    assert step_essentials(tool)["result"] == "1"

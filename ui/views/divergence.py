@@ -17,7 +17,9 @@ from ui._divergence import (
     step_title,
 )
 from ui._links import same_tab_link, trace_link
-from ui._span_panel import json_value
+from ui._span_panel import json_value, long_text
+
+_DIFF_DETAILS = 5  # diff entries also shown in full, side by side
 
 st.title("Divergence")
 trace_id = st.query_params.get("trace", "").strip().lower()
@@ -119,6 +121,18 @@ else:
                 ),
                 hide_index=True,
             )
+            for index, entry in enumerate(first.diff[:_DIFF_DETAILS]):
+                sides = st.columns(2)
+                for column, label, value in (
+                    (sides[0], "recorded", entry.recorded),
+                    (sides[1], "replayed", entry.replayed),
+                ):
+                    with column:
+                        st.caption(f"{entry.path} · {label}")
+                        if isinstance(value, str):
+                            long_text(value, f"diff-{index}-{label}", language="text")
+                        else:
+                            json_value(value, f"diff-{index}-{label}", expanded=True)
         before = step_by_index(recorded.steps, first.recorded_index)
         after = step_by_index(replayed.steps, first.replayed_index)
         sides = st.columns(2)
@@ -126,7 +140,7 @@ else:
             with column:
                 st.markdown(f"**{label}** · {step_title(step)}")
                 if step is not None:
-                    json_value(step_essentials(step), f"first-{label}")
+                    json_value(step_essentials(step), f"first-{label}", expanded=True)
 
 
 def _side(step: Step | None, key: str) -> None:
