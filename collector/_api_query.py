@@ -482,6 +482,10 @@ def launch_cli(
     if authorization and authorization.lower().startswith("bearer "):
         env["RETRACE_API_KEY"] = authorization[7:].strip()
     env["RETRACE_ENDPOINT"] = state.self_url
+    # Paused runs' checkpoints and workspaces live under the runner's data dir: the one named in
+    # the environment if any, else the collector's own (`serve --data-dir`), never the child's
+    # cwd default.
+    env.setdefault("RETRACE_DATA_DIR", str(Path(state.settings.data_dir).resolve()))
     logs = Path(state.settings.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{log_name}.log"

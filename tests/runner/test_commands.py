@@ -260,3 +260,23 @@ def test_decision_through_the_api_resumes_via_the_collector(
     tool = next(s for s in detail.spans if s.name == "execute_tool describe_table")
     assert tool.attributes[A.RETRACE_APPROVAL_DECIDED_BY] == "ui-user"
     assert tool.attributes[A.RETRACE_TOOL_ERROR] == "false"
+
+
+def test_decision_resumes_runs_kept_in_the_collectors_own_data_dir(
+    start_collector: Any, tmp_path: Path
+) -> None:
+    """`serve --data-dir D` with no RETRACE_DATA_DIR: the resumed child must look in D."""
+    collector = start_collector()
+    out = _cli(
+        "run",
+        "describe the orders table",
+        "--agent",
+        str(_agent(tmp_path, approval=True)),
+        "--endpoint",
+        collector.url,
+        data_dir=collector.data_dir,
+    ).stdout
+    run_id, trace_id = _field(out, "run"), _field(out, "trace")
+    (pending,) = collector.client.list_approvals(status="pending", run_id=run_id)
+    collector.client.decide_approval(pending.approval_id, "approve", "ui-user", "fine")
+    _wait_status(collector.client, trace_id, "completed")
