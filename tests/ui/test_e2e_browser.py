@@ -47,6 +47,7 @@ class Stack:
     agent_trace: str  # a completed real run
     paused_trace: str  # a real run waiting for approval
     paused_run: str
+    other_model: Path  # an offline model script that writes other SQL
 
 
 def _child_env() -> dict[str, str]:
@@ -106,8 +107,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         paused_trace, paused_run = _run_agent(data_dir, collector.url, NEEDS_APPROVAL)
         for trace_id in (traces.ok, traces.failed, traces.denied, agent_trace, paused_trace):
             client.wait_for_trace(trace_id, min_spans=3)
+        other_model = tmp / "other-model.yaml"
+        script = (REPO_ROOT / "runner" / "demo" / "offline" / "data-scientist.yaml").read_text()
+        changed = script.replace("ORDER BY revenue DESC\n", "ORDER BY revenue DESC LIMIT 3\n", 1)
+        assert changed != script
+        other_model.write_text(changed)
         ui_process, ui_url = _start_ui(collector.url, tmp / "ui.log")
-        yield Stack(collector, ui_url, traces, agent_trace, paused_trace, paused_run)
+        yield Stack(collector, ui_url, traces, agent_trace, paused_trace, paused_run, other_model)
     finally:
         if ui_process is not None:
             ui_process.terminate()
@@ -225,6 +231,21 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     expect(page.get_by_text(re.compile(r"\d+ matching steps"))).to_be_visible()
     _no_traceback(page)
     _shot(page, "07-divergence")
+
+    # live-model with another (offline, scripted) model whose SQL differs: a real divergence.
+    page.goto(f"{stack.ui_url}/replay?trace={stack.agent_trace}")
+    page.get_by_role("radiogroup").get_by_text(re.compile("^live-model")).click()
+    page.get_by_label("Policy file for the replay (optional)").fill(str(stack.other_model))
+    page.get_by_role("button", name="Launch replay").click()
+    expect(page.get_by_text(re.compile(r"completed: diverged at step"))).to_be_visible(
+        timeout=120_000
+    )
+    page.get_by_role("link", name="Open the divergence report").click()
+    expect(page.get_by_text(re.compile(r"First divergence · "))).to_be_visible()
+    changed_sql = page.get_by_test_id("stCode").filter(has_text="ORDER BY revenue DESC LIMIT 3")
+    expect(changed_sql.first).to_be_visible()
+    _no_traceback(page)
+    _shot(page, "07b-divergence-live-model")
 
 
 def _approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> None:
