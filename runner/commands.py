@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -563,6 +564,44 @@ def _collector(data_dir: Path, port: int | None) -> Iterator[tuple[str, subproce
         log.close()
 
 
+@contextlib.contextmanager
+def _ui(api_url: str, port: int, data_dir: Path) -> Iterator[str]:
+    """A ``retrace ui`` subprocess against ``api_url``; yields its URL once it answers."""
+    import httpx
+
+    from schemas.errors import ConfigError
+
+    log = open(data_dir / "ui.log", "ab")  # noqa: SIM115 - closed below
+    argv = [sys.executable, "-m", "runner.cli", "ui", "--api", api_url, "--port", str(port)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise ConfigError(
+                    f"the UI exited ({process.returncode}); see {data_dir / 'ui.log'}"
+                )
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the UI did not start within 60s; see {data_dir / 'ui.log'}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
 @click.command()
 @_endpoint
 @_api_key_opt
@@ -576,6 +615,13 @@ def _collector(data_dir: Path, port: int | None) -> Iterator[tuple[str, subproce
 )
 @click.option("--insecure", is_flag=True, default=None, help="Allow the 'process' backend.")
 @click.option("--keep-serving", is_flag=True, help="Keep the collector running afterwards.")
+@click.option(
+    "--ui",
+    "with_ui",
+    is_flag=True,
+    help="Afterwards keep the collector running and serve the UI on it (implies --keep-serving).",
+)
+@click.option("--ui-port", type=int, default=None, help="Port of the UI (RETRACE_UI_PORT).")
 def demo(
     endpoint: str | None,
     api_key: str | None,
@@ -584,8 +630,11 @@ def demo(
     backend: str | None,
     insecure: bool | None,
     keep_serving: bool,
+    with_ui: bool,
+    ui_port: int | None,
 ) -> None:
     """Run the "AI data scientist" demo suite into a collector (by default one started here)."""
+    keep_serving = keep_serving or with_ui
     settings = _settings(
         api_key=api_key, data_dir=data_dir, sandbox_backend=backend, insecure=insecure
     )
@@ -618,10 +667,16 @@ def demo(
             )
         click.echo(f"API:     {url}/api/v1/traces")
         click.echo(f"Explore: retrace ui --api {url}")
-        if process is not None and keep_serving:
+        if with_ui:
+            ui_url = stack.enter_context(_ui(url, ui_port or settings.ui_port, data_path))
+            click.echo(f"UI:      {ui_url}")
+        if keep_serving:
             click.echo(f"collector serving at {url}; Ctrl-C to stop")
             with contextlib.suppress(KeyboardInterrupt):
-                process.wait()
+                if process is not None:
+                    process.wait()
+                else:
+                    threading.Event().wait()
         elif process is not None:
             click.echo(
                 "stopping the collector (use --keep-serving to keep it; the traces stay "

@@ -2,7 +2,8 @@
 
 mcp 2.x wraps every inbound request in a SERVER span whose parent is the trace context found in
 the request's ``_meta`` (``mcp.server._otel``). Those spans only leave the process if a tracer
-provider with an exporter is installed; this module installs one at server start-up:
+provider with an exporter is installed; this module installs one at server start-up (keeping
+only spans whose parent came from a caller):
 OTLP/HTTP to the collector when ``RETRACE_ENDPOINT`` is set, and/or JSON lines to a file
 (``--span-file``, for tests and debugging).
 """
@@ -23,6 +24,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from schemas.attributes import SERVICE_NAME
 from schemas.settings import Settings
@@ -83,7 +85,13 @@ def configure_server_tracing(
         exporters.append((JsonLinesSpanExporter(span_file), False))
     if not exporters:
         return None
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    # Only spans that join a caller's trace are kept: requests that arrive without trace context
+    # (start-up discovery, tools/list before a run) would otherwise each become a one-span trace
+    # of their own and bury the agent runs in the trace list.
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}),
+        sampler=ParentBased(root=ALWAYS_OFF),
+    )
     for exporter, batched in exporters:
         processor = (
             BatchSpanProcessor(exporter, schedule_delay_millis=200)
