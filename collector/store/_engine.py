@@ -65,8 +65,17 @@ class SqlTraceStore(TraceStore):
     def _create_database(self) -> None:
         """Create the store's database if needed and make it the current one."""
 
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query and return its result as Arrow (backends override to skip polars)."""
+        return self._query(sql, params).to_arrow()
+
     def _rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         return self._query(sql, params).to_dicts()
+
+    def _span_rows(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Span rows (see ``SPAN_SELECT``) straight from Arrow: a 200-span trace converts in a
+        fifth of the time ``polars.DataFrame.to_dicts`` takes over its map columns."""
+        return self._query_arrow(sql, params).to_pylist()  # type: ignore[no-any-return]
 
     def _next_version(self) -> int:
         # Monotonic per process even when the clock does not move between two upserts.
@@ -147,11 +156,11 @@ class SqlTraceStore(TraceStore):
         return self.get_payloads(project, sorted(q.payload_hashes(rows)))
 
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
-        rows = self._rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
+        rows = self._span_rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
         if not rows:
             return None
         payloads = self._resolve(project, rows)
-        return TraceDetail(
+        return TraceDetail.model_construct(
             trace=q.summary_from_spans(rows),
             spans=[q.span_from_row(r, payloads) for r in rows],
         )
@@ -186,7 +195,7 @@ class SqlTraceStore(TraceStore):
 
     def search_spans(self, project: str, query: SpanQuery) -> SpanPage:
         built = q.search_spans_sql(project, query)
-        rows = self._rows(built.sql, built.params)
+        rows = self._span_rows(built.sql, built.params)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         cursor = None

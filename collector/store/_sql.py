@@ -332,6 +332,8 @@ def as_map(value: Any) -> dict[str, str]:
         return {}
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list) and (not value or type(value[0]) is tuple):
+        return dict(value)  # an Arrow Map(String, String): (key, value) string pairs
     out: dict[str, str] = {}
     for item in value:
         if isinstance(item, dict):
@@ -362,7 +364,11 @@ def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
 
 
 def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
-    """A span row as the API view, with payload references resolved into attributes."""
+    """A span row as the API view, with payload references resolved into attributes.
+
+    The row comes from the store's own typed columns, so the models are built without
+    re-validation (``model_construct``): every value is converted to its field's type here.
+    """
     attributes = as_map(row["SpanAttributes"])
     for key, digest in as_map(row["PayloadRefs"]).items():
         blob = payloads.get(digest)
@@ -370,43 +376,57 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
             attributes[key] = blob.decode("utf-8", errors="replace")
     start_ns = int(row["StartNs"])
     duration = int(row["Duration"])
-    events = [
-        SpanEvent(timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs))
-        for ts, name, attrs in zip(
-            row["EventTs"] or [], row["EventName"] or [], row["EventAttrs"] or [], strict=False
-        )
-    ]
-    links = [
-        SpanLink(trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a))
-        for t, s, st, a in zip(
-            row["LinkTraceId"] or [],
-            row["LinkSpanId"] or [],
-            row["LinkTraceState"] or [],
-            row["LinkAttrs"] or [],
-            strict=False,
-        )
-    ]
-    return SpanView(
-        trace_id=row["TraceId"],
-        span_id=row["SpanId"],
-        parent_span_id=row["ParentSpanId"],
-        name=row["SpanName"],
-        kind=row["SpanKind"],
-        service_name=row["ServiceName"],
+    event_ts = row["EventTs"]
+    events = (
+        [
+            SpanEvent.model_construct(
+                timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs)
+            )
+            for ts, name, attrs in zip(
+                event_ts, row["EventName"] or [], row["EventAttrs"] or [], strict=False
+            )
+        ]
+        if event_ts
+        else []
+    )
+    link_ids = row["LinkTraceId"]
+    links = (
+        [
+            SpanLink.model_construct(
+                trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a)
+            )
+            for t, s, st, a in zip(
+                link_ids,
+                row["LinkSpanId"] or [],
+                row["LinkTraceState"] or [],
+                row["LinkAttrs"] or [],
+                strict=False,
+            )
+        ]
+        if link_ids
+        else []
+    )
+    return SpanView.model_construct(
+        trace_id=str(row["TraceId"]),
+        span_id=str(row["SpanId"]),
+        parent_span_id=str(row["ParentSpanId"]),
+        name=str(row["SpanName"]),
+        kind=str(row["SpanKind"]),
+        service_name=str(row["ServiceName"]),
         start_time=from_ns(start_ns),
         end_time=from_ns(start_ns + duration),
         start_time_unix_nano=start_ns,
         duration_ns=duration,
-        status=row["StatusCode"],
-        status_message=row["StatusMessage"],
+        status=str(row["StatusCode"]),
+        status_message=str(row["StatusMessage"]),
         attributes=attributes,
         resource_attributes=as_map(row["ResourceAttributes"]),
         events=events,
         links=links,
-        operation=row["Operation"],
-        agent_name=row["AgentName"],
-        model=row["Model"],
-        tool_name=row["ToolName"],
+        operation=str(row["Operation"]),
+        agent_name=str(row["AgentName"]),
+        model=str(row["Model"]),
+        tool_name=str(row["ToolName"]),
         input_tokens=int(row["InputTokens"]),
         output_tokens=int(row["OutputTokens"]),
         step_index=int(row["StepIndex"]),

@@ -113,9 +113,12 @@ class ChdbTraceStore(SqlTraceStore):
     def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._run(sql, "CSV", params)
 
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        table: pa.Table = self._run(sql, "ArrowTable", params)
+        return table
+
     def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
-        table = self._run(sql, "ArrowTable", params)
-        frame = pl.from_arrow(table)
+        frame = pl.from_arrow(self._query_arrow(sql, params))
         assert isinstance(frame, pl.DataFrame)
         return frame
 

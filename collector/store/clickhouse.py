@@ -59,14 +59,17 @@ class ClickHouseTraceStore(SqlTraceStore):
         except self._errors as exc:
             raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
 
-    def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    def _query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         try:
-            table = self._live().query_arrow(
+            table: pa.Table = self._live().query_arrow(
                 sql, parameters=dict(params) if params else None, use_strings=True
             )
         except self._errors as exc:
             raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
-        frame = pl.from_arrow(table)
+        return table
+
+    def _query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        frame = pl.from_arrow(self._query_arrow(sql, params))
         assert isinstance(frame, pl.DataFrame)
         return frame
 
