@@ -2,9 +2,10 @@
 
 Decoding (protobuf parse, redaction, convention mapping) is pure-Python CPU work; in the server
 process it competes for the GIL with HTTP handling and the store insert. Worker processes decode
-and hand back the batch pickled (unpickling costs a tenth of decoding), so the server process
-only frames, spools and inserts. Until the pool is up, or if it breaks, decoding runs in the
-server's thread pool: same result, only slower.
+AND build the store's columnar form (an Arrow table in the ``otel_traces`` layout), which travels
+back as Arrow buffers: the server process does no per-span Python work at all, it only frames,
+spools and hands whole tables to the store. Until the pool is up, or if it breaks, the same runs
+in the server's thread pool: same result, only slower.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 
 from schemas.models import SpanRecord
@@ -28,7 +29,7 @@ log = logging.getLogger("retrace.collector.decode")
 
 @dataclass(frozen=True)
 class DecodedSpans:
-    """A decoded batch as the writer consumes it (kept in memory next to the spool record)."""
+    """A decoded batch as span objects (what a custom ``RecordDecoder`` may hand the writer)."""
 
     spans: list[SpanRecord]
     payloads: dict[str, bytes]
@@ -39,20 +40,30 @@ class DecodedSpans:
 
 
 @dataclass(frozen=True)
-class PickledSpans:
-    """A decoded batch as a worker process returned it; unpickled by the writer thread."""
+class ArrowSpans:
+    """A decoded batch in the store's columnar form: what the writer inserts as it is.
 
-    span_count: int
-    data: bytes
+    ``spans`` is an ``otel_traces`` Arrow table (``collector.store.SPAN_SCHEMA``) whose rows all
+    carry the request's project; ``payloads`` maps sha256 hex -> content. Pickling it (from a
+    worker process) moves Arrow buffers and bytes, with no per-span object to rebuild.
+    """
 
-    def load(self) -> DecodedSpans:
-        spans, payloads = pickle.loads(self.data)  # our own worker's output, never user data
-        return DecodedSpans(spans, payloads)
+    spans: pa.Table
+    payloads: dict[str, bytes]
+
+    @property
+    def span_count(self) -> int:
+        return int(self.spans.num_rows)
+
+    @property
+    def nbytes(self) -> int:
+        """About what it weighs in memory."""
+        return int(self.spans.nbytes) + sum(len(v) for v in self.payloads.values())
 
 
 @dataclass(frozen=True)
 class DecodeResult:
-    batch: DecodedSpans | PickledSpans | None  # None when nothing is left to store
+    batch: ArrowSpans | None  # None when nothing is left to store
     accepted: int
     rejected: int
     message: str
@@ -64,11 +75,10 @@ def decode_body(
     content_encoding: str | None,
     project: str,
     max_body_bytes: int,
-    *,
-    pickled: bool,
 ) -> DecodeResult:
-    """Decode one OTLP request (raises the decoder's 400/413/415 errors)."""
+    """Decode one OTLP request into columns (raises the decoder's 400/413/415 errors)."""
     from collector import otlp
+    from collector.store import spans_to_arrow
 
     batch = otlp.decode_export_request(
         body,
@@ -77,26 +87,20 @@ def decode_body(
         project=project,
         max_body_bytes=max_body_bytes,
     )
-    kept: DecodedSpans | PickledSpans | None = None
+    kept: ArrowSpans | None = None
     if batch.spans or batch.payloads:
-        if pickled:
-            data = pickle.dumps((batch.spans, batch.payloads), protocol=pickle.HIGHEST_PROTOCOL)
-            kept = PickledSpans(len(batch.spans), data)
-        else:
-            kept = DecodedSpans(batch.spans, batch.payloads)
+        kept = ArrowSpans(spans_to_arrow(project, batch.spans), batch.payloads)
     return DecodeResult(kept, len(batch.spans), batch.rejected_spans, batch.error_message)
 
 
-def _loaded(result: DecodeResult) -> DecodedSpans:
-    if isinstance(result.batch, PickledSpans):
-        return result.batch.load()
+def _loaded(result: DecodeResult) -> ArrowSpans | DecodedSpans:
     return result.batch if result.batch is not None else DecodedSpans([], {})
 
 
 def _worker_decode(
     body: bytes, content_type: str, encoding: str | None, project: str, limit: int
 ) -> DecodeResult:
-    return decode_body(body, content_type, encoding, project, limit, pickled=True)
+    return decode_body(body, content_type, encoding, project, limit)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -112,7 +116,11 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _warm_up() -> int:
-    from collector import otlp  # noqa: F401 - import cost paid before the first request
+    # import (and pyarrow's first-use) cost paid before the first request
+    from collector import otlp  # noqa: F401
+    from collector.store import spans_to_arrow
+
+    spans_to_arrow("warm-up", [])
 
     return os.getpid()
 
@@ -173,20 +181,18 @@ class DecodePool:
                         pool.shutdown(wait=False, cancel_futures=True)
                         if not self._closed:
                             self.start()
-        return await run_in_threadpool(
-            decode_body, body, content_type, encoding, project, limit, pickled=False
-        )
+        return await run_in_threadpool(decode_body, body, content_type, encoding, project, limit)
 
     def decode_many(
         self, requests: list[tuple[bytes, str, str | None, str, int]]
-    ) -> list[DecodedSpans | Exception]:
+    ) -> list[ArrowSpans | DecodedSpans | Exception]:
         """Decode spooled requests (replay after a restart), in parallel when the pool is up.
 
         Blocking: for the writer's thread. Each item is ``(body, content_type, encoding,
         project, max_body_bytes)``; a request that fails to decode yields its exception.
         """
         pool = self._pool
-        results: list[DecodedSpans | Exception] = []
+        results: list[ArrowSpans | DecodedSpans | Exception] = []
         if pool is not None:
             try:
                 futures = [pool.submit(_worker_decode, *request) for request in requests]
@@ -203,7 +209,7 @@ class DecodePool:
                 results = []
         for body, content_type, encoding, project, limit in requests:
             try:
-                result = decode_body(body, content_type, encoding, project, limit, pickled=False)
+                result = decode_body(body, content_type, encoding, project, limit)
                 results.append(_loaded(result))
             except Exception as exc:
                 results.append(exc)

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector import otlp
 from collector._api_query import router as query_router
-from collector._decode_pool import DecodedSpans, DecodePool, PickledSpans
+from collector._decode_pool import ArrowSpans, DecodedSpans, DecodePool
 from collector.auth import Authenticator, parse_key_specs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
@@ -82,7 +82,7 @@ def state_of(request: Request) -> CollectorState:
 
 
 def _decode_records(settings: Settings, decoder: DecodePool) -> RecordDecoder:
-    def decode(records: list[IngestRecord]) -> list[DecodedSpans | Exception]:
+    def decode(records: list[IngestRecord]) -> list[ArrowSpans | DecodedSpans | Exception]:
         return decoder.decode_many(
             [
                 (
@@ -333,11 +333,7 @@ async def _ingest(
         result = await state.decoder.decode(body, media, encoding, project, limit)
         if result.batch is not None:
             record = IngestRecord(project, media, encoding, body)
-            weight = (
-                len(result.batch.data)
-                if isinstance(result.batch, PickledSpans)
-                else 10 * len(body)  # decoded objects weigh several times the gzip'd body
-            )
+            weight = result.batch.nbytes
             end = state.spool.append(record.encode(), cached=result.batch, cached_bytes=weight)
             await state.spool.wait_durable_async(end)
     finally:

@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector._decode_pool import DecodedSpans, PickledSpans
+import pyarrow as pa
+
+from collector._decode_pool import ArrowSpans, DecodedSpans
 from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
-from collector.store import TraceStore
-from schemas.models import SpanRecord
+from collector.store import TraceStore, spans_to_arrow
 
 log = logging.getLogger("retrace.collector.writer")
 
@@ -32,15 +33,23 @@ BATCH_MAX_BYTES = 32 * 1024 * 1024
 
 @dataclass
 class ProjectBatch:
-    """Spans and payloads of one project within one spool batch."""
+    """Spans (Arrow tables, one per record) and payloads of one project within one spool batch."""
 
-    spans: list[SpanRecord] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
     payloads: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def span_count(self) -> int:
+        return sum(t.num_rows for t in self.tables)
 
-# decode(records) -> one DecodedSpans (or the exception) per record, in order; the app provides
+    def spans(self) -> pa.Table:
+        """All the spans as one table (chunks concatenated without copying)."""
+        return pa.concat_tables(self.tables)
+
+
+# decode(records) -> one decoded batch (or the exception) per record, in order; the app provides
 # it (OTLP decoding lives in collector.otlp; the app runs it in its decode pool).
-RecordDecoder = Callable[[list[IngestRecord]], list[DecodedSpans | Exception]]
+RecordDecoder = Callable[[list[IngestRecord]], list[ArrowSpans | DecodedSpans | Exception]]
 
 
 def dedup_token(start: Position, end: Position, project: str) -> str:
@@ -174,7 +183,7 @@ class SpoolWriter:
 
     @staticmethod
     def _span_count(entry: SpoolEntry) -> int:
-        if isinstance(entry.cached, DecodedSpans | PickledSpans):
+        if isinstance(entry.cached, ArrowSpans | DecodedSpans):
             return entry.cached.span_count
         return 1  # unknown until decoded; counted as one so a replay backlog still batches
 
@@ -182,7 +191,7 @@ class SpoolWriter:
         records = [IngestRecord.decode(entry.data) for entry in entries]
         # Records not decoded in this process's lifetime (replay after a restart) in one go.
         missing = [i for i, e in enumerate(entries) if e.cached is None]
-        decoded: dict[int, DecodedSpans | Exception] = {}
+        decoded: dict[int, ArrowSpans | DecodedSpans | Exception] = {}
         if missing:
             results = self._decode([records[i] for i in missing])
             decoded = dict(zip(missing, results, strict=True))
@@ -193,10 +202,13 @@ class SpoolWriter:
                 # Accepted once, so it decoded then; a newer decoder refusing it is logged.
                 log.error("dropping spool record at %s: %s", entry.start.token(), cached)
                 continue
-            batch = cached.load() if isinstance(cached, PickledSpans) else cached
             group = groups.setdefault(record.project, ProjectBatch())
-            group.spans.extend(batch.spans)
-            group.payloads.update(batch.payloads)
+            if isinstance(cached, DecodedSpans):
+                if cached.spans:
+                    group.tables.append(spans_to_arrow(record.project, cached.spans))
+            elif cached.span_count:
+                group.tables.append(cached.spans)
+            group.payloads.update(cached.payloads)
         return groups
 
     def _store_batch(self, batch: _Batch) -> None:
@@ -204,23 +216,24 @@ class SpoolWriter:
         self._spool.mark_inflight(start, end)
         for project in sorted(groups):
             group = groups[project]
-            if not group.spans and not group.payloads:
+            if not group.tables and not group.payloads:
                 continue
             self._insert_with_retry(project, group, dedup_token(start, end, project))
         began = time.perf_counter()
         self._spool.commit(end)
         self.timings["commit"] += time.perf_counter() - began
-        stored = sum(len(g.spans) for g in groups.values())
+        stored = sum(g.span_count for g in groups.values())
         self._metrics.inc("retrace_spans_stored_total", stored)
         self._metrics.inc("retrace_store_batches_total")
         self.batches += 1
 
     def _insert_with_retry(self, project: str, group: ProjectBatch, token: str) -> None:
         delay = self._backoff_initial
+        spans = group.spans() if group.tables else spans_to_arrow(project, [])
         while True:
             began = time.perf_counter()
             try:
-                self._store.insert_spans(project, group.spans, group.payloads, dedup_token=token)
+                self._store.insert_arrow(project, spans, group.payloads, dedup_token=token)
             except Exception as exc:
                 self._metrics.inc("retrace_store_insert_failures_total")
                 self.healthy = False

@@ -2,15 +2,17 @@
 
 store = open_store(settings)   # chDB in settings.data_dir unless settings.clickhouse_url
 store.insert_spans(project, spans, payloads, dedup_token=batch_id)
+store.insert_arrow(project, spans_to_arrow(project, spans), payloads, dedup_token=batch_id)
 detail = store.get_trace(project, trace_id)
 """
 
 from __future__ import annotations
 
+from collector.store._sql import SPAN_SCHEMA, spans_to_arrow
 from collector.store.base import TraceStore
 from schemas.settings import Settings
 
-__all__ = ["TraceStore", "open_store"]
+__all__ = ["SPAN_SCHEMA", "TraceStore", "open_store", "spans_to_arrow"]
 
 
 def open_store(settings: Settings, *, migrate: bool = True) -> TraceStore:

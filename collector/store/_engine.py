@@ -117,10 +117,22 @@ class SqlTraceStore(TraceStore):
         *,
         dedup_token: str | None = None,
     ) -> None:
-        table = q.spans_to_arrow(project, spans)
+        self.insert_arrow(
+            project, q.spans_to_arrow(project, spans), payloads, dedup_token=dedup_token
+        )
+
+    def insert_arrow(
+        self,
+        project: str,
+        spans: pa.Table,
+        payloads: Mapping[str, bytes],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        table = q.check_span_table(project, spans)
         if payloads:
             self.put_payloads(project, payloads)
-        if not spans:
+        if not table.num_rows:
             return
         settings: dict[str, Any] = dict(_DEDUP_SETTINGS)
         if dedup_token:

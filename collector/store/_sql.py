@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import attributes as attr
 from schemas.errors import InvalidInputError
@@ -297,6 +298,21 @@ def spans_to_arrow(project: str, spans: Sequence[SpanRecord]) -> pa.Table:
     )
     arrays["ProjectId"] = pa.array([project] * len(spans), pa.string())
     return pa.Table.from_arrays([arrays[name] for name in SPAN_SCHEMA.names], schema=SPAN_SCHEMA)
+
+
+def check_span_table(project: str, table: pa.Table) -> pa.Table:
+    """``table`` in ``SPAN_SCHEMA``'s column order, if it has that schema and only ``project``."""
+    try:
+        table = table.select(SPAN_SCHEMA.names)
+    except (KeyError, ValueError) as exc:
+        raise InvalidInputError(f"a span table lacks otel_traces columns: {exc}") from exc
+    if not table.schema.equals(SPAN_SCHEMA):
+        raise InvalidInputError("a span table's column types are not the otel_traces ones")
+    ids = table.column("ProjectId")
+    if ids.null_count or pc.all(pc.equal(ids, project)).as_py() is False:
+        others = sorted(set(pc.unique(ids).to_pylist()) - {project}, key=str)
+        raise InvalidInputError(f"span table rows belong to projects {others!r}, not {project!r}")
+    return table
 
 
 def payloads_to_arrow(project: str, payloads: Mapping[str, bytes]) -> pa.Table:

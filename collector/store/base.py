@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from schemas.models import (
     Approval,
@@ -22,6 +23,9 @@ from schemas.models import (
     TracePage,
     TraceQuery,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class TraceStore(ABC):
@@ -59,6 +63,21 @@ class TraceStore(ABC):
 
         Every span must carry ``project``. Re-inserting with the same ``dedup_token`` is a no-op,
         which is what makes spool replay after a crash exactly-once.
+        """
+
+    @abstractmethod
+    def insert_arrow(
+        self,
+        project: str,
+        spans: pa.Table,
+        payloads: Mapping[str, bytes],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """``insert_spans`` for spans already in columnar form (``spans_to_arrow``'s table).
+
+        ``spans`` has ``collector.store.SPAN_SCHEMA`` and every row's ``ProjectId`` must be
+        ``project``; the same dedup-token and payload guarantees as ``insert_spans`` hold.
         """
 
     @abstractmethod
