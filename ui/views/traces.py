@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
@@ -9,6 +10,15 @@ from schemas.models import TracePage
 from ui import _filters as f
 from ui._connection import client, price_table, shown_errors
 from ui._links import escape_markdown, trace_link
+
+_PRELOAD = go.Figure(
+    layout={
+        "height": 10,
+        "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+        "xaxis": {"visible": False},
+        "yaxis": {"visible": False},
+    }
+)
 
 st.title("Traces")
 
@@ -139,6 +149,11 @@ if nav[1].button("Next page", disabled=page.next_cursor is None):
     cursors.append(filters.cursor)
     st.query_params[f.P_CURSOR] = page.next_cursor or ""
     st.rerun()
+# Last on the page, after the list is drawn: an empty 10-pixel chart makes the browser load the
+# charting library now, so a trace opened from here draws its timeline without that wait.
+st.plotly_chart(
+    _PRELOAD, key="preload-charts", config={"staticPlot": True, "displayModeBar": False}
+)
 nav[2].caption(
     f"Page {len(cursors) + 1} · {len(page.traces)} traces"
     + (" · more available" if page.next_cursor else "")
