@@ -158,7 +158,7 @@ class SqlTraceStore(TraceStore):
             return {}
         out: dict[str, bytes] = {}
         for row in self._rows(q.PAYLOADS_SQL, {"project": project, "hashes": wanted}):
-            digest = row["Hash"]
+            digest = row["HashHex"]
             out[digest.decode() if isinstance(digest, bytes) else str(digest)] = bytes(
                 row["Content"]
             )
@@ -168,7 +168,9 @@ class SqlTraceStore(TraceStore):
         return self.get_payloads(project, sorted(q.payload_hashes(rows)))
 
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
-        rows = self._span_rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
+        rows = q.ordered_unique_spans(
+            self._span_rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
+        )
         if not rows:
             return None
         payloads = self._resolve(project, rows)

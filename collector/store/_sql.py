@@ -457,7 +457,9 @@ WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
 # One round trip: the lookup table's time range (a scalar subquery, evaluated first and folded
-# into constants) prunes partitions and parts; the sort key finds the trace inside them.
+# into constants) prunes partitions and parts; the sort key finds the trace inside them. Rows
+# come unordered and may repeat a span (parts not merged yet): :func:`ordered_unique_spans`
+# orders and deduplicates them, cheaper in Python for one trace than a sort and LIMIT BY stage.
 TRACE_SPANS_SQL = f"""
 WITH (
     SELECT (toDateTime64(min(Start), 9), toDateTime64(max(End), 9) + 1)
@@ -468,9 +470,20 @@ SELECT {SPAN_SELECT}, InputPreview, OutputPreview
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
   AND Timestamp >= bounds.1 AND Timestamp < bounds.2
-ORDER BY Timestamp, SpanId
-LIMIT 1 BY SpanId
 """
+
+
+def ordered_unique_spans(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Span rows by (start, span id), the earliest row of each span id only (as
+    ``ORDER BY Timestamp, SpanId LIMIT 1 BY SpanId`` would give them)."""
+    rows.sort(key=lambda r: (r["StartNs"], r["SpanId"]))
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row["SpanId"] not in seen:
+            seen.add(row["SpanId"])
+            out.append(row)
+    return out
 
 
 def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
@@ -525,8 +538,10 @@ def _root_segment(row: Mapping[str, Any]) -> tuple[int, str, str, str]:
     )
 
 
+# The hex hash is aliased HashHex: an alias named Hash would replace the column in WHERE, and
+# toString(Hash) IN (...) cannot use the primary key (every granule was read).
 PAYLOADS_SQL = f"""
-SELECT toString(Hash) AS Hash, any(Content) AS Content
+SELECT toString(Hash) AS HashHex, any(Content) AS Content
 FROM {PAYLOADS_TABLE}
 WHERE ProjectId = {{project:String}} AND Hash IN {{hashes:Array(FixedString(64))}}
 GROUP BY Hash
