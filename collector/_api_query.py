@@ -393,6 +393,12 @@ def start_replay(
         argv += ["--model", body.model]
     if body.policy:
         argv += ["--policy", body.policy]
+    if body.prompt:
+        prompts = Path(state.settings.data_dir) / "replays"
+        prompts.mkdir(parents=True, exist_ok=True)
+        prompt_file = prompts / f"{record.replay_id}.prompt.txt"
+        prompt_file.write_text(body.prompt, encoding="utf-8")
+        argv += ["--prompt-file", str(prompt_file)]
 
     def on_failure(message: str) -> None:
         current = state.store.get_replay(project, record.replay_id)

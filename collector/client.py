@@ -257,9 +257,13 @@ class CollectorClient:
         *,
         model: str | None = None,
         policy: str | None = None,
+        prompt: str | None = None,
     ) -> ReplayRecord:
-        """Ask the collector to run a replay in the background; returns the running record."""
-        body = ReplayRequest(mode=ReplayMode(mode), model=model, policy=policy)
+        """Ask the collector to run a replay in the background; returns the running record.
+
+        ``prompt`` replaces the recorded system prompt (any mode; typically live-model).
+        """
+        body = ReplayRequest(mode=ReplayMode(mode), model=model, policy=policy, prompt=prompt)
         return self._post_model(f"/api/v1/traces/{trace_id}/replay", ReplayRecord, body)
 
     # --- approvals ---------------------------------------------------------------------------

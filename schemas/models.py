@@ -437,6 +437,9 @@ class ReplayRequest(_Model):
     mode: ReplayMode = ReplayMode.RECORDED
     model: str | None = None
     policy: str | None = None
+    prompt: str | None = Field(
+        None, max_length=200_000, description="A system prompt to use instead of the recorded one"
+    )
 
 
 class ReplayList(_Model):

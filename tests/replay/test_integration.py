@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,19 @@ def test_a_trace_from_another_sdk_names_what_replay_lacks(collector_server: Any)
     assert result.exit_code == 2, result.output
     assert f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)" in result.output
     assert "step 0 (execute_tool search): no recorded result" in result.output
+
+
+def test_a_replay_launched_through_the_api_can_change_the_prompt(
+    collector_server: Any, tmp_path: Path
+) -> None:
+    """The UI's path: POST /traces/{id}/replay with another system prompt."""
+    client = collector_server.client
+    trace_id = record_into(collector_server, tmp_path)
+    record = client.start_replay(trace_id, "recorded", prompt="You are a hasty data scientist.")
+    deadline = time.monotonic() + 120
+    while (record := client.get_replay(record.replay_id)).status == "running":
+        assert time.monotonic() < deadline, "the replay never finished"
+        time.sleep(0.5)
+    assert record.status == "completed", record.error
+    assert record.diverged
+    assert (record.first_divergence_step, record.first_divergence_kind) == (0, "other_messages")

@@ -48,6 +48,11 @@ with st.form("launch"):
         help="Recorded models: " + (", ".join(summary.models) or "none"),
     )
     policy = st.text_input("Policy file for the replay (optional)", "")
+    prompt = st.text_area(
+        "System prompt for the replay (optional; empty keeps the recorded prompt)",
+        "",
+        height=100,
+    )
     launch = st.form_submit_button("Launch replay", type="primary")
 
 if launch:
@@ -57,6 +62,7 @@ if launch:
             mode=mode,
             model=(model.strip() or None) if mode == ReplayMode.LIVE_MODEL else None,
             policy=policy.strip() or None,
+            prompt=prompt.strip() or None,
         )
         st.query_params["replay"] = record.replay_id
         st.rerun()
