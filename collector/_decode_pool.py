@@ -50,15 +50,17 @@ class ArrowSpans:
 
     spans: pa.Table
     payloads: dict[str, bytes]
+    nbytes: int = 0  # about what it weighs in memory (see ``of``)
+
+    @classmethod
+    def of(cls, spans: pa.Table, payloads: dict[str, bytes]) -> ArrowSpans:
+        """The batch with its weight measured (once, where it is built: not cheap for tables)."""
+        weight = int(spans.get_total_buffer_size()) + sum(len(v) for v in payloads.values())
+        return cls(spans, payloads, weight)
 
     @property
     def span_count(self) -> int:
         return int(self.spans.num_rows)
-
-    @property
-    def nbytes(self) -> int:
-        """About what it weighs in memory."""
-        return int(self.spans.nbytes) + sum(len(v) for v in self.payloads.values())
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def decode_body(
     )
     kept: ArrowSpans | None = None
     if batch.spans or batch.payloads:
-        kept = ArrowSpans(spans_to_arrow(project, batch.spans), batch.payloads)
+        kept = ArrowSpans.of(spans_to_arrow(project, batch.spans), batch.payloads)
     return DecodeResult(kept, len(batch.spans), batch.rejected_spans, batch.error_message)
 
 

@@ -84,6 +84,8 @@ class SpoolWriter:
         # Two stages so unpickling/decoding the next batch overlaps the store insert of this one
         # (chDB releases the GIL for much of an insert). One batch is in hand at most.
         self._ready: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._store_idle = threading.Event()  # set while the store stage waits for a batch
+        self._store_idle.set()
         self._reader = threading.Thread(target=self._run_reader, name="spool-reader", daemon=True)
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self.healthy = True
@@ -149,9 +151,12 @@ class SpoolWriter:
         deadline = time.monotonic() + self._max_wait
         while spans < self._max_spans and size < BATCH_MAX_BYTES and not self._stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            # Past the wait, the batch closes as soon as the store stage can take it; while an
+            # insert is still running it keeps growing instead (up to the limits), so batches
+            # size themselves to the store's pace: fewer, larger inserts and fewer parts to merge.
+            if remaining <= 0 and self._store_idle.is_set():
                 break
-            more = self._spool.read(256, timeout=min(remaining, 0.05))
+            more = self._spool.read(256, timeout=min(remaining, 0.05) if remaining > 0 else 0.05)
             if not more:
                 continue
             entries.extend(more)
@@ -162,10 +167,12 @@ class SpoolWriter:
     # --- stage 2: store and commit -----------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._store_idle.set()
             try:
                 batch = self._ready.get(timeout=0.5)
             except queue.Empty:
                 continue
+            self._store_idle.clear()
             delay = self._backoff_initial
             while True:
                 try:
