@@ -8,6 +8,7 @@ the store: there is no unscoped read or write.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -364,6 +365,25 @@ def list_replays(request: Request, project: Project, trace_id: str) -> ReplayLis
     return ReplayList(replays=_state(request).store.list_replays(project, trace_id))
 
 
+def _replay_script(state: Any, name: str) -> Path:
+    """Resolve an offline-script path a client asked a replay to use.
+
+    An API key must not turn the collector into a reader of arbitrary files on its host: only
+    files under the collector's data dir or the bundled demo scripts are accepted.
+    """
+    allowed = [Path(state.settings.data_dir).resolve()]
+    runner_spec = importlib.util.find_spec("runner")  # located, not imported (no LangGraph here)
+    if runner_spec is not None and runner_spec.submodule_search_locations:
+        allowed.append(Path(next(iter(runner_spec.submodule_search_locations))).resolve() / "demo")
+    path = Path(name).resolve()
+    if not any(path.is_relative_to(root) for root in allowed) or not path.is_file():
+        raise InvalidInputError(
+            f"policy file {name!r} must be an existing file under {allowed[0]} "
+            "(the collector's data dir) or the bundled demo scripts"
+        )
+    return path
+
+
 @router.post(
     "/traces/{trace_id}/replay",
     response_model=ReplayRecord,
@@ -375,6 +395,7 @@ def start_replay(
 ) -> ReplayRecord:
     state = _state(request)
     _trace_or_404(request, project, trace_id)
+    policy_file = _replay_script(state, body.policy) if body.policy else None
     now = datetime.now(UTC)
     record = ReplayRecord(
         replay_id=uuid.uuid4().hex,
@@ -391,8 +412,8 @@ def start_replay(
     ]
     if body.model:
         argv += ["--model", body.model]
-    if body.policy:
-        argv += ["--policy", body.policy]
+    if policy_file is not None:
+        argv += ["--policy", str(policy_file)]
     if body.prompt:
         prompts = Path(state.settings.data_dir) / "replays"
         prompts.mkdir(parents=True, exist_ok=True)

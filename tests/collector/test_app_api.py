@@ -155,3 +155,13 @@ def test_client_says_when_the_collector_is_unreachable() -> None:
     with CollectorClient(url, timeout=2) as client, pytest.raises(StoreError) as info:
         client.list_traces()
     assert f"collector at {url} is unreachable" in info.value.message
+
+
+def test_a_replay_cannot_read_scripts_outside_the_collectors_data_dir(
+    collector_server: RunningCollector,
+) -> None:
+    trace_id = _ingest_trace(collector_server)
+    for path in ("/etc/passwd", str(collector_server.data_dir / ".." / "elsewhere.yaml")):
+        with pytest.raises(InvalidInputError, match="must be an existing file under"):
+            collector_server.client.start_replay(trace_id, "live-model", policy=path)
+    assert collector_server.client.list_replays(trace_id) == []

@@ -107,7 +107,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         paused_trace, paused_run = _run_agent(data_dir, collector.url, NEEDS_APPROVAL)
         for trace_id in (traces.ok, traces.failed, traces.denied, agent_trace, paused_trace):
             client.wait_for_trace(trace_id, min_spans=3)
-        other_model = tmp / "other-model.yaml"
+        # The collector only runs scripts kept under its data dir (or the bundled demo ones).
+        other_model = data_dir / "other-model.yaml"
         script = (REPO_ROOT / "runner" / "demo" / "offline" / "data-scientist.yaml").read_text()
         changed = script.replace("ORDER BY revenue DESC\n", "ORDER BY revenue DESC LIMIT 3\n", 1)
         assert changed != script
