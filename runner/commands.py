@@ -513,46 +513,42 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _collector(data_dir: Path, port: int | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A ``retrace serve`` subprocess on the embedded store in ``data_dir``."""
+def _child_service(
+    what: str,
+    argv: list[str],
+    health_url: str,
+    log_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 90,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m runner.cli ARGV`` until the block ends; yield once ``health_url`` is 200.
+
+    A child that exits or stays silent is a one-line ``StoreError`` naming its log; on the way
+    out it gets SIGTERM (its shutdown flushes), then SIGKILL after 30 s.
+    """
+    import httpx
+
     from schemas.errors import StoreError
 
-    port = port or _free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, RETRACE_DATA_DIR=str(data_dir))
-    log = open(data_dir / "collector.log", "ab")  # noqa: SIM115 - closed below
-    argv = [
-        sys.executable,
-        "-m",
-        "runner.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", *argv], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
-        import httpx
-
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise StoreError(
-                    f"the collector exited ({process.returncode}); see {data_dir / 'collector.log'}"
-                )
+                raise StoreError(f"the {what} exited ({process.returncode}); see {log_path}")
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(health_url, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise StoreError(
-                    f"the collector did not start within 90s; see {data_dir / 'collector.log'}"
-                )
+                raise StoreError(f"the {what} did not start in {timeout_s:.0f}s; see {log_path}")
             time.sleep(0.2)
-        yield url, process
+        yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -565,41 +561,33 @@ def _collector(data_dir: Path, port: int | None) -> Iterator[tuple[str, subproce
 
 
 @contextlib.contextmanager
+def _collector(data_dir: Path, port: int | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A ``retrace serve`` subprocess on the embedded store in ``data_dir``."""
+    port = port or _free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    with _child_service(
+        "collector",
+        ["serve", "--port", str(port), "--data-dir", str(data_dir)],
+        f"{url}/healthz",
+        data_dir / "collector.log",
+        env=dict(os.environ, RETRACE_DATA_DIR=str(data_dir)),
+    ) as process:
+        yield url, process
+
+
+@contextlib.contextmanager
 def _ui(api_url: str, port: int, data_dir: Path) -> Iterator[str]:
     """A ``retrace ui`` subprocess against ``api_url``; yields its URL once it answers."""
-    import httpx
-
-    from schemas.errors import ConfigError
-
-    log = open(data_dir / "ui.log", "ab")  # noqa: SIM115 - closed below
-    argv = [sys.executable, "-m", "runner.cli", "ui", "--api", api_url, "--port", str(port)]
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise ConfigError(
-                    f"the UI exited ({process.returncode}); see {data_dir / 'ui.log'}"
-                )
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise ConfigError(f"the UI did not start within 60s; see {data_dir / 'ui.log'}")
-            time.sleep(0.3)
+    with _child_service(
+        "UI",
+        ["ui", "--api", api_url, "--port", str(port)],
+        f"{url}/_stcore/health",
+        data_dir / "ui.log",
+        timeout_s=60,
+    ):
         yield url
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
 
 
 @click.command()

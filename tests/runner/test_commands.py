@@ -280,3 +280,17 @@ def test_decision_resumes_runs_kept_in_the_collectors_own_data_dir(
     (pending,) = collector.client.list_approvals(status="pending", run_id=run_id)
     collector.client.decide_approval(pending.approval_id, "approve", "ui-user", "fine")
     _wait_status(collector.client, trace_id, "completed")
+
+
+def test_demo_ui_child_serves_until_the_demo_stops(collector_server: Any, tmp_path: Path) -> None:
+    """`retrace demo --ui`: the UI child answers while the demo serves and is gone afterwards."""
+    import httpx
+
+    from runner.commands import _free_port, _ui
+
+    with _ui(collector_server.url, _free_port(), tmp_path) as url:
+        assert httpx.get(f"{url}/_stcore/health", timeout=5).text == "ok"
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/_stcore/health", timeout=2)
