@@ -21,6 +21,7 @@ from langgraph.types import Command
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from runner import journal
 from runner.approvals import (
     ApprovalDesk,
     PausedRun,
@@ -249,10 +250,17 @@ class _Session:
         self.approval_resolver = approval_resolver
         self.project = project
         self.provider: TracerProvider
+        self.endpoint = endpoint
+        self.api_key = api_key
+        self.journaled = False
         if span_exporter is None and endpoint:
             # Exported in the background; flush_exports() / exit / crash paths flush it.
             self.provider = shared_tracer_provider(endpoint, api_key, project)
             self.flush_at_end = False
+            if data_dir is not None:
+                # Roots of runs a SIGKILL left open (once per process), then journal ours.
+                journal.recover(data_dir, endpoint, api_key)
+                self.journaled = True
         else:  # the caller's exporter (synchronous) or no export at all
             self.provider = build_tracer_provider(
                 endpoint=None, project=project, exporter=span_exporter
@@ -287,6 +295,15 @@ class _Session:
         trace_id, root_span_id = tracer.start_root(
             root_attrs, trace_id=trace_id, continues=continues
         )
+        if self.journaled and self.data_dir is not None and self.endpoint:
+            tracer.start_journal(
+                self.data_dir,
+                run_id=run_id,
+                endpoint=self.endpoint,
+                project=self.project,
+                api_key=self.api_key,
+                continues=continues,
+            )
         result = RunResult(trace_id, run_id, RunStatus.FAILED, "", 0)
         try:
             started = self.runtime.now()

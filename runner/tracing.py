@@ -3,7 +3,8 @@
 
 Spans leave through a ``BatchSpanProcessor`` + OTLP/HTTP (protobuf) exporter to
 ``{endpoint}/v1/traces``. A run that dies still leaves its spans: SIGTERM/SIGINT handlers and an
-atexit hook end every open root span with ``retrace.run.status=incomplete`` and flush.
+atexit hook end every open root span with ``retrace.run.status=incomplete`` and flush; after a
+SIGKILL the next runner recovers the root from the run's journal (``runner.journal``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from runner import journal
 from runner.seams import ToolResult, ToolSpec
 from schemas import attributes as A
 from schemas.models import RunStatus
@@ -134,11 +136,23 @@ def shared_tracer_provider(endpoint: str, api_key: str | None, project: str) -> 
         return provider
 
 
+_ENDED_JOURNALS: list[Path] = []  # runs whose root ended; deleted once flushed
+
+
 def flush_exports(timeout_ms: int = 30_000) -> bool:
-    """Export every span still queued in the shared providers; True when all went out."""
+    """Export every span still queued in the shared providers; True when all went out. The
+    journal entries of runs whose root ended before the flush are then deleted."""
     with _SHARED_LOCK:
         providers = list(_SHARED.values())
-    return all(provider.force_flush(timeout_ms) for provider in providers)
+        ended = list(_ENDED_JOURNALS)
+    flushed = all(provider.force_flush(timeout_ms) for provider in providers)
+    if flushed:
+        with _SHARED_LOCK:
+            for path in ended:
+                if path in _ENDED_JOURNALS:  # another thread's flush may have taken it
+                    _ENDED_JOURNALS.remove(path)
+                    journal.remove(path)
+    return flushed
 
 
 @functools.cache
@@ -249,6 +263,39 @@ class RunTracer:
         self._lock = threading.Lock()
         self._open: set[Span] = set()  # children in flight, ended by the crash path
         self.context_token: Any = None  # set by wrappers that make this run current
+        self.journal: Path | None = None  # see runner.journal; set by start_journal
+
+    def start_journal(
+        self,
+        data_dir: Path,
+        *,
+        run_id: str,
+        endpoint: str,
+        project: str,
+        api_key: str | None,
+        continues: tuple[str, str] | None = None,
+    ) -> None:
+        """Journal the started root so another process can end it if this one is killed."""
+        root = self.root
+        if root is None:
+            return
+        ctx = root.get_span_context()
+        try:
+            self.journal = journal.write_entry(
+                data_dir,
+                run_id=run_id,
+                trace_id=format(ctx.trace_id, "032x"),
+                span_id=format(ctx.span_id, "016x"),
+                start_ns=int(getattr(root, "start_time", None) or 0),
+                name=str(getattr(root, "name", f"{A.OP_INVOKE_AGENT} {self.agent_name}")),
+                attributes=dict(getattr(root, "attributes", None) or {}),
+                links=[continues] if continues else [],
+                endpoint=endpoint,
+                project=project,
+                api_key=api_key,
+            )
+        except OSError:  # a read-only data dir loses SIGKILL recovery, not the run
+            self.journal = None
 
     # root ------------------------------------------------------------------------------------
     def start_root(
@@ -324,6 +371,13 @@ class RunTracer:
             root.set_status(Status(StatusCode.OK))
         root.end()
         _ACTIVE.discard(self)
+        if self.journal is not None:
+            with _SHARED_LOCK:
+                shared = any(p is self.provider for p in _SHARED.values())
+                if shared:  # deleted by the next flush_exports, once the root went out
+                    _ENDED_JOURNALS.append(self.journal)
+            if not shared:
+                journal.remove(self.journal)  # exported synchronously (or not at all)
 
     def abandon_children(self, reason: str) -> None:
         """End the spans still in flight (the process is going down), marked as errors."""
@@ -412,6 +466,7 @@ class RunTracer:
         if span in self._open:
             self._open.discard(span)
             span.end()
+            journal.heartbeat(self.journal)
 
     @staticmethod
     def record_chat(span: Span, message: AIMessage) -> tuple[int, int]:

@@ -171,3 +171,141 @@ def test_killed_run_leaves_a_trace_marked_incomplete(
     assert root.status == "Error"
     assert any(s.name == "execute_tool slow" for s in detail.spans)
     assert detail.trace.run_status == "incomplete"
+
+
+SLOW_SCRIPT = """
+name: sleeper
+tasks:
+  - name: slow
+    match: slow
+    steps:
+      - call: run_shell
+        args: {command: "sleep 60"}
+      - answer: "slept"
+  - name: quick
+    match: quick
+    steps:
+      - answer: "quick answer"
+"""
+
+
+def _cli(*args: str, data_dir: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", *args, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=data_dir.parent,
+        **kwargs,
+    )
+
+
+def test_sigkilled_run_gets_its_root_back_from_the_journal(
+    collector_server: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "sleeper.yaml").write_text(SLOW_SCRIPT)
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "name: sleepy\nmodel: offline:sleeper\noffline_script: sleeper.yaml\n"
+        'mcp_servers:\n  - name: sandbox\n    command: "{python}"\n'
+        '    args: ["-m", "runner.mcp_servers.sandbox_server"]\n'
+    )
+    data_dir = tmp_path / "data"
+    journal_dir = data_dir / "runner" / "journal"
+    common = ["--agent", str(agent), "--endpoint", collector_server.url]
+    common += ["--backend", "process", "--insecure"]
+    proc = _cli("run", "do the slow thing", *common, data_dir=data_dir, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(journal_dir.glob("*.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no journal entry"
+            time.sleep(0.1)
+        (entry_path,) = journal_dir.glob("*.json")
+        entry = json.loads(entry_path.read_text())
+        trace_id = entry["trace_id"]
+        assert entry["pid"] == proc.pid
+        # The chat span (ended before the tool started) is exported; then the tool sleeps.
+        detail = collector_server.client.wait_for_trace(trace_id, min_spans=1)
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    detail = collector_server.client.get_trace(trace_id)
+    assert detail.spans and all(s.parent_span_id for s in detail.spans), "a root already?"
+    assert entry_path.exists()
+
+    after = _cli("run", "a quick one", *common, data_dir=data_dir)
+    out, err = after.communicate(timeout=180)
+    assert after.returncode == 0, out + err
+    assert not list(journal_dir.glob("*.json*")), "journal entries left behind"
+
+    deadline = time.monotonic() + 30
+    while True:
+        detail = collector_server.client.get_trace(trace_id)
+        roots = [s for s in detail.spans if s.parent_span_id == ""]
+        if roots or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (root,) = roots
+    assert root.trace_id == trace_id
+    assert root.span_id == entry["span_id"]
+    assert root.name == "invoke_agent sleepy"
+    assert root.status == "Error"
+    assert root.attributes[A.RETRACE_RUN_STATUS] == "incomplete"
+    assert root.attributes[A.RETRACE_RUN_INPUT] == "do the slow thing"
+    assert root.attributes[A.RETRACE_RUN_ID] == entry["run_id"]
+    events = json.dumps([e.model_dump(mode="json") for e in root.events])
+    assert f"process {proc.pid} died without ending the run" in events
+    assert any(s.name == "chat sleeper" for s in detail.spans)
+    assert detail.trace.run_status == "incomplete"
+    page = collector_server.client.list_traces(attributes={A.RETRACE_RUN_ID: entry["run_id"]})
+    assert [t.run_status for t in page.traces] == ["incomplete"]
+
+
+def test_journal_of_a_live_process_is_not_recovered(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from runner import journal
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        paths = {}
+        for name, proc in (("live", live), ("dead", dead)):
+            path = journal.write_entry(
+                tmp_path,
+                run_id=name,
+                trace_id=f"{proc.pid:032x}",
+                span_id=f"{proc.pid:016x}",
+                start_ns=time.time_ns(),
+                name=f"invoke_agent {name}",
+                attributes={A.RETRACE_RUN_ID: name},
+                links=[],
+                endpoint="http://127.0.0.1:9",
+                project="default",
+                api_key=None,
+            )
+            entry = json.loads(path.read_text())
+            entry["pid"] = proc.pid  # as if that process had written it
+            entry["process_start"] = journal.process_start(live.pid) if name == "live" else 1
+            path.write_text(json.dumps(entry))
+            paths[name] = path
+        sink = InMemorySpanExporter()
+        recovered = journal.recover(tmp_path, "http://127.0.0.1:9", None, exporter=sink)
+        assert recovered == [f"{dead.pid:032x}"]
+        (span,) = sink.get_finished_spans()
+        assert span.attributes is not None
+        assert span.attributes[A.RETRACE_RUN_STATUS] == "incomplete"
+        assert paths["live"].exists() and not paths["dead"].exists()
+    finally:
+        live.kill()
+        live.wait()
