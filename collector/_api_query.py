@@ -7,15 +7,12 @@ the store: there is no unscoped read or write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
-import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +22,25 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from schemas.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, RetraceError
+from schemas.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RetraceError,
+)
+from schemas.ids import is_safe_id
 from schemas.models import (
     Approval,
     ApprovalDecision,
     ApprovalList,
     ApprovalStatus,
+    Caller,
+    ErrorBody,
+    Job,
+    JobKind,
+    JobList,
+    NewApproval,
     ReplayList,
     ReplayRecord,
     ReplayRequest,
@@ -60,6 +70,23 @@ def project(request: Request, authorization: Annotated[str | None, Header()] = N
 
 
 Project = Annotated[str, Depends(project)]
+
+
+def _api_key(request: Request) -> str | None:
+    """The caller's own key, handed to the jobs it starts (never stored)."""
+    authorization = request.headers.get("authorization") or ""
+    scheme, _, key = authorization.partition(" ")
+    return (key.strip() or None) if scheme.lower() == "bearer" else None
+
+
+@router.get(
+    "/whoami",
+    response_model=Caller,
+    tags=["auth"],
+    summary="The project the caller's API key acts for",
+)
+def whoami(project: Project) -> Caller:
+    return Caller(project=project)
 
 
 def _parse_attrs(attr: list[str]) -> dict[str, str]:
@@ -388,7 +415,8 @@ def _replay_script(state: Any, name: str) -> Path:
     "/traces/{trace_id}/replay",
     response_model=ReplayRecord,
     tags=["replays"],
-    summary="Start a replay of this trace in the background",
+    summary="Start a replay of this trace in the background (429 when all job slots are busy)",
+    responses={429: {"model": ErrorBody, "description": "Every job slot is busy (Retry-After)"}},
 )
 def start_replay(
     request: Request, project: Project, trace_id: str, body: ReplayRequest
@@ -405,43 +433,116 @@ def start_replay(
         created_at=now,
         updated_at=now,
     )
-    state.store.save_replay(project, record)
-    argv = [
-        *("replay", trace_id, "--mode", body.mode.value),
-        *("--endpoint", state.self_url, "--replay-id", record.replay_id),
-    ]
-    if body.model:
-        argv += ["--model", body.model]
-    if policy_file is not None:
-        argv += ["--policy", str(policy_file)]
-    if body.prompt:
-        prompts = Path(state.settings.data_dir) / "replays"
-        prompts.mkdir(parents=True, exist_ok=True)
-        prompt_file = prompts / f"{record.replay_id}.prompt.txt"
-        prompt_file.write_text(body.prompt, encoding="utf-8")
-        argv += ["--prompt-file", str(prompt_file)]
+    with state.jobs.reserve(project, "replay", record.replay_id) as slot:
+        state.store.save_replay(project, record)
+        argv = [
+            *("replay", "--mode", body.mode.value),
+            *("--endpoint", state.self_url, "--replay-id", record.replay_id),
+        ]
+        if body.model:
+            argv.append(f"--model={body.model}")
+        if policy_file is not None:
+            argv.append(f"--policy={policy_file}")
+        if body.prompt:
+            prompts = Path(state.settings.data_dir) / "replays"
+            prompts.mkdir(parents=True, exist_ok=True)
+            prompt_file = prompts / f"{record.replay_id}.prompt.txt"
+            prompt_file.write_text(body.prompt, encoding="utf-8")
+            argv.append(f"--prompt-file={prompt_file}")
+        argv += ["--", trace_id]
 
-    def on_failure(message: str) -> None:
-        current = state.store.get_replay(project, record.replay_id)
-        if current is not None and current.status == "running":
-            current.status = "failed"
-            current.error = message
-            current.updated_at = datetime.now(UTC)
-            state.store.save_replay(project, current)
+        def on_failure(message: str) -> None:
+            current = state.store.get_replay(project, record.replay_id)
+            if current is not None and current.status == "running":
+                current.status = "failed"
+                current.error = message
+                current.updated_at = datetime.now(UTC)
+                state.store.save_replay(project, current)
 
-    launch_cli(
-        state, argv, request.headers.get("authorization"), f"replay-{record.replay_id}", on_failure
-    )
+        try:
+            state.jobs.start(slot, argv, _api_key(request), on_failure)
+        except RetraceError as exc:
+            on_failure(exc.message)
+            raise
     return record
 
 
 # --- approvals --------------------------------------------------------------------------------
 
 
-@router.post("/approvals", response_model=Approval, tags=["approvals"], summary="Save an approval")
-def save_approval(request: Request, project: Project, approval: Approval) -> Approval:
-    _state(request).store.save_approval(project, approval)
-    return approval
+def _now_ms() -> datetime:
+    """Now, to the millisecond the store keeps (so a decision compares equal once read back)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _decided_as(stored: Approval | None, decision: Approval) -> bool:
+    return stored is not None and (
+        stored.status,
+        stored.decided_at,
+        stored.decided_by,
+        stored.comment,
+    ) == (decision.status, decision.decided_at, decision.decided_by, decision.comment)
+
+
+def _already_decided(approval: Approval) -> ConflictError:
+    return ConflictError(
+        f"approval {approval.approval_id} is already {approval.status.value}; decisions are final"
+    )
+
+
+@router.post(
+    "/approvals",
+    response_model=Approval,
+    tags=["approvals"],
+    summary="Create a pending approval, or record that a pending one expired",
+    responses={409: {"model": ErrorBody, "description": "The approval exists or is decided"}},
+)
+def save_approval(request: Request, project: Project, approval: NewApproval) -> Approval:
+    """A new id creates a pending approval. Posting an existing pending approval again with
+    status ``expired`` records its expiry (once its ``expires_at`` has passed; the runner does
+    this). Anything else about an existing id is a 409: decisions go through ``/decision``."""
+    state = _state(request)
+    given = Approval.model_validate(approval.model_dump())
+    with state.decision_lock:
+        current: Approval | None = state.store.get_approval(project, given.approval_id)
+        if given.status == ApprovalStatus.EXPIRED and current is not None:
+            return _record_expiry(state, project, current, given)
+        if current is not None:
+            raise ConflictError(
+                f"approval {given.approval_id} already exists ({current.status.value}); "
+                "decide it with POST /api/v1/approvals/{approval_id}/decision"
+            )
+        if given.status != ApprovalStatus.PENDING or given.decided_at is not None:
+            raise InvalidInputError(
+                f"a new approval must be pending, not {given.status.value}: create "
+                f"{given.approval_id} pending, then decide it with .../decision"
+            )
+        state.store.save_approval(project, given)
+    return given
+
+
+def _record_expiry(state: Any, project: str, current: Approval, given: Approval) -> Approval:
+    if current.status != ApprovalStatus.PENDING:
+        raise _already_decided(current)
+    now = _now_ms()
+    if current.expires_at is None or current.expires_at > now:
+        deadline = current.expires_at.isoformat() if current.expires_at else "no deadline"
+        raise InvalidInputError(
+            f"approval {current.approval_id} cannot expire: it is pending until {deadline}"
+        )
+    decision = current.model_copy(
+        update={
+            "status": ApprovalStatus.EXPIRED,
+            "decided_at": now,
+            "decided_by": given.decided_by or "timeout",
+            "comment": given.comment or "approval expired",
+        }
+    )
+    stored: Approval | None = state.store.decide_approval(project, decision)
+    if stored is None or not _decided_as(stored, decision):
+        raise _already_decided(stored or current)
+    return stored
 
 
 @router.get("/approvals", response_model=ApprovalList, tags=["approvals"])
@@ -466,74 +567,72 @@ def get_approval(request: Request, project: Project, approval_id: str) -> Approv
     "/approvals/{approval_id}/decision",
     response_model=Approval,
     tags=["approvals"],
-    summary="Approve or reject; the paused run is resumed in the background",
+    summary="Approve or reject, once; the paused run is resumed in the background",
+    responses={
+        409: {"model": ErrorBody, "description": "Already decided (decisions are final)"},
+        429: {"model": ErrorBody, "description": "Every job slot is busy; nothing was recorded"},
+    },
 )
 def decide_approval(
     request: Request, project: Project, approval_id: str, body: ApprovalDecision
 ) -> Approval:
+    """Exactly one decision per approval wins (200); any other, concurrent or later, is a 409.
+    With ``resume_on_decision`` a job slot is reserved first: when none is free the answer is
+    429 and no decision is recorded."""
     state = _state(request)
-    approval = get_approval(request, project, approval_id)
-    if approval.status != ApprovalStatus.PENDING:
-        raise InvalidInputError(
-            f"approval {approval_id} is already {approval.status.value}; decisions are final"
+    resume = state.settings.resume_on_decision
+    with state.decision_lock:
+        approval = get_approval(request, project, approval_id)
+        if approval.status != ApprovalStatus.PENDING:
+            raise _already_decided(approval)
+        if resume and not is_safe_id(approval.run_id):  # saved before ids were checked
+            raise InvalidInputError(
+                f"approval {approval_id} names run {approval.run_id[:80]!r}, which is not a "
+                "valid run id; it cannot be resumed"
+            )
+        decision = approval.model_copy(
+            update={
+                "status": ApprovalStatus.APPROVED
+                if body.decision == "approve"
+                else ApprovalStatus.REJECTED,
+                "decided_at": _now_ms(),
+                "decided_by": body.decided_by,
+                "comment": body.comment,
+            }
         )
-    approval.status = (
-        ApprovalStatus.APPROVED if body.decision == "approve" else ApprovalStatus.REJECTED
-    )
-    approval.decided_at = datetime.now(UTC)
-    approval.decided_by = body.decided_by
-    approval.comment = body.comment
-    state.store.save_approval(project, approval)
-    if state.settings.resume_on_decision:
-        argv = ["resume", approval.run_id, "--endpoint", state.self_url]
-        launch_cli(state, argv, request.headers.get("authorization"), f"resume-{approval.run_id}")
-    return approval
+        with contextlib.ExitStack() as stack:
+            slot = (
+                stack.enter_context(state.jobs.reserve(project, "resume", approval.run_id))
+                if resume
+                else None
+            )
+            stored: Approval | None = state.store.decide_approval(project, decision)
+            if stored is None or not _decided_as(stored, decision):
+                raise _already_decided(stored or approval)
+            if slot is not None:
+                argv = ["resume", "--endpoint", state.self_url, "--", approval.run_id]
+                state.jobs.start(slot, argv, _api_key(request))
+    return stored
 
 
-# --- background CLI processes -----------------------------------------------------------------
+# --- background jobs --------------------------------------------------------------------------
 
 
-def launch_cli(
-    state: Any,
-    argv: list[str],
-    authorization: str | None,
-    log_name: str,
-    on_failure: Any = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``python -m runner.cli ARGV`` detached from the request; log to DATA_DIR/logs.
+@router.get("/jobs", response_model=JobList, tags=["jobs"], summary="This project's jobs here")
+def list_jobs(
+    request: Request,
+    project: Project,
+    kind: JobKind | None = None,
+    subject: str | None = None,
+) -> JobList:
+    """Replays and resumes this collector started for the caller's project (running, and the
+    latest finished ones), oldest first."""
+    return JobList(jobs=_state(request).jobs.of_project(project, kind, subject))
 
-    The caller's own key is handed to the child in its environment (never stored), so the child
-    acts in the same project.
-    """
-    env = dict(os.environ)
-    if authorization and authorization.lower().startswith("bearer "):
-        env["RETRACE_API_KEY"] = authorization[7:].strip()
-    env["RETRACE_ENDPOINT"] = state.self_url
-    # Paused runs' checkpoints and workspaces live under the runner's data dir: the one named in
-    # the environment if any, else the collector's own (`serve --data-dir`), never the child's
-    # cwd default.
-    env.setdefault("RETRACE_DATA_DIR", str(Path(state.settings.data_dir).resolve()))
-    logs = Path(state.settings.data_dir) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{log_name}.log"
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.cli", *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
 
-    def reap() -> None:
-        code = proc.wait()
-        if code != 0 and on_failure is not None:
-            tail = log_path.read_bytes()[-2000:].decode(errors="replace").strip()
-            try:
-                on_failure(f"`retrace {argv[0]}` exited with {code}: {tail[-500:]}")
-            except RetraceError as exc:
-                log.warning("could not record failure of %s: %s", log_name, exc)
-
-    threading.Thread(target=reap, name=f"reap-{log_name}", daemon=True).start()
-    return proc
+@router.get("/jobs/{job_id}", response_model=Job, tags=["jobs"])
+def get_job(request: Request, project: Project, job_id: str) -> Job:
+    found: Job | None = _state(request).jobs.get(project, job_id)
+    if found is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return found

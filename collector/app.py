@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -25,6 +28,7 @@ from collector import otlp
 from collector._api_query import router as query_router
 from collector._decode_pool import ArrowSpans, DecodedSpans, DecodePool
 from collector.auth import Authenticator, parse_key_specs
+from collector.jobs import BackgroundJobs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
 from collector.store import TraceStore, open_store
@@ -52,6 +56,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "Invalid input (the message names what was wrong)",
         401: "Missing or invalid API key",
         404: "Not found in this project",
+        409: "Conflicts with what is recorded (e.g. a decision already made)",
         503: "Store unavailable or back-pressure (see Retry-After)",
     }.items()
 }
@@ -69,7 +74,10 @@ class CollectorState:
     auth: Authenticator
     self_url: str
     decoder: DecodePool
+    jobs: BackgroundJobs
     inflight_bytes: int = 0  # OTLP bodies read and not yet answered (event-loop thread only)
+    # Serializes approval creation and decisions in this collector (read-check-write).
+    decision_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def project_for(self, authorization: str | None) -> str:
         return self.auth.project_for(authorization)
@@ -110,6 +118,19 @@ def self_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def _background_jobs(settings: Settings) -> BackgroundJobs:
+    """Replay/resume children: this process's environment, pointed at this collector."""
+    env = dict(os.environ)
+    env["RETRACE_ENDPOINT"] = self_url(settings)
+    # Paused runs' checkpoints and workspaces live under the runner's data dir: the one named in
+    # the environment if any, else the collector's own (`serve --data-dir`), never the child's
+    # cwd default.
+    env.setdefault("RETRACE_DATA_DIR", str(Path(settings.data_dir).resolve()))
+    return BackgroundJobs(
+        max_jobs=settings.max_jobs, logs_dir=Path(settings.data_dir) / "logs", env=env
+    )
+
+
 def create_app(settings: Settings, store: TraceStore | None = None) -> FastAPI:
     """The collector app. Opens (and migrates) the store unless one is given; the app closes it."""
     owned_store = store is None
@@ -144,7 +165,15 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
         batch_max_wait_s=settings.batch_max_wait_s,
     )
     state = CollectorState(
-        settings, the_store, spool, writer, metrics, auth, self_url(settings), decoder
+        settings,
+        the_store,
+        spool,
+        writer,
+        metrics,
+        auth,
+        self_url(settings),
+        decoder,
+        _background_jobs(settings),
     )
     metrics.gauge(
         "retrace_spool_bytes", "Spool bytes not yet in the store.", lambda: spool.pending_bytes

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from schemas.errors import (
     AuthError,
     ConfigError,
+    ConflictError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
@@ -27,6 +28,7 @@ from schemas.errors import (
     ReplayError,
     RetraceError,
     StoreError,
+    TooManyJobsError,
     TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
@@ -35,6 +37,10 @@ from schemas.models import (
     ApprovalDecision,
     ApprovalList,
     ApprovalStatus,
+    Caller,
+    Job,
+    JobKind,
+    JobList,
     ReplayList,
     ReplayMode,
     ReplayRecord,
@@ -56,6 +62,7 @@ _ERRORS_BY_CODE: dict[str, type[RetraceError]] = {
     for cls in (
         AuthError,
         ConfigError,
+        ConflictError,
         ForbiddenError,
         InvalidInputError,
         NotFoundError,
@@ -63,6 +70,7 @@ _ERRORS_BY_CODE: dict[str, type[RetraceError]] = {
         PayloadTooLargeError,
         ReplayError,
         StoreError,
+        TooManyJobsError,
         TooManyRequestsError,
         UnsupportedMediaTypeError,
     )
@@ -72,6 +80,7 @@ _ERRORS_BY_STATUS: dict[int, type[RetraceError]] = {
     401: AuthError,
     403: ForbiddenError,
     404: NotFoundError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     429: TooManyRequestsError,
@@ -169,6 +178,10 @@ class CollectorClient:
         from collector.metrics import parse_metrics
 
         return parse_metrics(self._request("GET", "/metrics").text)
+
+    def whoami(self) -> str:
+        """The project this client's API key acts for (``default`` in open mode)."""
+        return self._get_model("/api/v1/whoami", Caller).project
 
     # --- traces ------------------------------------------------------------------------------
     def list_traces(self, query: TraceQuery | None = None, **filters: Any) -> TracePage:
@@ -293,3 +306,17 @@ class CollectorClient:
         """Approve or reject; the collector resumes the paused run in the background."""
         body = ApprovalDecision(decision=decision, decided_by=decided_by, comment=comment)
         return self._post_model(f"/api/v1/approvals/{approval_id}/decision", Approval, body)
+
+    # --- background jobs ---------------------------------------------------------------------
+    def list_jobs(self, kind: JobKind | None = None, subject: str | None = None) -> list[Job]:
+        """Replay/resume jobs the collector started for this project (running and recent)."""
+        params: dict[str, str] = {}
+        if kind is not None:
+            params["kind"] = kind
+        if subject is not None:
+            params["subject"] = subject
+        return self._get_model("/api/v1/jobs", JobList, params=params).jobs
+
+    def get_job(self, job_id: str) -> Job:
+        """One job; ``NotFoundError`` if unknown here or another project's."""
+        return self._get_model(f"/api/v1/jobs/{job_id}", Job)

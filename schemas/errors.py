@@ -44,6 +44,13 @@ class PayloadTooLargeError(InvalidInputError):
     http_status = 413
 
 
+class ConflictError(InvalidInputError):
+    """The request contradicts state already recorded (e.g. a second decision): HTTP 409."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class UnsupportedMediaTypeError(InvalidInputError):
     code = "unsupported_media_type"
     http_status = 415
@@ -84,6 +91,12 @@ class TooManyRequestsError(OverloadedError):
 
     code = "too_many_requests"
     http_status = 429
+
+
+class TooManyJobsError(TooManyRequestsError):
+    """Every background-job slot (replays, resumes) of the collector is busy (HTTP 429)."""
+
+    code = "too_many_jobs"
 
 
 class StoreError(RetraceError):

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.ids import SafeId
+
 TRAJECTORY_FORMAT_VERSION = 1
 
 
@@ -276,6 +278,13 @@ class Approval(_Model):
     comment: str = ""
 
 
+class NewApproval(Approval):
+    """Body of ``POST /api/v1/approvals``: its ids later name files and process arguments."""
+
+    approval_id: SafeId
+    run_id: SafeId
+
+
 # --- trajectories -----------------------------------------------------------------------------
 
 StepKind = Literal["llm", "tool"]
@@ -456,6 +465,31 @@ class ApprovalDecision(_Model):
 
 class ApprovalList(_Model):
     approvals: list[Approval]
+
+
+JobKind = Literal["replay", "resume"]
+
+
+class Job(_Model):
+    """A background process the collector started for a project (a replay or a resume)."""
+
+    job_id: str
+    kind: JobKind
+    subject: str = Field(description="the replay id or the run id the job works on")
+    status: Literal["running", "succeeded", "failed"] = "running"
+    exit_code: int | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+class JobList(_Model):
+    jobs: list[Job]
+
+
+class Caller(_Model):
+    """``GET /api/v1/whoami``: the project the caller's API key acts for."""
+
+    project: str
 
 
 class ErrorDetail(_Model):

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     resume_on_decision: bool = Field(
         True, description="After an approval decision, launch `retrace resume RUN_ID`."
     )
+    max_jobs: int = Field(
+        2,
+        ge=1,
+        description="Replay/resume processes one collector runs at once; beyond it, 429.",
+    )
 
     # --- clients (runner, replay, ui, CLI) ---------------------------------------------------
     endpoint: str = Field(

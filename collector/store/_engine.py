@@ -47,6 +47,7 @@ class SqlTraceStore(TraceStore):
     def __init__(self) -> None:
         self._version_lock = threading.Lock()
         self._last_version = 0
+        self._decision_lock = threading.Lock()
 
     # --- primitives ----------------------------------------------------------------------------
     @abstractmethod
@@ -272,6 +273,20 @@ class SqlTraceStore(TraceStore):
     def save_approval(self, project: str, approval: Approval) -> None:
         table = q.approval_to_arrow(project, approval, self._next_version())
         self._insert(q.APPROVALS_TABLE, table, {})
+
+    def decide_approval(self, project: str, decision: Approval) -> Approval | None:
+        if decision.status == ApprovalStatus.PENDING or decision.decided_at is None:
+            raise InvalidInputError(
+                f"a decision on approval {decision.approval_id} needs a status and decided_at"
+            )
+        with self._decision_lock:  # read-check-write is atomic for this process's store
+            current = self.get_approval(project, decision.approval_id)
+            if current is None or current.status != ApprovalStatus.PENDING:
+                return current
+            version = q.decision_version(decision.decided_at)
+            self._insert(q.APPROVALS_TABLE, q.approval_to_arrow(project, decision, version), {})
+            # Read back: another process may have recorded an earlier decision meanwhile.
+            return self.get_approval(project, decision.approval_id)
 
     def get_approval(self, project: str, approval_id: str) -> Approval | None:
         rows = self._rows(q.APPROVAL_SQL, {"project": project, "approval_id": approval_id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1072,6 +1073,19 @@ def approval_to_arrow(project: str, a: Approval, version: int) -> pa.Table:
         "Version": version,
     }
     return pa.Table.from_pylist([row], schema=APPROVAL_SCHEMA)
+
+
+# Upserts are versioned by time_ns (< 2**62). A decision's version is above all of them, and
+# higher the earlier the decision (random below the millisecond breaks ties): the earliest
+# decision stands whatever order rows from several collectors land in, and no later upsert of
+# the pending request can undo it.
+_DECISION_VERSION_BASE = 2**63 + 2**62
+
+
+def decision_version(decided_at: datetime) -> int:
+    """The ``Version`` of a decision row decided at ``decided_at`` (see above)."""
+    ms = to_ns(decided_at) // 1_000_000
+    return _DECISION_VERSION_BASE - ms * 1_000_000 + secrets.randbelow(1_000_000)
 
 
 _APPROVAL_SELECT = f"""

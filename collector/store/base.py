@@ -127,6 +127,16 @@ class TraceStore(ABC):
         """Insert or update (by ``approval_id``) an approval request or decision."""
 
     @abstractmethod
+    def decide_approval(self, project: str, decision: Approval) -> Approval | None:
+        """Record ``decision`` (a decided copy of a pending approval) unless one is recorded.
+
+        Returns the decision that stands (None when the approval is unknown): the caller's own
+        when it won, else the one recorded before it. Decisions are serialized in this process;
+        across processes sharing a ClickHouse server the earliest-stamped decision stands
+        whatever order the rows land in, and a later ``save_approval`` never replaces it.
+        """
+
+    @abstractmethod
     def get_approval(self, project: str, approval_id: str) -> Approval | None: ...
 
     @abstractmethod

@@ -784,6 +784,43 @@ def test_approvals_upsert_and_filter(store: TraceStore) -> None:
     assert store.list_approvals("p", ApprovalStatus.APPROVED, run_id="run2") == []
 
 
+def test_the_earliest_decision_on_an_approval_stands(store: TraceStore) -> None:
+    t0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    pending = Approval(approval_id="apd", run_id="rund", tool_name="rm", requested_at=t0)
+    store.save_approval("p", pending)
+
+    def decided(status: ApprovalStatus, minutes: int, who: str) -> Approval:
+        return pending.model_copy(
+            update={
+                "status": status,
+                "decided_at": t0 + timedelta(minutes=minutes),
+                "decided_by": who,
+            }
+        )
+
+    first = decided(ApprovalStatus.APPROVED, 2, "ana")
+    assert store.decide_approval("q", first) is None  # unknown in another project
+    assert store.decide_approval("p", first) == first
+    assert store.decide_approval("p", decided(ApprovalStatus.REJECTED, 3, "bob")) == first
+    store.save_approval("p", pending)  # a late upsert of the request does not undo it
+    assert store.get_approval("p", "apd") == first
+
+    # Rows another collector wrote after reading "pending" too: the earliest-stamped decision
+    # stands whatever order the rows land in.
+    def land(row: Approval) -> None:
+        assert row.decided_at is not None
+        version = store_sql.decision_version(row.decided_at)
+        store._insert(store_sql.APPROVALS_TABLE, store_sql.approval_to_arrow("p", row, version), {})  # type: ignore[attr-defined]
+
+    land(decided(ApprovalStatus.REJECTED, 5, "late"))
+    assert store.get_approval("p", "apd") == first
+    earlier = decided(ApprovalStatus.REJECTED, 1, "earlier")
+    land(earlier)
+    assert store.get_approval("p", "apd") == earlier
+    with pytest.raises(InvalidInputError):
+        store.decide_approval("p", pending)
+
+
 def test_api_keys(store: TraceStore) -> None:
     assert store.has_api_keys() is False
     key_hash = _sha(b"rt_secret_key")
