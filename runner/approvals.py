@@ -1,10 +1,15 @@
 """Human approval of tool calls: approvals in the collector, paused runs on local disk.
 
 When the policy says ``require_approval`` the graph interrupts; the run is then *paused*: its
-LangGraph checkpoint sits in ``DATA_DIR/runner/checkpoints.sqlite``, a :class:`PausedRun` record in
-``DATA_DIR/runner/runs/RUN_ID.json`` says how to resume it, and an ``Approval`` is created through
-the collector API. Deciding (CLI or UI) updates the approval; resuming reads the decision — a
-pending approval past ``expires_at`` counts as rejected and is recorded as ``expired``.
+LangGraph checkpoint sits in ``DATA_DIR/runner/checkpoints.sqlite`` (thread ``PROJECT/RUN_ID``), a
+:class:`PausedRun` record in ``DATA_DIR/runner/runs/PROJECT/RUN_ID.json`` says how to resume it,
+and an ``Approval`` is created through the collector API. Deciding (CLI or UI) updates the
+approval; resuming reads the decision — a pending approval past ``expires_at`` counts as rejected
+and is recorded as ``expired``.
+
+A paused run belongs to the project of the API key that started it (the collector says which,
+``CollectorClient.whoami``). Records are kept per project and only that project's key finds
+them: a run id (or an approval naming it) from another project's client never resumes it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.client import CollectorClient
 from schemas.errors import ConfigError, InvalidInputError, NotFoundError
+from schemas.ids import check_id
 from schemas.models import Approval, ApprovalStatus
+from schemas.settings import DEFAULT_PROJECT
+
+log = logging.getLogger(__name__)
 
 Decision = Literal["approve", "reject"]
 
@@ -109,21 +119,29 @@ class PausedRun(BaseModel):
 
 
 class PausedRuns:
-    """``DATA_DIR/runner/runs/RUN_ID.json`` records and their locks."""
+    """``DATA_DIR/runner/runs/PROJECT/RUN_ID.json`` records of one project, and their locks."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "runner" / "runs"
+    def __init__(self, data_dir: Path, project: str = DEFAULT_PROJECT) -> None:
+        self.project = check_id(project, "project id")
+        self.root = Path(data_dir) / "runner" / "runs" / self.project
 
     @property
     def checkpoints_path(self) -> Path:
-        return self.root.parent / "checkpoints.sqlite"
+        return self.root.parent.parent / "checkpoints.sqlite"
+
+    def thread_id(self, run_id: str) -> str:
+        """The run's LangGraph checkpoint thread (namespaced: ids never cross projects)."""
+        return f"{self.project}/{check_id(run_id, 'run id')}"
 
     def _path(self, run_id: str) -> Path:
-        if not run_id or "/" in run_id or run_id.startswith("."):
-            raise InvalidInputError(f"invalid run id {run_id!r}")
-        return self.root / f"{run_id}.json"
+        return self.root / f"{check_id(run_id, 'run id')}.json"
 
     def save(self, record: PausedRun) -> None:
+        if record.project != self.project:
+            raise ConfigError(
+                f"paused run {record.run_id} of project {record.project!r} cannot be kept "
+                f"under project {self.project!r}"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         path = self._path(record.run_id)
         tmp = path.with_suffix(".tmp")
@@ -131,21 +149,31 @@ class PausedRuns:
         os.replace(tmp, path)
 
     def load(self, run_id: str) -> PausedRun:
+        """The paused run ``run_id`` of this project; ``NotFoundError`` when this project has
+        none by that id (whether or not another project has)."""
         path = self._path(run_id)
         try:
-            return PausedRun.model_validate_json(path.read_text(encoding="utf-8"))
+            record = PausedRun.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise NotFoundError(
-                f"no paused run {run_id!r} in {self.root} (was it started with this data dir?)"
-            ) from None
+            record = None
         except (ValidationError, json.JSONDecodeError) as exc:
             raise ConfigError(f"paused run record {path} is unreadable: {exc}") from None
+        if record is None or record.project != self.project or record.run_id != run_id:
+            raise NotFoundError(
+                f"no paused run {run_id!r} in {self.root} (was it started with this data dir "
+                "and a key of this project?)"
+            )
+        return record
 
     def paused(self) -> list[PausedRun]:
-        """Every run still paused in this data dir."""
+        """Every run of this project still paused in this data dir."""
         records = []
         for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
-            record = self.load(path.stem)
+            try:
+                record = self.load(path.stem)
+            except (NotFoundError, InvalidInputError) as exc:  # not this project's: left alone
+                log.warning("skipping %s: %s", path, exc.message)
+                continue
             if record.state == "paused":
                 records.append(record)
         return records

@@ -164,6 +164,15 @@ def _workspace(config: AgentConfig, settings: Any, run_id: str) -> Path:
     return Path(settings.data_dir).resolve() / "runner" / "workspaces" / run_id
 
 
+def _as_caller(settings: Any, client: Any) -> Any:
+    """``settings`` with ``project`` set to the project the collector says our key acts for.
+
+    That project, never a client-side setting, is what a paused run records and what a resume
+    is checked against.
+    """
+    return settings.model_copy(update={"project": client.whoami()})
+
+
 async def execute_task(task: str, config: AgentConfig, settings: Any, client: Any) -> RunResult:
     """Run one task with live providers from ``config``, traced into ``settings.endpoint``."""
     from runner.approvals import ApiApprovals
@@ -171,6 +180,7 @@ async def execute_task(task: str, config: AgentConfig, settings: Any, client: An
     from runner.run import run_agent
     from runner.runtime import LiveRuntime
 
+    settings = _as_caller(settings, client)
     runtime = LiveRuntime(seed=config.seed)
     run_id = runtime.new_id()
     model = make_model(config, settings)
@@ -198,8 +208,9 @@ async def resume_task(run_id: str, settings: Any, client: Any) -> RunResult:
     from runner.runtime import LiveRuntime
     from schemas.errors import InvalidInputError
 
+    settings = _as_caller(settings, client)
     data_dir = Path(settings.data_dir).resolve()
-    record = PausedRuns(data_dir).load(run_id)
+    record = PausedRuns(data_dir, settings.project).load(run_id)
     if record.state != "paused":  # checked again under the lock; this avoids starting servers
         raise InvalidInputError(f"run {run_id} is not paused (it is {record.state})")
     config = AgentConfig.model_validate(record.config)
@@ -216,6 +227,7 @@ async def resume_task(run_id: str, settings: Any, client: Any) -> RunResult:
             endpoint=settings.endpoint,
             api_key=_api_key(settings),
             config=config,
+            project=settings.project,
         )
 
 
@@ -498,7 +510,7 @@ def resume(
             result = run_sync(resume_task(run_id, settings, client))
             _print_result(result)
             return
-        runs = PausedRuns(Path(settings.data_dir).resolve())
+        runs = PausedRuns(Path(settings.data_dir).resolve(), client.whoami())
         for record in runs.expired(ApiApprovals(client), clock.time()):
             _print_result(run_sync(resume_task(record.run_id, settings, client)))
 

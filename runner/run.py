@@ -38,8 +38,9 @@ from runner.runtime import RecordingRuntime
 from runner.seams import ModelProvider, Runtime, ToolExecutor
 from runner.tracing import RunTracer, build_tracer_provider, shared_tracer_provider
 from schemas import attributes as A
-from schemas.errors import InvalidInputError
+from schemas.errors import ConflictError, InvalidInputError
 from schemas.models import Approval, ApprovalStatus, RunStatus
+from schemas.settings import DEFAULT_PROJECT
 
 ApprovalResolver = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -81,7 +82,7 @@ async def run_agent(
     replay_mode: str | None = None,
     run_id: str | None = None,
     replay_id: str | None = None,
-    project: str = "default",
+    project: str = DEFAULT_PROJECT,
     policy: Policy | None = None,
     data_dir: Path | None = None,
     approvals: ApprovalDesk | None = None,
@@ -95,6 +96,8 @@ async def run_agent(
     exit and crash paths flush on their own). With ``data_dir`` the graph
     checkpoints to disk so an approval pause can be resumed by another process
     (:func:`resume_agent`); ``approval_resolver`` answers approvals in-process instead (replay).
+    ``project`` must be the project ``api_key`` acts for (``CollectorClient.whoami``): a paused
+    run is kept under it and only that project can resume it.
     The root span is ended on every path, including exceptions.
     """
     if not task.strip():
@@ -151,13 +154,16 @@ async def resume_agent(
     api_key: str | None = None,
     span_exporter: SpanExporter | None = None,
     config: AgentConfig | None = None,
+    project: str = DEFAULT_PROJECT,
 ) -> RunResult:
     """Continue a paused run once its approval is decided (or expired, which rejects it).
 
-    Returns a ``pending_approval`` result without side effects when the approval is still open
-    and within its deadline, and an ``InvalidInputError`` when the run is not paused.
+    ``project`` is the project the caller acts for (its API key's): only that project's paused
+    runs are found (``NotFoundError`` otherwise, the same as for an unknown run). Returns a
+    ``pending_approval`` result without side effects when the approval is still open and within
+    its deadline, and an ``InvalidInputError`` when the run is not paused.
     """
-    runs = PausedRuns(data_dir)
+    runs = PausedRuns(data_dir, project)
     with runs.lock(run_id) as locked:
         record = runs.load(run_id)
         if not locked or record.state != "paused":
@@ -187,7 +193,10 @@ async def resume_agent(
                 }
             )
             if approvals is not None:
-                approval = approvals.create(approval)
+                try:
+                    approval = approvals.create(approval)
+                except ConflictError:  # decided by someone just before the deadline passed
+                    approval = approvals.get(approval.approval_id)
         record.state = "resumed"
         runs.save(record)
         session = _Session(
@@ -319,7 +328,12 @@ class _Session:
                 parameters=dict(config.model_parameters),
                 run_id=run_id,
             )
-            thread: RunnableConfig = {"configurable": {"thread_id": run_id}}
+            thread_id = (
+                PausedRuns(self.data_dir, self.project).thread_id(run_id)
+                if self.data_dir
+                else run_id
+            )
+            thread: RunnableConfig = {"configurable": {"thread_id": thread_id}}
             async with self._checkpointer() as saver:
                 graph = build_graph(deps).compile(checkpointer=saver)
                 while True:
@@ -395,7 +409,7 @@ class _Session:
         )
         if self.approvals is not None:
             approval = self.approvals.create(approval)
-        PausedRuns(self.data_dir).save(
+        PausedRuns(self.data_dir, self.project).save(
             PausedRun(
                 run_id=run_id,
                 trace_id=trace_id,
@@ -447,7 +461,7 @@ class _Session:
             return
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        path = PausedRuns(self.data_dir).checkpoints_path
+        path = PausedRuns(self.data_dir, self.project).checkpoints_path
         path.parent.mkdir(parents=True, exist_ok=True)
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             yield saver

@@ -97,7 +97,13 @@ CONFIG = AgentConfig(
 )
 
 
-def _start(tmp_path: Path, desk: MemoryDesk, tools: FileTools, exporter: InMemorySpanExporter):
+def _start(
+    tmp_path: Path,
+    desk: MemoryDesk,
+    tools: FileTools,
+    exporter: InMemorySpanExporter,
+    project: str = "default",
+):
     return asyncio.run(
         run_agent(
             "write a file",
@@ -108,6 +114,7 @@ def _start(tmp_path: Path, desk: MemoryDesk, tools: FileTools, exporter: InMemor
             data_dir=tmp_path,
             approvals=desk,
             span_exporter=exporter,
+            project=project,
         )
     )
 
@@ -119,6 +126,7 @@ def _resume(
     tools: FileTools,
     exporter: InMemorySpanExporter,
     runtime: LiveRuntime | None = None,
+    project: str = "default",
 ):
     return asyncio.run(
         resume_agent(
@@ -129,6 +137,7 @@ def _resume(
             runtime=runtime or LiveRuntime(seed=1),
             approvals=desk,
             span_exporter=exporter,
+            project=project,
         )
     )
 
@@ -250,3 +259,23 @@ def test_unknown_run_is_not_found(tmp_path: Path) -> None:
         PausedRuns(tmp_path).load("nope")
     record_dir = tmp_path / "runner" / "runs"
     assert not record_dir.exists() or json.dumps([]) == "[]"
+
+
+def test_a_paused_run_is_resumed_only_by_its_own_project(tmp_path: Path) -> None:
+    desk, tools, exporter = MemoryDesk(), FileTools(), InMemorySpanExporter()
+    paused = _start(tmp_path, desk, tools, exporter, project="team-b")
+    record = PausedRuns(tmp_path, "team-b").load(paused.run_id)
+    assert record.project == "team-b" and record.state == "paused"
+    desk.decide(paused.approval_id, "approve", "mallory", "")
+    for other in ("team-a", "default"):
+        with pytest.raises(NotFoundError, match=f"no paused run {paused.run_id!r}"):
+            _resume(tmp_path, paused.run_id, desk, tools, exporter, project=other)
+        assert PausedRuns(tmp_path, other).paused() == []
+    assert tools.written == []
+    assert PausedRuns(tmp_path, "team-b").load(paused.run_id).state == "paused"
+    done = _resume(tmp_path, paused.run_id, desk, tools, exporter, project="team-b")
+    assert done.status == RunStatus.COMPLETED and len(tools.written) == 1
+    with pytest.raises(InvalidInputError, match="invalid run id"):
+        PausedRuns(tmp_path, "team-b").load("../team-b/" + paused.run_id)
+    with pytest.raises(InvalidInputError, match="invalid project id"):
+        PausedRuns(tmp_path, "../team-b")

@@ -234,7 +234,8 @@ def test_run_with_an_api_key_lands_in_that_project(start_collector: Any, tmp_pat
     ).stdout
     detail = _wait_status(collector.client, _field(out, "trace"), "completed")
     root = next(s for s in detail.spans if s.parent_span_id == "")
-    assert root.resource_attributes[A.RETRACE_PROJECT] == "default"  # the key decides
+    # the key decides, and the runner asked the collector which project that is
+    assert root.resource_attributes[A.RETRACE_PROJECT] == "team-a"
     assert "key-aaaa" not in json.dumps([s.attributes for s in detail.spans])
 
 
