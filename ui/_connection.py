@@ -16,6 +16,7 @@ import streamlit as st
 from collector.client import CollectorClient
 from schemas.errors import NotFoundError, RetraceError
 from schemas.settings import Settings
+from ui._escape import md_text
 from ui._pricing import PriceTable, load_price_table
 
 
@@ -46,7 +47,7 @@ def price_table() -> PriceTable:
     try:
         return _price_table(settings().ui_prices_file)
     except RetraceError as exc:
-        st.warning(f"Using default prices: {exc.message}")
+        st.warning(f"Using default prices: {md_text(exc.message)}")
         return _price_table(None)
 
 
@@ -54,18 +55,20 @@ def price_table() -> PriceTable:
 def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
     """Show a failure of the block as a message in the page, never a traceback.
 
-    ``what`` names the action for the message, e.g. "load trace 4bf9…". With ``stop`` the rest of
-    the page is not run after a failure.
+    ``what`` names the action for the message, e.g. "load trace 4bf9…"; it may hold values from
+    the URL or the collector and is shown as text, as is the error. With ``stop`` the rest of the
+    page is not run after a failure.
     """
     try:
         yield
     except NotFoundError as exc:
-        st.error(f"Could not {what}: not found. {exc.message}")
+        st.error(f"Could not {md_text(what)}: not found. {md_text(exc.message)}")
     except RetraceError as exc:
-        st.error(f"Could not {what}: {exc.message}")
+        st.error(f"Could not {md_text(what)}: {md_text(exc.message)}")
     except httpx.HTTPError as exc:
         st.error(
-            f"Could not {what}: the collector at {settings().endpoint} is unreachable ({exc})."
+            f"Could not {md_text(what)}: the collector at {md_text(settings().endpoint)} is "
+            f"unreachable ({md_text(exc)})."
         )
     else:
         return

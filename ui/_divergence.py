@@ -66,7 +66,10 @@ def step_by_index(steps: list[Step], index: int | None) -> Step | None:
 
 
 def step_title(step: Step | None) -> str:
-    """One line naming a step: ``#3 tool run_python`` / ``#2 llm gpt-4o``."""
+    """One line naming a step: ``#3 tool run_python`` / ``#2 llm gpt-4o``.
+
+    Plain text holding recorded names: escape it (``ui._escape.md_text``) to put it in markdown.
+    """
     if step is None:
         return "—"
     what = step.tool_name if step.kind == "tool" else (step.model or step.name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import html
 from urllib.parse import urlencode
+
+from ui._escape import html_text, md_text
 
 
 def trace_link(trace_id: str, span_id: str = "") -> str:
@@ -19,21 +20,14 @@ def divergence_link(trace_id: str, replay_id: str) -> str:
     return f"divergence?{urlencode({'trace': trace_id, 'replay': replay_id})}"
 
 
-_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|$~"
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` shown literally inside Streamlit markdown (one line)."""
-    flat = " ".join(text.split())
-    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in flat)
-
-
 def same_tab_link(href: str, text: str, *, code: bool = False) -> str:
     """An HTML anchor that opens in this tab (Streamlit's markdown links open a new tab).
 
-    Render with ``st.markdown(..., unsafe_allow_html=True)``; both parts are escaped here.
+    Render with ``st.markdown(..., unsafe_allow_html=True)``; both parts are escaped here (the
+    markdown between the tags is still parsed, so the label is escaped as markdown), and every
+    other value in that markdown must go through ``ui._escape`` too.
     """
-    label = html.escape(text)
+    label = md_text(text)
     if code:
         label = f"<code>{label}</code>"
-    return f'<a href="{html.escape(href, quote=True)}" target="_self">{label}</a>'
+    return f'<a href="{html_text(href)}" target="_self">{label}</a>'

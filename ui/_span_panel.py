@@ -1,4 +1,9 @@
-"""Render one span for people: conversation, tool call, error, sandbox, policy, workspace files."""
+"""Render one span for people: conversation, tool call, error, sandbox, policy, workspace files.
+
+Everything in a span is sender-controlled: raw values are shown with ``st.text``/``st.code``/
+``st.json``/dataframes, and any value inside markdown (headings, captions, alerts, metrics, labels)
+goes through ``ui._escape``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import streamlit as st
 from schemas import attributes as attr
 from schemas.models import SpanEvent, SpanView
 from ui._connection import client, shown_errors
-from ui._links import escape_markdown
+from ui._escape import md_code, md_text
 from ui._payloads import (
     PREVIEW_CHARS,
     ChatTurn,
@@ -57,7 +62,7 @@ def long_text(text: str, key: str, *, language: str | None = None) -> None:
     elif "\n" in shown or len(shown) > 300:
         st.text(shown)
     else:
-        st.markdown(escape_markdown(shown))
+        st.markdown(md_text(shown))
     if cut and not show_all:
         st.caption(f"Showing the first {PREVIEW_CHARS:,} of {len(text):,} characters.")
 
@@ -88,14 +93,14 @@ def _conversation(turns: list[ChatTurn], key: str) -> None:
         avatar = {"system": ":material/settings:", "tool": ":material/build:"}.get(turn.role)
         with st.chat_message(turn.role, avatar=avatar):
             finish = f" · finish: {turn.finish_reason}" if turn.finish_reason else ""
-            st.caption(turn.role + finish)
+            st.caption(md_text(turn.role + finish))
             for part_index, part in enumerate(turn.parts):
                 part_key = f"{key}-{index}-{part_index}"
-                call_id = f" · id `{part.call_id}`" if part.call_id else ""
+                call_id = f" · id {md_code(part.call_id)}" if part.call_id else ""
                 if part.kind == "text":
                     long_text(part.text, part_key)
                 elif part.kind == "tool_call":
-                    st.markdown(f"**Tool call** `{part.name}`{call_id}")
+                    st.markdown(f"**Tool call** {md_code(part.name)}{call_id}")
                     json_value(part.data, part_key)
                 elif part.kind == "tool_result":
                     st.markdown(f"**Tool result**{call_id}")
@@ -105,7 +110,7 @@ def _conversation(turns: list[ChatTurn], key: str) -> None:
 
 
 def _payload_section(title: str, raw: str, key: str) -> None:
-    st.markdown(f"**{title}**")
+    st.markdown(f"**{md_text(title)}**")
     turns = parse_messages(raw)
     if turns:
         _conversation(turns, key)
@@ -124,10 +129,11 @@ def _error_section(span: SpanView) -> None:
     tool_error = span.attributes.get(attr.RETRACE_TOOL_ERROR) == "true"
     if span.status.lower() != "error" and not exceptions and not tool_error:
         return
-    st.error(f"Error: {message or 'the span ended with an error status'}")
+    st.error(f"Error: {md_text(message or 'the span ended with an error status')}")
     for index, event in enumerate(exceptions):
         kind = event.attributes.get(attr.EXCEPTION_TYPE, "exception")
-        st.markdown(f"**{kind}**: {event.attributes.get(attr.EXCEPTION_MESSAGE, '')}")
+        message = event.attributes.get(attr.EXCEPTION_MESSAGE, "")
+        st.markdown(f"**{md_text(kind)}**: {md_text(message)}")
         stack = event.attributes.get(attr.EXCEPTION_STACKTRACE, "")
         if stack:
             long_text(stack, f"{span.span_id}-stack-{index}", language="python")
@@ -142,9 +148,10 @@ def _sandbox_section(span: SpanView) -> None:
     st.markdown("**Sandbox**")
     values = span.attributes
     cols = st.columns(4)
-    cols[0].metric("Backend", values.get(attr.RETRACE_SANDBOX_BACKEND, "—"))
-    cols[1].metric("Exit code", values.get(attr.RETRACE_SANDBOX_EXIT_CODE, "—"))
-    cols[2].metric("CPU ms", values.get(attr.RETRACE_SANDBOX_CPU_MS, "—"))
+    # A metric's value is markdown too.
+    cols[0].metric("Backend", md_text(values.get(attr.RETRACE_SANDBOX_BACKEND, "—")))
+    cols[1].metric("Exit code", md_text(values.get(attr.RETRACE_SANDBOX_EXIT_CODE, "—")))
+    cols[2].metric("CPU ms", md_text(values.get(attr.RETRACE_SANDBOX_CPU_MS, "—")))
     memory = values.get(attr.RETRACE_SANDBOX_MEMORY_BYTES, "")
     cols[3].metric("Memory", f"{int(memory) / 1e6:.1f} MB" if memory.isdigit() else "—")
     flags = [
@@ -159,14 +166,17 @@ def _sandbox_section(span: SpanView) -> None:
     if flags:
         st.warning("Sandbox: " + ", ".join(flags))
     if server := values.get(attr.RETRACE_MCP_SERVER):
-        st.caption(f"MCP server: {server}")
+        st.caption(f"MCP server: {md_text(server)}")
     if limits := values.get(attr.RETRACE_SANDBOX_LIMITS):
         with st.expander("Limits"):
             json_value(parse_json(limits), f"{span.span_id}-limits")
 
 
 def _event_line(event: SpanEvent) -> str:
-    return f"- `{event.name}` " + ", ".join(f"{k}={v}" for k, v in event.attributes.items())
+    """One markdown list item: the event's name and its attributes, all escaped."""
+    return f"- {md_code(event.name)} " + ", ".join(
+        f"{md_text(k)}={md_text(v)}" for k, v in event.attributes.items()
+    )
 
 
 def _policy_section(span: SpanView) -> None:
@@ -177,19 +187,19 @@ def _policy_section(span: SpanView) -> None:
     st.markdown("**Policy, guardrails and approvals**")
     decision = present.get(attr.RETRACE_POLICY_DECISION, "")
     if decision:
-        text = f"Policy decision: **{decision}**"
+        text = f"Policy decision: **{md_text(decision)}**"
         if rule := present.get(attr.RETRACE_POLICY_RULE):
-            text += f" (rule `{rule}`)"
+            text += f" (rule {md_code(rule)})"
         if reason := present.get(attr.RETRACE_POLICY_REASON):
-            text += f": {reason}"
+            text += f": {md_text(reason)}"
         (st.warning if decision != "allow" else st.info)(text)
     if guardrail := present.get(attr.RETRACE_GUARDRAIL):
-        st.warning(f"Guardrail fired: {guardrail}")
+        st.warning(f"Guardrail fired: {md_text(guardrail)}")
     if approval := present.get(attr.RETRACE_APPROVAL_STATUS):
         by = present.get(attr.RETRACE_APPROVAL_DECIDED_BY, "")
         st.info(
-            f"Approval {present.get(attr.RETRACE_APPROVAL_ID, '')}: {approval}"
-            + (f" by {by}" if by else "")
+            f"Approval {md_text(present.get(attr.RETRACE_APPROVAL_ID, ''))}: {md_text(approval)}"
+            + (f" by {md_text(by)}" if by else "")
         )
     for event in events:
         st.markdown(_event_line(event))
@@ -212,7 +222,7 @@ def _workspace_section(span: SpanView) -> None:
     with shown_errors(f"load workspace snapshot {manifest_hash[:12]}", stop=False):
         entries = parse_manifest(client().get_payload(manifest_hash))
         if not entries:
-            st.info(f"The workspace was empty {which} (snapshot {manifest_hash[:12]}).")
+            st.info(f"The workspace was empty {which} (snapshot {md_text(manifest_hash[:12])}).")
             return
         st.dataframe(
             pl.DataFrame(
@@ -235,13 +245,13 @@ def _workspace_section(span: SpanView) -> None:
         entry = next(f for f in files if f.path == chosen)
         content = client().get_payload(entry.sha256)
         st.download_button(
-            f"Download {chosen}",
+            f"Download {md_text(chosen)}",
             data=content,
             file_name=chosen.rsplit("/", 1)[-1] or "file",
             key=f"dl-{span.span_id}-{entry.sha256}",
         )
         if looks_binary(content):
-            st.caption(f"{chosen} is binary ({len(content):,} bytes).")
+            st.caption(f"{md_text(chosen)} is binary ({len(content):,} bytes).")
         else:
             text = content.decode("utf-8", errors="replace")
             long_text(text, f"file-{entry.sha256}", language="text")
@@ -250,17 +260,17 @@ def _workspace_section(span: SpanView) -> None:
 def render_span(span: SpanView) -> None:
     """Everything a person needs to understand one span."""
     a = span.attributes
-    st.subheader(span.name)
+    st.subheader(md_text(span.name))
     facts = [
-        f"operation `{span.operation or '—'}`",
-        f"status **{span.status}**",
+        f"operation {md_code(span.operation or '—')}",
+        f"status **{md_text(span.status)}**",
         f"{span.duration_ns / 1e6:,.1f} ms",
-        f"span `{span.span_id}`",
+        f"span {md_code(span.span_id)}",
     ]
     if span.model:
-        facts.append(f"model `{span.model}`")
+        facts.append(f"model {md_code(span.model)}")
     if span.tool_name:
-        facts.append(f"tool `{span.tool_name}`")
+        facts.append(f"tool {md_code(span.tool_name)}")
     if span.step_index >= 0:
         facts.append(f"step {span.step_index}")
     st.caption(" · ".join(facts))
@@ -286,14 +296,15 @@ def render_span(span: SpanView) -> None:
         if raw := a.get(name):
             _payload_section(title, raw, f"{key}-{name}")
     if args := a.get(attr.GEN_AI_TOOL_CALL_ARGUMENTS):
-        st.markdown(f"**Arguments** of `{span.tool_name or a.get(attr.GEN_AI_TOOL_NAME, 'tool')}`")
+        tool = span.tool_name or a.get(attr.GEN_AI_TOOL_NAME, "tool")
+        st.markdown(f"**Arguments** of {md_code(tool)}")
         parsed = parse_json(args)
         json_value(parsed, f"{key}-args")
         if isinstance(parsed, dict):
             # Code and commands read better as code than as an escaped JSON string.
             for name, value in parsed.items():
                 if isinstance(value, str) and "\n" in value.strip():
-                    st.caption(name)
+                    st.caption(md_text(name))
                     long_text(value, f"{key}-arg-{name}", language=_language(name))
     if attr.GEN_AI_TOOL_CALL_RESULT in a:
         st.markdown("**Result**")

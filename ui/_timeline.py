@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from schemas import attributes as attr
+from ui._escape import html_text
 from ui._tree import TreeRow
 
 _COLORS = {
@@ -17,8 +18,11 @@ _OTHER_COLOR = "#95a5a6"
 
 
 def waterfall(rows: list[TreeRow], selected_span_id: str = "") -> go.Figure:
-    """One bar per row, in tree order top to bottom; errors red, the selected span outlined."""
-    labels = [f"{row.label} · {row.span.span_id[:6]}" for row in rows]
+    """One bar per row, in tree order top to bottom; errors red, the selected span outlined.
+
+    Plotly reads tags (links among them) in labels: span names are escaped as HTML.
+    """
+    labels = [html_text(f"{row.label} · {row.span.span_id[:6]}") for row in rows]
     colors = [
         _ERROR_COLOR if row.is_error else _COLORS.get(row.span.operation, _OTHER_COLOR)
         for row in rows

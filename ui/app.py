@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui._connection import settings
+from ui._escape import md_text
 
 _VIEWS = Path(__file__).parent / "views"
 
@@ -41,7 +42,7 @@ pages = {
     ),
 }
 current = st.navigation(list(pages.values()))
-st.sidebar.caption(f"Collector: {settings().endpoint}")
+st.sidebar.caption(f"Collector: {md_text(settings().endpoint)}")
 
 trace_param = st.query_params.get("trace", "")
 if current.url_path == pages["traces"].url_path and trace_param:

@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
+from collector.client import CollectorClient
 from schemas import attributes as A
+from schemas.models import (
+    AlignedPair,
+    Approval,
+    DiffEntry,
+    Divergence,
+    DivergenceKind,
+    DivergenceMetrics,
+    DivergenceReport,
+    ReplayMode,
+    ReplayRecord,
+)
 
 MS = 1_000_000
 QUESTION = "Which region had the highest revenue in 2024?"
@@ -302,3 +317,233 @@ def seed_many_runs(endpoint: str, runs: int, api_key: str | None = None) -> None
                 f"answer {index}",
                 error="run failed" if failed else None,
             )
+
+
+# --- hostile span data ----------------------------------------------------------------------
+
+
+def hostile_text(leak_url: str, tag: str) -> str:
+    """One line that attacks wherever it lands unescaped: markdown, HTML, a code span, a chart.
+
+    Outside a code span its markdown image and ``<img onerror>`` act; its backticks then hold the
+    rest in a code span. Put inside a code span (```{value}```) it closes that span first, and its
+    ``<iframe srcdoc>`` script, second image, markdown and HTML links act. Streamlit's colour
+    directive and LaTeX close it. Images and links point at ``leak_url``; ``tag`` (a few lowercase
+    letters, so the value stays under 300 characters, the length the UI still shows as markdown)
+    names the field it was put in, so a fetch says which render site leaked.
+    """
+    return (
+        f"![i]({leak_url}/md/{tag}) <img src=x onerror=alert('{tag}')> {tag}`"
+        f" <iframe srcdoc=\"<script>alert('{tag}')</script>\"></iframe> ![j]({leak_url}/md2/{tag})"
+        f' [l]({leak_url}/l/{tag}) <a href="{leak_url}/a/{tag}">a</a> :red[r] $x^2$ `z'
+    )
+
+
+HOSTILE_APPROVAL = "appr-hostile-1"
+HOSTILE_FAILED_REPLAY = "rp-hostile-failed"
+HOSTILE_DIVERGED_REPLAY = "rp-hostile-diverged"
+
+
+@dataclass(frozen=True)
+class HostileTraces:
+    trace: str  # root + chat + tool span, every free-text field hostile
+    root_span: str
+    chat_span: str
+    tool_span: str
+    json_trace: str  # one span sent as OTLP JSON with a hostile service and span name
+
+
+def seed_hostile_traces(
+    endpoint: str,
+    put_payload: Callable[[str, bytes], Any],
+    hostile: Callable[[str], str],
+) -> HostileTraces:
+    """Runs whose names, messages, events and attributes are ``hostile(field)`` values.
+
+    Sent as real senders would: the SDK's OTLP/protobuf exporter, and one OTLP/JSON request.
+    """
+    binary = b"\x00\x01binary"
+    binary_hash = sha256(binary)
+    manifest = json.dumps({f"out/{hostile('filepath')}": {"hash": binary_hash, "size": 8}}).encode()
+    manifest_hash = sha256(manifest)
+    put_payload(binary_hash, binary)
+    put_payload(manifest_hash, manifest)
+    start = time.time_ns() - 30 * 1_000 * MS
+    with otlp_tracer(endpoint, service=hostile("service")) as tracer:
+        run = _Run(tracer, hostile("agent"), start, run_id=f"run-hostile-{start}")
+        run.root.set_attribute(A.RETRACE_RUN_INPUT, hostile("input"))
+        run.root.set_attribute(A.RETRACE_REPLAY_OF, hostile("replayof"))
+        run.root.add_event(A.EVENT_GUARDRAIL, {A.RETRACE_GUARDRAIL: hostile("guardev")})
+        run.root.set_attribute(A.RETRACE_GUARDRAIL, hostile("guardrl"))
+        call = {
+            "type": "tool_call",
+            "id": hostile("callid"),
+            "name": hostile("callname"),
+            "arguments": {"q": hostile("callarg")},
+        }
+        chat = run.child(
+            f"chat {hostile('model')}",
+            30,
+            {
+                A.GEN_AI_OPERATION_NAME: A.OP_CHAT,
+                A.GEN_AI_REQUEST_MODEL: hostile("model"),
+                A.GEN_AI_INPUT_MESSAGES: json.dumps(
+                    [{"role": hostile("role"), "parts": _text(hostile("usertext"))}]
+                ),
+                A.GEN_AI_OUTPUT_MESSAGES: json.dumps(
+                    [{"role": "assistant", "parts": [call], "finish_reason": hostile("finish")}]
+                ),
+                A.GEN_AI_USAGE_INPUT_TOKENS: 10,
+                A.GEN_AI_USAGE_OUTPUT_TOKENS: 5,
+            },
+        )
+        chat.end(end_time=run.clock)
+        tool = run.tool(hostile("tool"), {hostile("argname"): "first line\nsecond line"})
+        tool.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, hostile("result"))
+        tool.set_attribute(A.RETRACE_TOOL_ERROR, "true")
+        tool.set_attribute(A.RETRACE_SANDBOX_BACKEND, hostile("backend"))
+        tool.set_attribute(A.RETRACE_SANDBOX_EXIT_CODE, hostile("exitcode"))
+        tool.set_attribute(A.RETRACE_MCP_SERVER, hostile("mcp"))
+        tool.set_attribute(A.RETRACE_WORKSPACE_AFTER, manifest_hash)
+        tool.set_attribute(A.RETRACE_POLICY_DECISION, hostile("decision"))
+        tool.set_attribute(A.RETRACE_POLICY_RULE, hostile("rule"))
+        tool.set_attribute(A.RETRACE_POLICY_REASON, hostile("reason"))
+        tool.set_attribute(A.RETRACE_APPROVAL_ID, hostile("apprid"))
+        tool.set_attribute(A.RETRACE_APPROVAL_STATUS, hostile("apprstat"))
+        tool.set_attribute(A.RETRACE_APPROVAL_DECIDED_BY, hostile("decider"))
+        tool.add_event(A.EVENT_POLICY, {A.RETRACE_POLICY_RULE: hostile("polevent")})
+        tool.add_event(hostile("evname"), {hostile("evkey"): hostile("evvalue")})
+        tool.add_event(
+            A.EVENT_EXCEPTION,
+            {
+                A.EXCEPTION_TYPE: hostile("exctype"),
+                A.EXCEPTION_MESSAGE: hostile("excmsg"),
+                A.EXCEPTION_STACKTRACE: hostile("stack"),
+            },
+        )
+        tool.set_status(Status(StatusCode.ERROR, hostile("statmsg")))
+        tool.end(end_time=run.clock)
+        trace = run.finish(hostile("runstat"), hostile("answer"), error=hostile("rootstat"))
+        ids = (format(span.get_span_context().span_id, "016x") for span in (run.root, chat, tool))
+        root_span, chat_span, tool_span = ids
+    json_trace = _send_otlp_json_span(endpoint, hostile("jsonsvc"), hostile("jsonspan"))
+    return HostileTraces(trace, root_span, chat_span, tool_span, json_trace)
+
+
+def save_hostile_records(
+    client: CollectorClient, traces: HostileTraces, hostile: Callable[[str], str]
+) -> None:
+    """A pending approval and two replay records (failed; diverged) of ``traces.trace``.
+
+    Saved through the collector's API, as any key holder could; their free-text fields are
+    ``hostile(field)`` values (ids stay plain: they travel in URLs).
+    """
+    h = hostile
+    now = datetime.now(UTC)
+    client.save_approval(
+        Approval(
+            approval_id=HOSTILE_APPROVAL,
+            run_id="run-hostile-approval",
+            trace_id=traces.trace,
+            span_id=traces.tool_span,
+            tool_name=h("apprtool"),
+            arguments={h("apprkey"): h("apprarg")},
+            reason=h("apprwhy"),
+            rule=h("apprrule"),
+            requested_at=now,
+        )
+    )
+    client.save_replay(
+        ReplayRecord(
+            replay_id=HOSTILE_FAILED_REPLAY,
+            original_trace_id=traces.trace,
+            mode=ReplayMode.RECORDED,
+            status="failed",
+            created_at=now,
+            updated_at=now,
+            error=h("rperror"),
+        )
+    )
+    report = DivergenceReport(
+        original_trace_id=traces.trace,
+        replay_trace_id=traces.trace,
+        mode=ReplayMode.LIVE_MODEL,
+        diverged=True,
+        first_divergence=Divergence(
+            kind=DivergenceKind.OTHER_ARGUMENTS,
+            recorded_index=1,
+            replayed_index=1,
+            step_kind="tool",
+            summary=h("summary"),
+            diff=[
+                DiffEntry(
+                    path=h("diffpath"),
+                    op="change",
+                    recorded=h("diffold"),
+                    replayed={"k": h("diffnew")},
+                )
+            ],
+        ),
+        alignment=[
+            AlignedPair(recorded_index=0, replayed_index=0, status="match"),
+            AlignedPair(recorded_index=1, replayed_index=1, status="diverged"),
+        ],
+        metrics=DivergenceMetrics(
+            steps_recorded=2,
+            steps_replayed=2,
+            steps_matched=1,
+            final_answer_changed=True,
+            recorded_answer=h("recanswer"),
+            replayed_answer=h("repanswer"),
+        ),
+    )
+    client.save_replay(
+        ReplayRecord(
+            replay_id=HOSTILE_DIVERGED_REPLAY,
+            original_trace_id=traces.trace,
+            replay_trace_id=traces.trace,
+            mode=ReplayMode.LIVE_MODEL,
+            status="completed",
+            created_at=now,
+            updated_at=now,
+            diverged=True,
+            first_divergence_step=1,
+            first_divergence_kind=h("kind"),
+            report=report,
+        )
+    )
+
+
+def _send_otlp_json_span(endpoint: str, service: str, name: str) -> str:
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    now = time.time_ns() - 20 * 1_000 * MS
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_json_attr(A.SERVICE_NAME, service)]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "hostile"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": name,
+                                "kind": 1,
+                                "startTimeUnixNano": str(now),
+                                "endTimeUnixNano": str(now + 5 * MS),
+                                "status": {"code": 2, "message": name},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    response = httpx.post(f"{endpoint}/v1/traces", json=body, timeout=30)
+    response.raise_for_status()
+    return trace_id
+
+
+def _json_attr(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}

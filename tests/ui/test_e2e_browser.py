@@ -7,35 +7,39 @@ divergence page, approve a pending request. Screenshots go to test-artifacts/scr
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from schemas.models import ApprovalStatus
-from tests.fixtures.collector import RunningCollector, free_port, launch_collector
+from tests.fixtures.collector import RunningCollector, launch_collector
+from tests.ui.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO_ROOT,
+    TIMEOUT_MS,
+    child_env,
+    fresh_page,
+    no_traceback,
+    start_ui,
+    stop_ui,
+)
 from tests.ui.seed import SeededTraces, seed_agent_traces
 from ui._tree import latest_run_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TASK = "Which product categories bring in the most revenue?"
 # Its run_shell `rm` needs a human's approval under the demo policy: the run pauses.
 NEEDS_APPROVAL = "Create a scratch file in the workspace, then clean it up (remove it)."
-TIMEOUT_MS = 90_000  # the box is shared: be patient (waits, not timing assertions)
 expect.set_options(timeout=TIMEOUT_MS)
 
 
@@ -50,12 +54,6 @@ class Stack:
     other_model: Path  # an offline model script that writes other SQL
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
-
-
 def _run_agent(data_dir: Path, endpoint: str, task: str) -> tuple[str, str]:
     """One real run of the demo data scientist (tools in gVisor) into the collector.
 
@@ -64,33 +62,12 @@ def _run_agent(data_dir: Path, endpoint: str, task: str) -> tuple[str, str]:
     argv = [sys.executable, "-m", "runner.cli", "run", task]
     argv += ["--endpoint", endpoint, "--data-dir", str(data_dir)]
     done = subprocess.run(
-        argv, cwd=REPO_ROOT, env=_child_env(), capture_output=True, text=True, timeout=240
+        argv, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=240
     )
     trace = re.search(r"trace:\s+([0-9a-f]{32})", done.stdout)
     run = re.search(r"run:\s+([0-9a-f]+)", done.stdout)
     assert done.returncode == 0 and trace and run, done.stdout + done.stderr
     return trace.group(1), run.group(1)
-
-
-def _start_ui(endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "runner.cli", "ui", "--api", endpoint, "--port", str(port)]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=_child_env(), stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"retrace ui did not start:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -113,37 +90,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         changed = script.replace("ORDER BY revenue DESC\n", "ORDER BY revenue DESC LIMIT 3\n", 1)
         assert changed != script
         other_model.write_text(changed)
-        ui_process, ui_url = _start_ui(collector.url, tmp / "ui.log")
+        ui_process, ui_url = start_ui(collector.url, tmp / "ui.log")
         yield Stack(collector, ui_url, traces, agent_trace, paused_trace, paused_run, other_model)
     finally:
         if ui_process is not None:
-            ui_process.terminate()
-            try:
-                ui_process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                ui_process.kill()
+            stop_ui(ui_process)
         collector.kill()
-
-
-@contextmanager
-def _fresh_page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def _shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(0.5)  # let Streamlit finish painting (animations) before the picture
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def _no_traceback(page: Page) -> None:
-    expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def _trace_link(page: Page, trace_id: str) -> Locator:
@@ -189,7 +147,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     expect(page.get_by_text("scratch.txt").first).to_be_visible()
     expect(page.get_by_text("temporary notes").first).to_be_visible()  # the file, at this step
     expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "03-trace-tool-span")
 
     _select(page, "Selected span", re.compile(r"chat data-scientist"))
@@ -202,14 +160,14 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
 def _bad_input_is_a_message_in_the_page(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/trace?trace={'0' * 32}")
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not found")
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "05-unknown-trace")
 
     stack.collector.client.delete_trace(stack.traces.failed)
     page.goto(f"{stack.ui_url}/?trace={stack.traces.failed}")  # the /?trace= form of a link
     expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.traces.failed}"))
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("not found")
-    _no_traceback(page)
+    no_traceback(page)
 
 
 def _replay_then_divergence(stack: Stack, page: Page) -> None:
@@ -222,7 +180,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     expect(page.get_by_text(re.compile(r"completed: matched the recording"))).to_be_visible(
         timeout=120_000
     )
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "06-replay")
 
     page.get_by_role("link", name="Open the divergence report").click()
@@ -230,7 +188,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     expect(page.get_by_text("Steps matched")).to_be_visible()
     expect(page.get_by_text("No divergence")).to_be_visible()
     expect(page.get_by_text(re.compile(r"\d+ matching steps"))).to_be_visible()
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "07-divergence")
 
     # live-model with another (offline, scripted) model whose SQL differs: a real divergence.
@@ -245,7 +203,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     expect(page.get_by_text(re.compile(r"First divergence · "))).to_be_visible()
     changed_sql = page.get_by_test_id("stCode").filter(has_text="ORDER BY revenue DESC LIMIT 3")
     expect(changed_sql.first).to_be_visible()
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "07b-divergence-live-model")
 
 
@@ -269,14 +227,14 @@ def _approve_a_pending_request_resumes_the_run(stack: Stack, page: Page) -> None
         time.sleep(1)
     page.goto(f"{stack.ui_url}/trace?trace={stack.paused_trace}")
     expect(page.get_by_text("completed", exact=True).first).to_be_visible()
-    _no_traceback(page)
+    no_traceback(page)
 
 
 def _overview_charts(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/overview")
     expect(page.get_by_text("Error rate")).to_be_visible()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
-    _no_traceback(page)
+    no_traceback(page)
     _shot(page, "10-overview")
 
 
@@ -293,7 +251,7 @@ def test_browser_journey(stack: Stack) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for step in steps:
-                with _fresh_page(browser) as page:
+                with fresh_page(browser) as page:
                     step(stack, page)
         finally:
             browser.close()

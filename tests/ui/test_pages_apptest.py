@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -136,13 +138,18 @@ def _open(at: AppTest, page: str, **params: str) -> AppTest:
     return at.switch_page(f"views/{page}.py").run()
 
 
+# Values in markdown are backslash-escaped (ui._escape); a renderer shows the character itself.
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _shown(elements: Iterable[Any]) -> str:
+    """The text of markdown elements as a reader sees it (escapes removed), one per line."""
+    return "\n".join(_ESCAPED.sub(r"\1", str(element.value)) for element in elements)
+
+
 def _texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += (
-        [e.value for e in at.error] + [i.value for i in at.info] + [w.value for w in at.warning]
-    )
-    parts += [s.value for s in at.success] + [t.value for t in at.text] + [c.value for c in at.code]
-    return "\n".join(str(p) for p in parts)
+    shown = _shown([*at.markdown, *at.caption, *at.error, *at.info, *at.warning, *at.success])
+    return "\n".join([shown, *(t.value for t in at.text), *(c.value for c in at.code)])
 
 
 def _no_exception(at: AppTest) -> None:
@@ -223,11 +230,11 @@ def test_unreachable_collector_is_a_message(monkeypatch: pytest.MonkeyPatch) -> 
     endpoint = f"http://127.0.0.1:{free_port()}"
     at = _app(monkeypatch, endpoint).run()
     _no_exception(at)
-    errors = " ".join(e.value for e in at.error)
+    errors = _shown(at.error)
     assert "Could not list traces" in errors and "unreachable" in errors
     at = _open(at, "trace", trace="ab" * 16)
     _no_exception(at)
-    assert "unreachable" in " ".join(e.value for e in at.error)
+    assert "unreachable" in _shown(at.error)
 
 
 # --- trace detail -------------------------------------------------------------------------------
@@ -279,7 +286,7 @@ def test_error_span_is_selected_and_shows_the_stack(
 ) -> None:
     at = _open(_app(monkeypatch, seeded.collector.url), "trace", trace=seeded.traces.failed)
     _no_exception(at)
-    errors = " ".join(e.value for e in at.error)
+    errors = _shown(at.error)
     assert "ZeroDivisionError: division by zero" in errors
     assert any("Traceback" in c.value for c in at.code)
 
@@ -302,14 +309,14 @@ def test_unknown_and_deleted_traces_are_messages(
 ) -> None:
     at = _open(_app(monkeypatch, seeded.collector.url), "trace", trace="0" * 32)
     _no_exception(at)
-    assert f"Could not load trace {'0' * 32}: not found" in " ".join(e.value for e in at.error)
+    assert f"Could not load trace {'0' * 32}: not found" in _shown(at.error)
     doomed = seed_agent_traces(seeded.collector.url, seeded.client.put_payload).denied
     seeded.client.wait_for_trace(doomed, min_spans=3)
     seeded.client.delete_trace(doomed)
     at.query_params["trace"] = doomed
     at.run()
     _no_exception(at)
-    assert "not found" in " ".join(e.value for e in at.error)
+    assert "not found" in _shown(at.error)
 
 
 # --- replay, divergence, approvals, overview ---------------------------------------------------
@@ -332,7 +339,7 @@ def test_replay_of_unknown_trace_is_a_message(
 ) -> None:
     at = _open(_app(monkeypatch, seeded.collector.url), "replay", trace="f" * 32)
     _no_exception(at)
-    assert "not found" in " ".join(e.value for e in at.error)
+    assert "not found" in _shown(at.error)
 
 
 def test_divergence_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,7 +352,7 @@ def test_divergence_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> Non
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Verdict"] == "diverged" and metrics["Steps matched"] == "1"
-    errors = " ".join(e.value for e in at.error)
+    errors = _shown(at.error)
     assert "First divergence · other_arguments" in errors
     assert "run_python called with other code" in errors
     diff = at.dataframe[0].value
@@ -360,7 +367,7 @@ def test_divergence_of_unknown_replay_is_a_message(
 ) -> None:
     at = _open(_app(monkeypatch, seeded.collector.url), "divergence", replay="nope")
     _no_exception(at)
-    assert "Could not load replay nope" in " ".join(e.value for e in at.error)
+    assert "Could not load replay nope" in _shown(at.error)
 
 
 def test_approve_a_pending_request(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,7 +379,7 @@ def test_approve_a_pending_request(seeded: Seeded, monkeypatch: pytest.MonkeyPat
     assert any(j.value and "report.md" in str(j.value) for j in at.json)
     at.button(key=f"approve-{seeded.approval_id}").click().run()
     _no_exception(at)
-    assert "approved by ui" in " ".join(s.value for s in at.success)
+    assert "approved by ui" in _shown(at.success)
     assert seeded.client.get_approval(seeded.approval_id).status == ApprovalStatus.APPROVED
     assert "No pending approval requests." in _texts(at)
 
@@ -394,7 +401,7 @@ def test_ten_thousand_span_trace_is_windowed_with_a_note(
     seeded.client.wait_for_trace(wide, min_spans=10_000, timeout=120)
     at = _open(_app(monkeypatch, seeded.collector.url), "trace", trace=wide)
     _no_exception(at)
-    notes = " ".join(i.value for i in at.info)
+    notes = _shown(at.info)
     assert (
         "This trace has 10,000 spans" in notes and f"{MAX_RENDERED_SPANS} spans at a time" in notes
     )
@@ -431,7 +438,7 @@ def test_a_replay_that_cannot_run_says_why(seeded: Seeded, monkeypatch: pytest.M
         time.sleep(0.5)
     at.run()
     _no_exception(at)
-    failure = " ".join(e.value for e in at.error)
+    failure = _shown(at.error)
     assert f"Replay `{replay_id}` failed:" in failure
     assert seeded.client.get_replay(replay_id).error.split("\n")[0] in failure
 
@@ -443,7 +450,7 @@ def test_project_key_is_used_and_a_missing_one_is_a_message(
     try:
         at = _app(monkeypatch, collector.url).run()
         _no_exception(at)
-        assert "Could not list traces" in " ".join(e.value for e in at.error)
+        assert "Could not list traces" in _shown(at.error)
         monkeypatch.setenv("RETRACE_API_KEY", "rt_ui_test_key_0123456789")
         at = AppTest.from_file(str(APP), default_timeout=60).run()
         _no_exception(at)

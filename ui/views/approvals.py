@@ -1,4 +1,9 @@
-"""Approvals: what paused agents want to do and why; approve or reject to resume them."""
+"""Approvals: what paused agents want to do and why; approve or reject to resume them.
+
+An approval's tool name, arguments, reason and rule come from the run that asked (and so from
+the model and whoever can reach the collector): they are shown as text, never as markup, on the
+page where a click resumes the run.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from schemas.models import ApprovalStatus
 from ui._connection import client, shown_errors
-from ui._links import same_tab_link, trace_link
+from ui._escape import md_code, md_text
 
 st.title("Approvals")
 
@@ -24,24 +29,24 @@ if not pending:
     st.info("No pending approval requests.")
 for approval in pending:
     with st.container(border=True):
+        # No raw HTML on the page where a click resumes a run: the trace is a page link.
         st.markdown(
-            f"### :material/front_hand: `{approval.tool_name}` wants approval\n"
-            f"Run `{approval.run_id}`"
-            + (
-                " · trace "
-                + same_tab_link(
-                    trace_link(approval.trace_id, approval.span_id), approval.trace_id, code=True
-                )
-                if approval.trace_id
-                else ""
-            )
-            + f" · requested {approval.requested_at:%Y-%m-%d %H:%M:%S} UTC",
-            unsafe_allow_html=True,
+            f"### :material/front_hand: {md_code(approval.tool_name)} wants approval\n"
+            f"Run {md_code(approval.run_id)}"
+            f" · requested {approval.requested_at:%Y-%m-%d %H:%M:%S} UTC"
         )
+        if approval.trace_id:
+            st.page_link(
+                "views/trace.py",
+                label=f"Open trace {md_code(approval.trace_id)}",
+                icon=":material/account_tree:",
+                query_params={"trace": approval.trace_id}
+                | ({"span": approval.span_id} if approval.span_id else {}),
+            )
         if approval.reason or approval.rule:
             st.warning(
-                f"Why: {approval.reason or 'required by policy'}"
-                + (f" (rule `{approval.rule}`)" if approval.rule else "")
+                f"Why: {md_text(approval.reason or 'required by policy')}"
+                + (f" (rule {md_code(approval.rule)})" if approval.rule else "")
             )
         st.markdown("**Arguments**")
         st.json(approval.arguments, expanded=True)
@@ -63,8 +68,9 @@ for approval in pending:
                         approval.approval_id, decision, decided_by=who, comment=comment
                     )
                     st.session_state["approval-notice"] = (
-                        f"{decided.tool_name} ({decided.approval_id}): {decided.status.value} by "
-                        f"{decided.decided_by or who}; the run resumes."
+                        f"{md_code(decided.tool_name)} ({md_text(decided.approval_id)}): "
+                        f"{decided.status.value} by {md_text(decided.decided_by or who)}; "
+                        "the run resumes."
                     )
                     st.rerun()
 

@@ -16,6 +16,7 @@ from ui._divergence import (
     step_essentials,
     step_title,
 )
+from ui._escape import md_code, md_text
 from ui._links import same_tab_link, trace_link
 from ui._span_panel import json_value, long_text
 
@@ -33,7 +34,7 @@ if not replay_id:
     with shown_errors(f"list the replays of {trace_id}"):
         replays = client().list_replays(trace_id)
     if not replays:
-        st.info(f"Trace {trace_id} has not been replayed yet. Launch a replay first.")
+        st.info(f"Trace {md_text(trace_id)} has not been replayed yet. Launch a replay first.")
         st.page_link(
             "views/replay.py",
             label="Replay it",
@@ -51,8 +52,7 @@ trace_id = record.original_trace_id
 
 st.markdown(
     f"Recording {same_tab_link(trace_link(trace_id), trace_id, code=True)} vs replay "
-    f"`{record.replay_id}` "
-    f"({record.mode.value})"
+    f"{md_code(record.replay_id)} ({record.mode.value})"
     + (
         f" → {same_tab_link(trace_link(record.replay_trace_id), record.replay_trace_id, code=True)}"
         if record.replay_trace_id
@@ -66,7 +66,8 @@ if record.status == "running":
         st.rerun()
     st.stop()
 if record.status == "failed" and record.report is None:
-    st.error(f"This replay failed before producing a report: {record.error or 'no error message'}")
+    error = md_text(record.error or "no error message")
+    st.error(f"This replay failed before producing a report: {error}")
     st.stop()
 if record.report is None:
     st.info("This replay has no divergence report.")
@@ -106,7 +107,8 @@ else:
         st.error(
             f"First divergence · {first.kind.value} · recorded step "
             f"{first.recorded_index if first.recorded_index is not None else '—'} vs replayed step "
-            f"{first.replayed_index if first.replayed_index is not None else '—'}: {first.summary}"
+            f"{first.replayed_index if first.replayed_index is not None else '—'}: "
+            f"{md_text(first.summary)}"
         )
         if first.diff:
             st.markdown("**Diff**")
@@ -128,7 +130,7 @@ else:
                     (sides[1], "replayed", entry.replayed),
                 ):
                     with column:
-                        st.caption(f"{entry.path} · {label}")
+                        st.caption(f"{md_text(entry.path)} · {label}")
                         if isinstance(value, str):
                             long_text(value, f"diff-{index}-{label}", language="text")
                         else:
@@ -138,13 +140,13 @@ else:
         sides = st.columns(2)
         for column, label, step in ((sides[0], "Recorded", before), (sides[1], "Replayed", after)):
             with column:
-                st.markdown(f"**{label}** · {step_title(step)}")
+                st.markdown(f"**{label}** · {md_text(step_title(step))}")
                 if step is not None:
                     json_value(step_essentials(step), f"first-{label}", expanded=True)
 
 
 def _side(step: Step | None, key: str) -> None:
-    st.markdown(step_title(step))
+    st.markdown(md_text(step_title(step)))
     if step is not None:
         with st.expander("details"):
             json_value(step_essentials(step), key)
@@ -167,9 +169,10 @@ for row_index, row in enumerate(alignment_rows(report)):
             icon=":material/check_circle:",
         ):
             for pair in row.pairs:
+                recorded_step = step_by_index(recorded.steps, pair.recorded_index)
+                replayed_step = step_by_index(replayed.steps, pair.replayed_index)
                 st.markdown(
-                    f"- {step_title(step_by_index(recorded.steps, pair.recorded_index))} ≡ "
-                    f"{step_title(step_by_index(replayed.steps, pair.replayed_index))}"
+                    f"- {md_text(step_title(recorded_step))} ≡ {md_text(step_title(replayed_step))}"
                 )
         continue
     assert isinstance(row, PairRow)

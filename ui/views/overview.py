@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import plotly.express as px
+import polars as pl
 import streamlit as st
 
 from schemas.models import StatsQuery
 from ui._connection import client, price_table, settings, shown_errors
+from ui._escape import html_text, md_text
 from ui._filters import TIME_RANGES
 from ui._overview import BUCKET_CHOICES, buckets_frame, failing_tools_frame, total_cost
 
@@ -27,7 +29,7 @@ prices_file = settings().ui_prices_file
 controls[3].caption(
     "Cost is an estimate from token counts at the chosen model's price (override the table with "
     + (
-        f"RETRACE_UI_PRICES_FILE; loaded {prices_file})."
+        f"RETRACE_UI_PRICES_FILE; loaded {md_text(prices_file)})."
         if prices_file
         else "RETRACE_UI_PRICES_FILE)."
     )
@@ -73,7 +75,13 @@ with right:
         px.bar(pdf, x="time", y=["input_tokens", "output_tokens"], title="Tokens"), key="ov-tokens"
     )
 st.plotly_chart(
-    px.line(pdf, x="time", y="cost_usd", markers=True, title=f"Est. cost (USD, {price_model})"),
+    px.line(
+        pdf,
+        x="time",
+        y="cost_usd",
+        markers=True,
+        title=f"Est. cost (USD, {html_text(price_model)})",
+    ),
     key="ov-cost",
 )
 tools = failing_tools_frame(stats)
@@ -81,5 +89,7 @@ st.subheader("Top failing tools")
 if tools.is_empty():
     st.caption("No tool failures in this range.")
 else:
-    st.plotly_chart(px.bar(tools, x="tool", y=["errors", "calls"], barmode="group"), key="ov-tools")
+    # Tool names come from spans, and plotly reads tags (links among them) in axis labels.
+    chart = tools.with_columns(pl.col("tool").map_elements(html_text, return_dtype=pl.String))
+    st.plotly_chart(px.bar(chart, x="tool", y=["errors", "calls"], barmode="group"), key="ov-tools")
     st.dataframe(tools, hide_index=True)

@@ -9,6 +9,7 @@ import streamlit as st
 
 from schemas.models import ReplayMode, ReplayRecord
 from ui._connection import client, shown_errors
+from ui._escape import md_code, md_text
 from ui._links import divergence_link, same_tab_link, trace_link
 from ui._page import trace_id_from_url
 
@@ -21,7 +22,7 @@ with shown_errors(f"load trace {trace_id}"):
     summary = client().get_trace(trace_id).trace
 st.markdown(
     f"Trace {same_tab_link(trace_link(trace_id), trace_id, code=True)}"
-    f" · {summary.agent_name or summary.service_name}"
+    f" · {md_text(summary.agent_name or summary.service_name)}"
     f" · {summary.llm_calls} LLM calls · {summary.tool_calls} tool calls",
     unsafe_allow_html=True,
 )
@@ -45,7 +46,7 @@ with st.form("launch"):
     model = st.text_input(
         "Model for live-model (provider:model; empty keeps the recorded agent's model)",
         placeholder="openai:gpt-4o-mini",
-        help="Recorded models: " + (", ".join(summary.models) or "none"),
+        help="Recorded models: " + md_text(", ".join(summary.models) or "none"),
     )
     policy = st.text_input("Policy file for the replay (optional)", "")
     prompt = st.text_area(
@@ -70,17 +71,19 @@ if launch:
 
 def _show_record(record: ReplayRecord) -> None:
     if record.status == "running":
-        st.info(f"Replay `{record.replay_id}` ({record.mode.value}) is running…")
+        st.info(f"Replay {md_code(record.replay_id)} ({record.mode.value}) is running…")
     elif record.status == "failed":
-        st.error(f"Replay `{record.replay_id}` failed: {record.error or 'no error message'}")
+        error = md_text(record.error or "no error message")
+        st.error(f"Replay {md_code(record.replay_id)} failed: {error}")
     else:
         verdict = (
-            f"diverged at step {record.first_divergence_step} ({record.first_divergence_kind})"
+            f"diverged at step {record.first_divergence_step} "
+            f"({md_text(record.first_divergence_kind)})"
             if record.diverged
             else "matched the recording"
         )
         (st.warning if record.diverged else st.success)(
-            f"Replay `{record.replay_id}` ({record.mode.value}) completed: {verdict}."
+            f"Replay {md_code(record.replay_id)} ({record.mode.value}) completed: {verdict}."
         )
         st.page_link(
             "views/divergence.py",
@@ -140,8 +143,7 @@ else:
     st.markdown(
         "\n".join(
             f"- {same_tab_link(divergence_link(trace_id, r.replay_id), r.replay_id)}"
-            f" · {r.mode.value} · "
-            f"{r.status}" + (" · diverged" if r.diverged else "")
+            f" · {r.mode.value} · {md_text(r.status)}" + (" · diverged" if r.diverged else "")
             for r in replays
         ),
         unsafe_allow_html=True,

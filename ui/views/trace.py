@@ -9,6 +9,7 @@ import streamlit as st
 
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
+from ui._escape import md_code, md_text
 from ui._links import same_tab_link, trace_link
 from ui._page import trace_id_from_url
 from ui._span_panel import render_span
@@ -46,7 +47,8 @@ status_color = (
     else "green"
 )
 st.markdown(
-    f":{status_color}-badge[{run_status}] `{trace_id}` · {agent_name} · {summary.root_span_name}"
+    f":{status_color}-badge[{md_text(run_status)}] {md_code(trace_id)} · {md_text(agent_name)}"
+    f" · {md_text(summary.root_span_name)}"
 )
 cols = st.columns(6)
 cols[0].metric("Duration", f"{summary.duration_ms:,.0f} ms")
@@ -70,8 +72,8 @@ st.page_link(
 )
 if summary.input_preview or summary.output_preview:
     with st.expander("Input and answer", expanded=False):
-        st.markdown(f"**Input:** {summary.input_preview}")
-        st.markdown(f"**Answer:** {summary.output_preview}")
+        st.text(f"Input: {summary.input_preview}")
+        st.text(f"Answer: {summary.output_preview}")
 
 rows = _tree.span_tree(detail.spans)
 if not rows:

@@ -9,7 +9,8 @@ import streamlit as st
 from schemas.models import TracePage
 from ui import _filters as f
 from ui._connection import client, price_table, shown_errors
-from ui._links import escape_markdown, trace_link
+from ui._escape import md_code, md_text
+from ui._links import trace_link
 
 _PRELOAD = go.Figure(
     layout={
@@ -132,10 +133,11 @@ else:
     # and is still an <a href="trace?trace=..."> that can be opened in a new tab or shared.
     with st.expander(f"Open a trace ({len(page.traces)} on this page)", expanded=True):
         for t in page.traces:
-            preview = escape_markdown((t.input_preview or t.root_span_name)[:80])
+            # A page link's label is markdown: cut the raw text, then escape it.
+            preview = md_text((t.input_preview or t.root_span_name)[:80])
             st.page_link(
                 "views/trace.py",
-                label=f"`{t.trace_id}` · {t.status} · {preview}",
+                label=f"{md_code(t.trace_id)} · {md_text(t.status)} · {preview}",
                 query_params={"trace": t.trace_id},
             )
 

@@ -1,0 +1,74 @@
+"""What the UI's browser tests share: `retrace ui` as a real subprocess, and Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+
+from tests.fixtures.collector import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TIMEOUT_MS = 90_000  # the box is shared: be patient (waits, not timing assertions)
+
+
+def child_env() -> dict[str, str]:
+    """This environment without ``RETRACE_*`` settings, with the worktree importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def start_ui(endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``retrace ui --api endpoint`` on a free loopback port; returns the process and its URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "runner.cli", "ui", "--api", endpoint, "--port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"retrace ui did not start:\n{log.read_text()}")
+
+
+def stop_ui(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@contextmanager
+def fresh_page(browser: Browser) -> Iterator[Page]:
+    """A page in a new browser context (no cookies or session shared with other steps)."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def no_traceback(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
