@@ -23,10 +23,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from schemas.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, RetraceError
 from schemas.models import (
+    MAX_ATTRIBUTE_FILTERS,
+    MAX_BUCKET_SECONDS,
+    MAX_DURATION_MS,
+    MAX_QUERY_TIME,
+    MIN_QUERY_TIME,
     Approval,
     ApprovalDecision,
     ApprovalList,
@@ -62,12 +67,43 @@ def project(request: Request, authorization: Annotated[str | None, Header()] = N
 Project = Annotated[str, Depends(project)]
 
 
+def _storable_time(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive is UTC
+    if not MIN_QUERY_TIME <= aware <= MAX_QUERY_TIME:
+        raise ValueError(
+            "must be between 1970-01-01T00:00:00Z and 2262-04-11T23:47:16Z "
+            "(what the store's nanosecond timestamps can hold)"
+        )
+    return value
+
+
+# Query parameters bounded to what the store can represent: outside, a 400 naming the parameter
+# (not an overflow in the statement, a wrong answer or the engine's error).
+QueryTime = Annotated[datetime | None, AfterValidator(_storable_time)]
+MinDurationMs = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_DURATION_MS,
+        allow_inf_nan=False,
+        description="Only runs/spans lasting at least this long (milliseconds)",
+    ),
+]
+_ATTR_HELP = f"key=value, repeatable (at most {MAX_ATTRIBUTE_FILTERS})"
+
+
 def _parse_attrs(attr: list[str]) -> dict[str, str]:
+    if len(attr) > MAX_ATTRIBUTE_FILTERS:
+        raise InvalidInputError(
+            f"attr: at most {MAX_ATTRIBUTE_FILTERS} attribute filters per query, got {len(attr)}"
+        )
     out: dict[str, str] = {}
     for item in attr:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInputError(f"attr filter {item!r} must be key=value")
+            raise InvalidInputError(f"attr: filter {item!r} must be key=value")
         out[key] = value
     return out
 
@@ -100,17 +136,17 @@ def _trace_or_404(request: Request, project: str, trace_id: str) -> TraceDetail:
 def list_traces(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: QueryTime = None,
+    end: QueryTime = None,
     status: Literal["ok", "error"] | None = None,
     run_status: str | None = None,
     service: str | None = None,
     agent: str | None = None,
     model: str | None = None,
     tool: str | None = None,
-    min_duration_ms: float | None = None,
+    min_duration_ms: MinDurationMs = None,
     text: str | None = None,
-    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
     replay_of: str | None = None,
     include_replays: bool = True,
     sort: Literal["start_time", "duration", "tokens", "errors", "spans"] = "start_time",
@@ -226,8 +262,8 @@ def spans_table_bytes(detail: TraceDetail, format: str) -> tuple[bytes, str]:
 def search_spans(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: QueryTime = None,
+    end: QueryTime = None,
     trace_id: str | None = None,
     name: str | None = None,
     operation: str | None = None,
@@ -235,8 +271,8 @@ def search_spans(
     model: str | None = None,
     tool: str | None = None,
     status: Literal["ok", "error", "unset"] | None = None,
-    min_duration_ms: float | None = None,
-    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    min_duration_ms: MinDurationMs = None,
+    attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     cursor: str | None = None,
 ) -> Response:
@@ -264,9 +300,9 @@ def search_spans(
 def stats(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    bucket_seconds: Annotated[int, Query(ge=1)] = 3600,
+    start: QueryTime = None,
+    end: QueryTime = None,
+    bucket_seconds: Annotated[int, Query(ge=1, le=MAX_BUCKET_SECONDS)] = 3600,
     service: str | None = None,
     agent: str | None = None,
 ) -> Stats:
