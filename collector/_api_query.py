@@ -48,6 +48,7 @@ from schemas.models import (
     TraceQuery,
     Trajectory,
 )
+from schemas.paths import file_under, is_script_path
 
 log = logging.getLogger("retrace.collector.api")
 
@@ -401,23 +402,49 @@ def list_replays(request: Request, project: Project, trace_id: str) -> ReplayLis
     return ReplayList(replays=_state(request).store.list_replays(project, trace_id))
 
 
+def _client_file_roots(state: Any) -> tuple[list[Path], str]:
+    """Where files a client names may be read from: the data dir and the bundled demo scripts."""
+    data_dir = Path(state.settings.data_dir).resolve()
+    roots = [data_dir]
+    runner_spec = importlib.util.find_spec("runner")  # located, not imported (no LangGraph here)
+    if runner_spec is not None and runner_spec.submodule_search_locations:
+        roots.append(Path(next(iter(runner_spec.submodule_search_locations))).resolve() / "demo")
+    return roots, f"{data_dir} (the collector's data dir) or the bundled demo scripts"
+
+
 def _replay_script(state: Any, name: str) -> Path:
     """Resolve an offline-script path a client asked a replay to use.
 
     An API key must not turn the collector into a reader of arbitrary files on its host: only
     files under the collector's data dir or the bundled demo scripts are accepted.
     """
-    allowed = [Path(state.settings.data_dir).resolve()]
-    runner_spec = importlib.util.find_spec("runner")  # located, not imported (no LangGraph here)
-    if runner_spec is not None and runner_spec.submodule_search_locations:
-        allowed.append(Path(next(iter(runner_spec.submodule_search_locations))).resolve() / "demo")
-    path = Path(name).resolve()
-    if not any(path.is_relative_to(root) for root in allowed) or not path.is_file():
+    roots, where = _client_file_roots(state)
+    return file_under(name, roots, what=f"policy file {name!r}", where=where)
+
+
+def _replay_model(state: Any, model: str) -> str:
+    """Check a replay's ``provider:model`` before anything is launched.
+
+    ``offline:NAME`` must be a bundled script; ``offline:PATH`` a script under the data dir or
+    the bundled demo scripts, the rule ``policy`` follows.
+    """
+    provider, sep, name = model.partition(":")
+    if not sep or not provider or not name:
+        raise InvalidInputError(f"model {model!r} must look like 'provider:model'")
+    if provider != "offline":
+        return model
+    roots, where = _client_file_roots(state)
+    if is_script_path(name):
+        file_under(name, roots, what=f"model {model!r}", where=where)
+        return model
+    bundled = roots[-1] / "offline"
+    if len(roots) < 2 or not (bundled / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in bundled.glob("*.yaml")) if len(roots) > 1 else []
         raise InvalidInputError(
-            f"policy file {name!r} must be an existing file under {allowed[0]} "
-            "(the collector's data dir) or the bundled demo scripts"
+            f"model {model!r}: no bundled offline script named {name!r} "
+            f"(bundled: {', '.join(known) or 'none'}; or name a script file under {where})"
         )
-    return path
+    return model
 
 
 @router.post(
@@ -432,6 +459,7 @@ def start_replay(
     state = _state(request)
     _trace_or_404(request, project, trace_id)
     policy_file = _replay_script(state, body.policy) if body.policy else None
+    model = _replay_model(state, body.model) if body.model else None
     now = datetime.now(UTC)
     record = ReplayRecord(
         replay_id=uuid.uuid4().hex,
@@ -442,12 +470,16 @@ def start_replay(
         updated_at=now,
     )
     state.store.save_replay(project, record)
+    # --confine-to: the files the recorded trace names (its agent config's offline script) are
+    # checked in the replay process as the request's are here.
+    data_dir = str(Path(state.settings.data_dir).resolve())
     argv = [
         *("replay", trace_id, "--mode", body.mode.value),
         *("--endpoint", state.self_url, "--replay-id", record.replay_id),
+        *("--confine-to", data_dir),
     ]
-    if body.model:
-        argv += ["--model", body.model]
+    if model:
+        argv += ["--model", model]
     if policy_file is not None:
         argv += ["--policy", str(policy_file)]
     if body.prompt:
