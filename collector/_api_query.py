@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from schemas.errors import (
     ConflictError,
@@ -31,6 +31,11 @@ from schemas.errors import (
 )
 from schemas.ids import is_safe_id
 from schemas.models import (
+    MAX_ATTRIBUTE_FILTERS,
+    MAX_BUCKET_SECONDS,
+    MAX_DURATION_MS,
+    MAX_QUERY_TIME,
+    MIN_QUERY_TIME,
     Approval,
     ApprovalDecision,
     ApprovalList,
@@ -53,6 +58,7 @@ from schemas.models import (
     TraceQuery,
     Trajectory,
 )
+from schemas.paths import file_under, is_script_path
 
 log = logging.getLogger("retrace.collector.api")
 
@@ -89,12 +95,43 @@ def whoami(project: Project) -> Caller:
     return Caller(project=project)
 
 
+def _storable_time(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive is UTC
+    if not MIN_QUERY_TIME <= aware <= MAX_QUERY_TIME:
+        raise ValueError(
+            "must be between 1970-01-01T00:00:00Z and 2262-04-11T23:47:16Z "
+            "(what the store's nanosecond timestamps can hold)"
+        )
+    return value
+
+
+# Query parameters bounded to what the store can represent: outside, a 400 naming the parameter
+# (not an overflow in the statement, a wrong answer or the engine's error).
+QueryTime = Annotated[datetime | None, AfterValidator(_storable_time)]
+MinDurationMs = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_DURATION_MS,
+        allow_inf_nan=False,
+        description="Only runs/spans lasting at least this long (milliseconds)",
+    ),
+]
+_ATTR_HELP = f"key=value, repeatable (at most {MAX_ATTRIBUTE_FILTERS})"
+
+
 def _parse_attrs(attr: list[str]) -> dict[str, str]:
+    if len(attr) > MAX_ATTRIBUTE_FILTERS:
+        raise InvalidInputError(
+            f"attr: at most {MAX_ATTRIBUTE_FILTERS} attribute filters per query, got {len(attr)}"
+        )
     out: dict[str, str] = {}
     for item in attr:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInputError(f"attr filter {item!r} must be key=value")
+            raise InvalidInputError(f"attr: filter {item!r} must be key=value")
         out[key] = value
     return out
 
@@ -127,17 +164,17 @@ def _trace_or_404(request: Request, project: str, trace_id: str) -> TraceDetail:
 def list_traces(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: QueryTime = None,
+    end: QueryTime = None,
     status: Literal["ok", "error"] | None = None,
     run_status: str | None = None,
     service: str | None = None,
     agent: str | None = None,
     model: str | None = None,
     tool: str | None = None,
-    min_duration_ms: float | None = None,
+    min_duration_ms: MinDurationMs = None,
     text: str | None = None,
-    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
     replay_of: str | None = None,
     include_replays: bool = True,
     sort: Literal["start_time", "duration", "tokens", "errors", "spans"] = "start_time",
@@ -253,8 +290,8 @@ def spans_table_bytes(detail: TraceDetail, format: str) -> tuple[bytes, str]:
 def search_spans(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: QueryTime = None,
+    end: QueryTime = None,
     trace_id: str | None = None,
     name: str | None = None,
     operation: str | None = None,
@@ -262,8 +299,8 @@ def search_spans(
     model: str | None = None,
     tool: str | None = None,
     status: Literal["ok", "error", "unset"] | None = None,
-    min_duration_ms: float | None = None,
-    attr: Annotated[list[str], Query(description="key=value, repeatable")] = [],  # noqa: B006
+    min_duration_ms: MinDurationMs = None,
+    attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     cursor: str | None = None,
 ) -> Response:
@@ -291,9 +328,9 @@ def search_spans(
 def stats(
     request: Request,
     project: Project,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    bucket_seconds: Annotated[int, Query(ge=1)] = 3600,
+    start: QueryTime = None,
+    end: QueryTime = None,
+    bucket_seconds: Annotated[int, Query(ge=1, le=MAX_BUCKET_SECONDS)] = 3600,
     service: str | None = None,
     agent: str | None = None,
 ) -> Stats:
@@ -392,23 +429,49 @@ def list_replays(request: Request, project: Project, trace_id: str) -> ReplayLis
     return ReplayList(replays=_state(request).store.list_replays(project, trace_id))
 
 
+def _client_file_roots(state: Any) -> tuple[list[Path], str]:
+    """Where files a client names may be read from: the data dir and the bundled demo scripts."""
+    data_dir = Path(state.settings.data_dir).resolve()
+    roots = [data_dir]
+    runner_spec = importlib.util.find_spec("runner")  # located, not imported (no LangGraph here)
+    if runner_spec is not None and runner_spec.submodule_search_locations:
+        roots.append(Path(next(iter(runner_spec.submodule_search_locations))).resolve() / "demo")
+    return roots, f"{data_dir} (the collector's data dir) or the bundled demo scripts"
+
+
 def _replay_script(state: Any, name: str) -> Path:
     """Resolve an offline-script path a client asked a replay to use.
 
     An API key must not turn the collector into a reader of arbitrary files on its host: only
     files under the collector's data dir or the bundled demo scripts are accepted.
     """
-    allowed = [Path(state.settings.data_dir).resolve()]
-    runner_spec = importlib.util.find_spec("runner")  # located, not imported (no LangGraph here)
-    if runner_spec is not None and runner_spec.submodule_search_locations:
-        allowed.append(Path(next(iter(runner_spec.submodule_search_locations))).resolve() / "demo")
-    path = Path(name).resolve()
-    if not any(path.is_relative_to(root) for root in allowed) or not path.is_file():
+    roots, where = _client_file_roots(state)
+    return file_under(name, roots, what=f"policy file {name!r}", where=where)
+
+
+def _replay_model(state: Any, model: str) -> str:
+    """Check a replay's ``provider:model`` before anything is launched.
+
+    ``offline:NAME`` must be a bundled script; ``offline:PATH`` a script under the data dir or
+    the bundled demo scripts, the rule ``policy`` follows.
+    """
+    provider, sep, name = model.partition(":")
+    if not sep or not provider or not name:
+        raise InvalidInputError(f"model {model!r} must look like 'provider:model'")
+    if provider != "offline":
+        return model
+    roots, where = _client_file_roots(state)
+    if is_script_path(name):
+        file_under(name, roots, what=f"model {model!r}", where=where)
+        return model
+    bundled = roots[-1] / "offline"
+    if len(roots) < 2 or not (bundled / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in bundled.glob("*.yaml")) if len(roots) > 1 else []
         raise InvalidInputError(
-            f"policy file {name!r} must be an existing file under {allowed[0]} "
-            "(the collector's data dir) or the bundled demo scripts"
+            f"model {model!r}: no bundled offline script named {name!r} "
+            f"(bundled: {', '.join(known) or 'none'}; or name a script file under {where})"
         )
-    return path
+    return model
 
 
 @router.post(
@@ -424,6 +487,7 @@ def start_replay(
     state = _state(request)
     _trace_or_404(request, project, trace_id)
     policy_file = _replay_script(state, body.policy) if body.policy else None
+    model = _replay_model(state, body.model) if body.model else None
     now = datetime.now(UTC)
     record = ReplayRecord(
         replay_id=uuid.uuid4().hex,
@@ -435,12 +499,16 @@ def start_replay(
     )
     with state.jobs.reserve(project, "replay", record.replay_id) as slot:
         state.store.save_replay(project, record)
+        # --confine-to: the files the recorded trace names (its agent config's offline script)
+        # are checked in the replay process as the request's are here.
+        data_dir = str(Path(state.settings.data_dir).resolve())
         argv = [
             *("replay", "--mode", body.mode.value),
             *("--endpoint", state.self_url, "--replay-id", record.replay_id),
+            f"--confine-to={data_dir}",
         ]
-        if body.model:
-            argv.append(f"--model={body.model}")
+        if model:
+            argv.append(f"--model={model}")
         if policy_file is not None:
             argv.append(f"--policy={policy_file}")
         if body.prompt:

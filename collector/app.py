@@ -246,14 +246,26 @@ def _document_400_not_422(app: FastAPI) -> None:
 # --- errors -----------------------------------------------------------------------------------
 
 
+# What a client is told when the store fails: its own error text (engine messages, hosts,
+# paths) stays in the collector's log.
+STORE_UNAVAILABLE = (
+    "the trace store could not answer; retry later (details are in the collector log)"
+)
+
+
 def error_response(exc: RetraceError) -> JSONResponse:
-    """The JSON response for a RetraceError (Retry-After on back-pressure)."""
+    """The JSON response for a RetraceError (Retry-After on back-pressure).
+
+    A ``StoreError``'s message is replaced by a generic one: the caller logs the detail.
+    """
     headers = {}
+    body = exc.to_body()
     if isinstance(exc, OverloadedError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     elif isinstance(exc, StoreError):
         headers["Retry-After"] = "5"
-    return JSONResponse(exc.to_body(), status_code=exc.http_status, headers=headers)
+        body = {"error": {"code": exc.code, "message": STORE_UNAVAILABLE}}
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -279,8 +291,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = {"error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
-        return JSONResponse(body, status_code=500)
+        message = "internal error (details are in the collector log)"
+        return JSONResponse({"error": {"code": "internal", "message": message}}, status_code=500)
 
     app.add_exception_handler(RetraceError, on_retrace)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -393,14 +405,18 @@ def _add_health_routes(app: FastAPI) -> None:
     def readyz(request: Request) -> Response:
         state = state_of(request)
         problems = []
+        # What failed is named; why (the store's own error text) goes to the log only.
         try:
             state.store.ping()
         except RetraceError as exc:
-            problems.append(f"store unreachable: {exc.message}")
+            log.warning("readyz: store unreachable: %s", exc.message)
+            problems.append("store unreachable")
         except Exception as exc:
-            problems.append(f"store unreachable: {exc}")
+            log.warning("readyz: store unreachable: %s", exc)
+            problems.append("store unreachable")
         if not state.writer.healthy:
-            problems.append(f"store writes failing: {state.writer.last_error}")
+            log.warning("readyz: store writes failing: %s", state.writer.last_error)
+            problems.append("store writes failing")
         if state.spool.over_cap:
             problems.append(
                 f"spool over cap ({state.spool.pending_bytes} >= {state.spool.max_bytes} bytes)"

@@ -7,8 +7,10 @@ integers as strings or numbers), plain, gzip or deflate.
 
 What happens to each span on the way:
 
-* it is validated; an invalid span (bad ids, no name, end before start...) is rejected alone and
-  counted, the valid ones are kept (OTLP partial success);
+* it is validated; an invalid span (bad ids, no name, end before start, a value nested deeper
+  than 32 levels...) is rejected alone and counted, the valid ones are kept (OTLP partial
+  success). In protobuf too: a body the parser refuses as a whole (a value nested past its
+  depth limit) is parsed again piecewise, envelope then each span, to lose only the bad span;
 * attribute values are flattened to strings the way the OTel ClickHouse exporter does (arrays and
   maps as JSON, bytes as base64) and secrets in them are redacted (``collector.redact``);
 * payload attributes (``schemas.attributes.PAYLOAD_KEYS``, and any value longer than
@@ -32,16 +34,19 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector.conventions import derive_columns
 from collector.redact import is_secret_key, may_contain_secret, redact_text, redact_value
@@ -620,15 +625,129 @@ def _pb_attributes(items: Iterable[KeyValue]) -> dict[str, str]:
 # --- protobuf ---------------------------------------------------------------------------------
 
 
-def _decode_protobuf(raw: bytes, builder: _BatchBuilder) -> None:
+def _envelope_type() -> type[Message]:
+    """``ExportTraceServiceRequest`` down to the scopes, with each span left as bytes.
+
+    Wire-compatible with the real messages (a length-delimited field is a message or bytes
+    alike), so one request parses in C without descending into any span or resource. Scope
+    attributes are not declared: they stay unparsed unknown fields (nothing keeps them).
+    """
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="retrace/otlp_envelope.proto", package="retrace.otlp_envelope", syntax="proto3"
+    )
+
+    def message(name: str, *fields: tuple[int, str, int, int, str]) -> None:
+        declared = file.message_type.add(name=name)
+        for number, field_name, kind, label, type_name in fields:
+            added = declared.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                added.type_name = type_name
+
+    repeated, single = field.LABEL_REPEATED, field.LABEL_OPTIONAL
+    nested = field.TYPE_MESSAGE
+    message(
+        "Request", (1, "resource_spans", nested, repeated, ".retrace.otlp_envelope.ResourceSpans")
+    )
+    # Repeated bytes: a message field sent in several pieces is their concatenation (merge).
+    message(
+        "ResourceSpans",
+        (1, "resource", field.TYPE_BYTES, repeated, ""),
+        (2, "scope_spans", nested, repeated, ".retrace.otlp_envelope.ScopeSpans"),
+    )
+    message(
+        "ScopeSpans",
+        (1, "scope", nested, single, ".retrace.otlp_envelope.Scope"),
+        (2, "spans", field.TYPE_BYTES, repeated, ""),
+    )
+    message(
+        "Scope",
+        (1, "name", field.TYPE_STRING, single, ""),
+        (2, "version", field.TYPE_STRING, single, ""),
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    request: type[Message] = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(f"{file.package}.Request")
+    )
+    return request
+
+
+_ENVELOPE: Final = _envelope_type()
+_PARSE_ERRORS: Final = (DecodeError, RecursionError, ValueError)
+_Parsed = TypeVar("_Parsed", bound=Message)
+
+
+class _Undecodable:
+    """A span or resource the protobuf parser refused (see ``_decode_protobuf_piecewise``)."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, error: Exception) -> None:
+        text = str(error).lower()
+        too_deep = "depth" in text or "too deep" in text or isinstance(error, RecursionError)
+        self.problem = "value nested too deeply" if too_deep else "is not valid protobuf"
+
+
+@dataclass(slots=True)
+class _PiecewiseScopeSpans:
+    scope: Any  # the envelope's Scope: name and version
+    spans: list[Span | _Undecodable]
+
+
+@dataclass(slots=True)
+class _PiecewiseResourceSpans:
+    resource: Resource | _Undecodable
+    scope_spans: list[_PiecewiseScopeSpans]
+
+
+def _parse_or_undecodable(message_type: type[_Parsed], data: bytes) -> _Parsed | _Undecodable:
     try:
-        request = ExportTraceServiceRequest.FromString(raw)
-    except (DecodeError, RecursionError, ValueError) as exc:
-        raise InvalidInputError(f"invalid protobuf body: {exc or 'cannot parse'}") from None
-    for r_index, resource_spans in enumerate(request.resource_spans):
+        parsed: _Parsed = message_type.FromString(data)
+    except _PARSE_ERRORS as exc:
+        return _Undecodable(exc)
+    return parsed
+
+
+def _decode_protobuf_piecewise(raw: bytes) -> list[_PiecewiseResourceSpans]:
+    """The request parsed in pieces: the envelope, then each resource and each span alone.
+
+    For a body the one-shot parse refused. protobuf fails a whole message when any part nests
+    past its depth limit (100 messages); parsed apart, only the span or resource at fault is
+    lost, as in JSON. Raises ``_PARSE_ERRORS`` when the envelope itself is broken.
+    """
+    envelope: Any = _ENVELOPE.FromString(raw)
+    return [
+        _PiecewiseResourceSpans(
+            _parse_or_undecodable(Resource, b"".join(resource_spans.resource)),
+            [
+                _PiecewiseScopeSpans(
+                    scope_spans.scope,
+                    [_parse_or_undecodable(Span, data) for data in scope_spans.spans],
+                )
+                for scope_spans in resource_spans.scope_spans
+            ],
+        )
+        for resource_spans in envelope.resource_spans
+    ]
+
+
+def _decode_protobuf(raw: bytes, builder: _BatchBuilder) -> None:
+    resources: Iterable[Any]
+    try:
+        resources = ExportTraceServiceRequest.FromString(raw).resource_spans
+    except _PARSE_ERRORS as exc:
+        try:
+            resources = _decode_protobuf_piecewise(raw)
+        except _PARSE_ERRORS:
+            raise InvalidInputError(f"invalid protobuf body: {exc or 'cannot parse'}") from None
+    for r_index, resource_spans in enumerate(resources):
         r_path = f"resourceSpans[{r_index}]"
         try:
-            resource_attributes = _pb_attributes(resource_spans.resource.attributes)
+            resource = resource_spans.resource
+            if type(resource) is _Undecodable:
+                raise _SpanProblem("attributes", resource.problem)
+            resource_attributes = _pb_attributes(resource.attributes)
         except _SpanProblem as problem:
             count = sum(len(scope.spans) for scope in resource_spans.scope_spans)
             builder.reject(f"{r_path}.resource.{problem.text}", count)
@@ -640,6 +759,10 @@ def _decode_protobuf(raw: bytes, builder: _BatchBuilder) -> None:
             scope_name = scope.name
             scope_version = scope.version
             for p_index, span in enumerate(scope_spans.spans):
+                if type(span) is _Undecodable:
+                    path = f"{r_path}.scopeSpans[{s_index}].spans[{p_index}]"
+                    builder.reject(f"{path}: {span.problem}")
+                    continue
                 try:
                     _pb_span(
                         span,

@@ -345,7 +345,7 @@ class Replayer:
             if opts.mode is ReplayMode.LIVE_MODEL:
                 from runner.providers import make_model
 
-                model = make_model(config)
+                model = make_model(config, self.settings)
             before = None
             if opts.mode is ReplayMode.LIVE_TOOLS:
                 before = self._restorer(workspace)

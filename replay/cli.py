@@ -181,6 +181,13 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
     help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
 )
 @click.option("--replay-id", default=None, help="Record the report under this replay id.")
+@click.option(
+    "--confine-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Read offline scripts only from the bundled ones and under this directory "
+    "(what the collector passes for replays a client asks for).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def replay(
     trace_id: str,
@@ -194,12 +201,15 @@ def replay(
     on_unmatched: str,
     ignore: Path | None,
     replay_id: str | None,
+    confine_to: Path | None,
     as_json: bool,
 ) -> None:
     """Replay TRACE_ID (or a golden trajectory file) and report where the run diverges."""
     is_file = Path(trace_id).is_file()
     given_endpoint = endpoint
     settings, endpoint, key = _settings(endpoint, api_key)
+    if confine_to is not None:
+        settings = settings.model_copy(update={"confine_to": confine_to.resolve()})
     # A golden file is self-contained: only talk to a collector when one is named explicitly.
     replayer = Replayer(
         endpoint=given_endpoint if is_file else endpoint,

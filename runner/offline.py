@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from runner.seams import ToolSpec
 from schemas.errors import ConfigError
+from schemas.paths import file_under, is_script_path
 
 BUNDLED_SCRIPTS = Path(__file__).parent / "demo" / "offline"
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
@@ -88,34 +89,66 @@ class OfflineScript(_Strict):
         return None
 
 
-def load_script(path: Path | str) -> OfflineScript:
-    """Load and validate a script file; ``ConfigError`` names the file and the bad field."""
+def load_script(path: Path | str, *, quote: bool = True) -> OfflineScript:
+    """Load and validate a script file; ``ConfigError`` names the file and where it is wrong.
+
+    ``quote=False`` (a file named on someone else's behalf): the error gives the line and column
+    or the field's position only, never text taken from the file (the parser's own description
+    of a problem can quote it, and unknown keys are the file's text).
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read offline script {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"offline script {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"offline script {path} is not valid YAML: {exc}") from None
+        if quote:
+            raise ConfigError(f"offline script {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"offline script {path} is not valid YAML{where}") from None
     try:
         return OfflineScript.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not quote:
+            raise ConfigError(
+                f"offline script {path} is not a valid script "
+                f"({exc.error_count()} problem(s), the first: {first['type']})"
+            ) from None
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ConfigError(
             f"offline script {path}: invalid field '{where}': {first['msg']}"
         ) from None
 
 
-def resolve_script(name: str, explicit: str | None = None) -> Path:
-    """The script file for ``offline:NAME``: ``explicit`` if given, else a bundled one."""
-    if explicit:
-        return Path(explicit)
-    path = BUNDLED_SCRIPTS / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in BUNDLED_SCRIPTS.glob("*.yaml"))
-        raise ConfigError(f"no offline script named {name!r} (bundled: {', '.join(known)})")
-    return path
+def resolve_script(
+    name: str, explicit: str | None = None, *, confine_to: Path | None = None
+) -> Path:
+    """The script file for ``offline:NAME``: ``explicit`` if given, else NAME.
+
+    NAME is a bundled script (``runner/demo/offline/NAME.yaml``) or, when it looks like a path
+    (``schemas.paths.is_script_path``: ``./mine.yaml``, ``/abs/x.yml``), that file. With
+    ``confine_to`` (a run on a collector client's behalf) a file must lie under that directory
+    or the bundled demo scripts, symlinks and ``..`` resolved: ``InvalidInputError`` otherwise.
+    """
+    if not explicit and not is_script_path(name):
+        path = BUNDLED_SCRIPTS / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in BUNDLED_SCRIPTS.glob("*.yaml"))
+            raise ConfigError(f"no offline script named {name!r} (bundled: {', '.join(known)})")
+        return path
+    given = explicit or name
+    if confine_to is None:
+        return Path(given)
+    return file_under(
+        given,
+        [confine_to, BUNDLED_SCRIPTS.parent],
+        what=f"offline script {given!r}",
+        where=f"{confine_to} or the bundled demo scripts",
+    )
 
 
 @dataclass
@@ -134,8 +167,11 @@ class OfflineModel:
         self.name = name or script.name
 
     @classmethod
-    def from_file(cls, path: Path | str, *, name: str | None = None) -> OfflineModel:
-        return cls(load_script(path), name=name)
+    def from_file(
+        cls, path: Path | str, *, name: str | None = None, quote: bool = True
+    ) -> OfflineModel:
+        """The model following the script at ``path`` (``quote``: see :func:`load_script`)."""
+        return cls(load_script(path, quote=quote), name=name)
 
     async def ainvoke(
         self,

@@ -62,7 +62,10 @@ def make_model(config: AgentConfig, settings: Settings | None = None) -> ModelPr
     settings = settings or Settings()
     provider, name = config.provider, config.model_name
     if provider == "offline":
-        return OfflineModel.from_file(resolve_script(name, config.offline_script), name=name)
+        # Confined (a replay the collector started): the script is a file a client named.
+        confine_to = settings.confine_to
+        path = resolve_script(name, config.offline_script, confine_to=confine_to)
+        return OfflineModel.from_file(path, name=name, quote=confine_to is None)
     chat = _chat_model(provider, name, config, settings)
     return LangChainModel(chat, name=name)
 

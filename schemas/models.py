@@ -6,7 +6,7 @@ field here changes the contract.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -174,6 +174,18 @@ class SpanPage(_Model):
 
 
 SortField = Literal["start_time", "duration", "tokens", "errors", "spans"]
+
+# What a query may ask for: the store keeps times and durations as Int64 nanoseconds
+# (DateTime64(9)), spans start after the Unix epoch, and every attribute filter adds a
+# subquery to the statement (thousands would exceed the engine's query size).
+_INT64_MAX = 2**63 - 1
+MIN_QUERY_TIME: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_QUERY_TIME: datetime = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+    microseconds=_INT64_MAX // 1000
+)  # 2262-04-11T23:47:16.854775Z
+MAX_DURATION_MS: int = _INT64_MAX // 1_000_000
+MAX_BUCKET_SECONDS: int = _INT64_MAX // 1_000_000_000
+MAX_ATTRIBUTE_FILTERS: int = 50
 
 
 class TraceQuery(_Model):

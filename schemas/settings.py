@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     runsc_path: str = "runsc"
     warm_pool_size: int = 2
     model: str = Field("offline:data-scientist", description="provider:model for the agent.")
+    confine_to: Path | None = Field(
+        None,
+        description=(
+            "Read offline scripts only from the bundled demo scripts and under this directory "
+            "(set for replays the collector starts on a client's behalf)."
+        ),
+    )
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
 

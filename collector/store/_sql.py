@@ -664,6 +664,9 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
         raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned") from exc
     if not isinstance(values, list) or len(values) != size:
         raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
+    # Cursor numbers are bound as Int64: a forged larger one must not reach the store.
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in values):
+        raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
     return values
 
 
