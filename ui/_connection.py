@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import streamlit as st
 
 from collector.client import CollectorClient
@@ -54,6 +53,9 @@ def price_table() -> PriceTable:
 def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
     """Show a failure of the block as a message in the page, never a traceback.
 
+    The client raises Retrace's errors only (an unreachable collector is a
+    ``CollectorUnreachableError`` naming its URL), so those are all this catches.
+
     ``what`` names the action for the message, e.g. "load trace 4bf9…". With ``stop`` the rest of
     the page is not run after a failure.
     """
@@ -63,10 +65,6 @@ def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
         st.error(f"Could not {what}: not found. {exc.message}")
     except RetraceError as exc:
         st.error(f"Could not {what}: {exc.message}")
-    except httpx.HTTPError as exc:
-        st.error(
-            f"Could not {what}: the collector at {settings().endpoint} is unreachable ({exc})."
-        )
     else:
         return
     if stop:
