@@ -193,7 +193,7 @@ def delete_trace(request: Request, project: Project, trace_id: str) -> dict[str,
     summary="The trace as an ordered list of steps",
 )
 def get_trajectory(request: Request, project: Project, trace_id: str) -> Trajectory:
-    from schemas.trajectory import trajectory_from_detail
+    from replay import trajectory_from_detail
 
     return trajectory_from_detail(_trace_or_404(request, project, trace_id))
 

@@ -29,9 +29,9 @@ from replay._diff import (
     normalize,
 )
 from replay._report import Unanswered
+from replay._trajectory import step_label
 from runner.seams import ToolExecutor, ToolResult, ToolSpec
 from schemas.models import DiffEntry, Step, Trajectory
-from schemas.trajectory import step_label
 
 OnUnmatched = Literal["live", "stop"]
 
