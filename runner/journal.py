@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from runner.otel_resource import SCOPE_NAME, runner_resource
 from schemas import attributes as A
 from schemas.models import RunStatus
 
@@ -147,16 +147,11 @@ def recovered_span(entry: dict[str, Any], *, end_ns: int, recovered_by: int) -> 
         Link(SpanContext(int(t, 16), int(s, 16), is_remote=True, trace_flags=flags))
         for t, s in entry.get("links") or []
     ]
-    from runner.tracing import SCOPE_NAME, SERVICE_NAME  # tracing imports this module
-
-    resource = Resource.create(
-        {A.SERVICE_NAME: SERVICE_NAME, A.RETRACE_PROJECT: entry.get("project") or "default"}
-    )
     return ReadableSpan(
         name=entry["name"],
         context=context,
         parent=None,
-        resource=resource,
+        resource=runner_resource(entry.get("project") or "default"),
         attributes=attributes,
         events=[
             Event(
