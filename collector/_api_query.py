@@ -54,7 +54,7 @@ from schemas.models import (
     Trajectory,
 )
 
-log = logging.getLogger("retrace.collector.api")
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 

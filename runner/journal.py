@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -32,6 +33,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from runner.otel_resource import SCOPE_NAME, runner_resource
 from schemas import attributes as A
 from schemas.models import RunStatus
+
+log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 1
 
@@ -210,7 +213,8 @@ def recover(
         try:
             end_ns = max(int(entry["start_ns"]), claimed.stat().st_mtime_ns)
             span = recovered_span(entry, end_ns=end_ns, recovered_by=me)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("dropping unusable run journal entry %s: %r", path.name, exc)
             remove(claimed)
             continue
         sink = exporter or OTLPSpanExporter(
@@ -227,6 +231,7 @@ def recover(
             remove(claimed)
             recovered.append(entry["trace_id"])
         else:  # put it back for the next runner
+            log.warning("could not export the recovered root of %s; kept for later", path.name)
             with contextlib.suppress(OSError):
                 os.replace(claimed, path)
     return recovered

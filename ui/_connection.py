@@ -6,6 +6,7 @@ key; the UI never holds store credentials) and ``RETRACE_UI_PRICES_FILE``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from collector.client import CollectorClient
 from schemas.errors import NotFoundError, RetraceError
 from schemas.settings import Settings
 from ui._pricing import PriceTable, load_price_table
+
+log = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -45,6 +48,7 @@ def price_table() -> PriceTable:
     try:
         return _price_table(settings().ui_prices_file)
     except RetraceError as exc:
+        log.warning("using default prices: %s", exc.message)
         st.warning(f"Using default prices: {exc.message}")
         return _price_table(None)
 
@@ -64,6 +68,9 @@ def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
     except NotFoundError as exc:
         st.error(f"Could not {what}: not found. {exc.message}")
     except RetraceError as exc:
+        # the page shows it to the user; the operator sees the server-side failures
+        if exc.http_status >= 500:
+            log.warning("could not %s: %s", what, exc.message)
         st.error(f"Could not {what}: {exc.message}")
     else:
         return
