@@ -20,14 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from replay import Replayer
+from replay import Replayer, dump_trajectory, trajectory_from_detail
 from replay._capture import CaptureExporter, detail_from_spans
 from runner.config import AgentConfig, GuardrailsConfig, McpServerConfig
 from runner.offline import OfflineModel
 from runner.run import run_agent
 from runner.runtime import LiveRuntime
 from schemas.models import Trajectory
-from schemas.trajectory import dump_trajectory, trajectory_from_detail
 from tests.replay.agent_fixture import SCRIPT, TASK, FileTools
 
 

@@ -60,7 +60,7 @@ from schemas.models import (
 )
 from schemas.paths import file_under, is_script_path
 
-log = logging.getLogger("retrace.collector.api")
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -230,7 +230,7 @@ def delete_trace(request: Request, project: Project, trace_id: str) -> dict[str,
     summary="The trace as an ordered list of steps",
 )
 def get_trajectory(request: Request, project: Project, trace_id: str) -> Trajectory:
-    from schemas.trajectory import trajectory_from_detail
+    from replay import trajectory_from_detail
 
     return trajectory_from_detail(_trace_or_404(request, project, trace_id))
 

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from schemas.models import SpanRecord
 
-log = logging.getLogger("retrace.collector.decode")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

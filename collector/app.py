@@ -7,7 +7,6 @@ resolve the caller's project (collector.auth), then call the spool or the store 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -44,7 +43,7 @@ from schemas.errors import (
 from schemas.models import ErrorBody
 from schemas.settings import Settings
 
-log = logging.getLogger("retrace.collector")
+log = logging.getLogger(__name__)
 
 # Above this many bytes of OTLP bodies in flight, new requests get 429 (memory back-pressure).
 INGEST_INFLIGHT_MAX_BYTES = 256 * 1024 * 1024
@@ -470,7 +469,9 @@ class _MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            with contextlib.suppress(Exception):
+            try:
                 self.metrics.observe_request(
                     scope.get("method", ""), path, status, time.perf_counter() - started
                 )
+            except Exception:  # a metrics bug must not fail the request; it is logged
+                log.exception("recording request metrics for %s failed", path)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from collector.auth import generate_key, hash_key, validate_project
 from schemas.errors import ConfigError, StoreLockedError
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from collector.store import TraceStore
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -114,7 +120,7 @@ def _bind(host: str, port: int) -> socket.socket:
 # --- keys -------------------------------------------------------------------------------------
 
 
-def _store_options(func: Any) -> Any:
+def _store_options(func: _Command) -> _Command:
     func = click.option(
         "--clickhouse-url", default=None, help="ClickHouse server (else the embedded store)."
     )(func)
@@ -127,7 +133,7 @@ def _store_options(func: Any) -> Any:
     return func
 
 
-def _open(data_dir: Path | None, clickhouse_url: str | None) -> Any:
+def _open(data_dir: Path | None, clickhouse_url: str | None) -> TraceStore:
     from collector.store import open_store
 
     settings = _settings(data_dir=data_dir, clickhouse_url=clickhouse_url)

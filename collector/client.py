@@ -2,9 +2,10 @@
 
 Used by the runner, the replay engine, the UI and the CLI; they never open the store themselves.
 Every method returns ``schemas.models`` objects and raises the ``RetraceError`` subclass the
-server's ``{"error": {"code", "message"}}`` body names (``NotFoundError``, ``AuthError``,
-``InvalidInputError``, ``StoreError``...); a collector that cannot be reached is a ``StoreError``
-saying so.
+server's ``{"error": {"code", "message"}}`` body names (any class of ``schemas.errors``, found by
+its code; ``retry_after`` from the ``Retry-After`` header on 429/503). A collector that cannot be
+reached (refused, timed out, reset, not speaking HTTP) is a ``CollectorUnreachableError`` naming its
+URL: callers see Retrace's errors only, never httpx's.
 """
 
 from __future__ import annotations
@@ -18,19 +19,18 @@ from pydantic import BaseModel
 
 from schemas.errors import (
     AuthError,
-    ConfigError,
+    CollectorUnreachableError,
     ConflictError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
-    ReplayError,
     RetraceError,
     StoreError,
-    TooManyJobsError,
     TooManyRequestsError,
     UnsupportedMediaTypeError,
+    error_class,
 )
 from schemas.models import (
     Approval,
@@ -57,24 +57,7 @@ from schemas.models import (
 
 _M = TypeVar("_M", bound=BaseModel)
 
-_ERRORS_BY_CODE: dict[str, type[RetraceError]] = {
-    cls.code: cls
-    for cls in (
-        AuthError,
-        ConfigError,
-        ConflictError,
-        ForbiddenError,
-        InvalidInputError,
-        NotFoundError,
-        OverloadedError,
-        PayloadTooLargeError,
-        ReplayError,
-        StoreError,
-        TooManyJobsError,
-        TooManyRequestsError,
-        UnsupportedMediaTypeError,
-    )
-}
+# For error bodies without a Retrace code (a proxy's page, a framework's 405): by status.
 _ERRORS_BY_STATUS: dict[int, type[RetraceError]] = {
     400: InvalidInputError,
     401: AuthError,
@@ -104,12 +87,25 @@ def _query_params(query: BaseModel) -> list[tuple[str, str]]:
 
 
 class CollectorClient:
-    """Sync client of one collector. Use as a context manager or call ``close()``."""
+    """Sync client of one collector. Use as a context manager or call ``close()``.
 
-    def __init__(self, endpoint: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+    ``transport`` replaces the network (e.g. ``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self._timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.endpoint, headers=headers, timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> CollectorClient:
         return self
@@ -124,8 +120,13 @@ class CollectorClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise StoreError(
+        except httpx.TimeoutException as exc:
+            raise CollectorUnreachableError(
+                f"collector at {self.endpoint} is unreachable: no answer to {method} {path} "
+                f"within {self._timeout:g}s ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise CollectorUnreachableError(
                 f"collector at {self.endpoint} is unreachable ({type(exc).__name__}: {exc})"
             ) from exc
         if response.status_code >= 400:
@@ -140,7 +141,7 @@ class CollectorClient:
             message = str(body["error"]["message"])
         except (ValueError, KeyError, TypeError):
             pass
-        cls = _ERRORS_BY_CODE.get(code) or _ERRORS_BY_STATUS.get(response.status_code)
+        cls = error_class(code) or _ERRORS_BY_STATUS.get(response.status_code)
         if cls is None:
             cls = StoreError if response.status_code >= 500 else InvalidInputError
         if issubclass(cls, OverloadedError):

@@ -25,7 +25,7 @@ from schemas.errors import RetraceError, TooManyJobsError
 from schemas.ids import check_id
 from schemas.models import Job, JobKind
 
-log = logging.getLogger("retrace.collector.jobs")
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5.0  # a replay or resume takes seconds to minutes
 KEEP_FINISHED = 200  # finished jobs remembered for GET /api/v1/jobs

@@ -24,7 +24,7 @@ from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
 from collector.store import TraceStore, spans_to_arrow
 
-log = logging.getLogger("retrace.collector.writer")
+log = logging.getLogger(__name__)
 
 # Spool bytes (mostly gzip'd OTLP) per batch at most: decoded, that is a few hundred MB of spans
 # and payloads, which is as much as one insert should carry whatever batch_max_spans says.

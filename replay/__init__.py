@@ -4,21 +4,62 @@
     outcome = Replayer(endpoint="http://127.0.0.1:4318").replay(trace_id, "recorded")
     outcome.report.first_divergence
 
-The recorded providers, alignment, diff and report builders are public for tests and tools that
-want the pieces; the CLI (``retrace replay|export|ci``) lives in ``replay.cli``.
+The trajectory conversion (``trajectory_from_detail``, golden-file ``load_trajectory`` /
+``dump_trajectory``, what a mode needs), the recorded providers, alignment, diff and report
+builders are public for tests and tools that want the pieces; the CLI (``retrace
+replay|export|ci``) lives in ``replay.cli``.
+
+The pure pieces import only ``schemas`` and the standard library, so the collector (which serves
+``/trajectory`` with them) stays free of LangGraph: the names that need the runner
+(``Replayer``, the recorded providers) are imported on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from replay._align import align
 from replay._diff import DEFAULT_CONFIG, DiffConfig, canonical_message, json_diff, normalize
-from replay._recorded import (
-    RecordedModelProvider,
-    RecordedRuntime,
-    RecordedToolExecutor,
-    RequestMismatch,
-    UnanswerableRequest,
-)
-from replay._replayer import Replayer, ReplayOptions, ReplayOutcome
 from replay._report import Unanswered, build_report, report_fingerprint
+from replay._trajectory import (
+    dump_trajectory,
+    load_trajectory,
+    missing_for_mode,
+    require_for_mode,
+    step_label,
+    trajectory_from_detail,
+)
+
+if TYPE_CHECKING:
+    from replay._recorded import (
+        RecordedModelProvider,
+        RecordedRuntime,
+        RecordedToolExecutor,
+        RequestMismatch,
+        UnanswerableRequest,
+    )
+    from replay._replayer import Replayer, ReplayOptions, ReplayOutcome
+
+# Names whose modules pull in the runner (LangChain, LangGraph, OpenTelemetry SDK).
+_LAZY = {
+    "RecordedModelProvider": "replay._recorded",
+    "RecordedRuntime": "replay._recorded",
+    "RecordedToolExecutor": "replay._recorded",
+    "RequestMismatch": "replay._recorded",
+    "UnanswerableRequest": "replay._recorded",
+    "ReplayOptions": "replay._replayer",
+    "ReplayOutcome": "replay._replayer",
+    "Replayer": "replay._replayer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'replay' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -35,7 +76,13 @@ __all__ = [
     "align",
     "build_report",
     "canonical_message",
+    "dump_trajectory",
     "json_diff",
+    "load_trajectory",
+    "missing_for_mode",
     "normalize",
     "report_fingerprint",
+    "require_for_mode",
+    "step_label",
+    "trajectory_from_detail",
 ]

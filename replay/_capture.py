@@ -1,7 +1,7 @@
 """Capture a replay's own spans in process and read them as a ``TraceDetail``.
 
 The replay run exports its spans to a :class:`CaptureExporter`; the replay engine reads the
-replayed trajectory from them with the same :func:`schemas.trajectory.trajectory_from_detail`
+replayed trajectory from them with the same :func:`replay.trajectory_from_detail`
 that reads the recording, so both sides of a comparison are parsed by one code path. When an
 endpoint is given the captured spans are forwarded there (one OTLP batch), which is what makes
 the replay a trace in the collector, linked to its original.

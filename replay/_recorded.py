@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,9 +29,9 @@ from replay._diff import (
     normalize,
 )
 from replay._report import Unanswered
+from replay._trajectory import step_label
 from runner.seams import ToolExecutor, ToolResult, ToolSpec
 from schemas.models import DiffEntry, Step, Trajectory
-from schemas.trajectory import step_label
 
 OnUnmatched = Literal["live", "stop"]
 
@@ -214,7 +214,7 @@ class RecordedToolExecutor:
         live: ToolExecutor | None = None,
         on_unmatched: OnUnmatched = "stop",
         always_live: bool = False,
-        before_live: Any = None,
+        before_live: Callable[[Step | None], Awaitable[None]] | None = None,
         config: DiffConfig = DEFAULT_CONFIG,
     ) -> None:
         self._steps = [s for s in trajectory.steps if s.kind == "tool" and _served(s)]

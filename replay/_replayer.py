@@ -38,6 +38,7 @@ from replay._recorded import (
     tool_specs_from_trajectory,
 )
 from replay._report import Unanswered, build_report
+from replay._trajectory import load_trajectory, require_for_mode, trajectory_from_detail
 from runner.seams import ModelProvider, ToolExecutor, ToolResult, ToolSpec
 from schemas.errors import (
     ConfigError,
@@ -47,7 +48,6 @@ from schemas.errors import (
 )
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
 from schemas.settings import Settings
-from schemas.trajectory import load_trajectory, require_for_mode, trajectory_from_detail
 
 if TYPE_CHECKING:
     from collector.client import CollectorClient

@@ -23,6 +23,7 @@ from replay._diff import (
     loads_maybe,
     normalize,
 )
+from replay._trajectory import step_label
 from schemas.models import (
     AlignedPair,
     DiffEntry,
@@ -34,7 +35,6 @@ from schemas.models import (
     Step,
     Trajectory,
 )
-from schemas.trajectory import step_label
 
 
 @dataclass(frozen=True)

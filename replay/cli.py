@@ -24,10 +24,10 @@ from rich.text import Text
 from replay._diff import DEFAULT_CONFIG, DiffConfig
 from replay._replayer import Replayer, ReplayOutcome, TrajectorySource
 from replay._suite import describe, junit_xml, markdown_summary
+from replay._trajectory import dump_trajectory, trajectory_from_detail
 from schemas.errors import InvalidInputError, RetraceError
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, TraceQuery
 from schemas.settings import Settings
-from schemas.trajectory import dump_trajectory, trajectory_from_detail
 
 _MODES = click.Choice([m.value for m in ReplayMode])
 

@@ -8,7 +8,13 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.config import AgentConfig, load_config
+    from runner.instrument import instrument
+    from runner.run import RunResult, resume_agent, run_agent
+    from runner.runtime import LiveRuntime, RecordingRuntime
 
 _EXPORTS = {
     "AgentConfig": "runner.config",
@@ -21,7 +27,16 @@ _EXPORTS = {
     "instrument": "runner.instrument",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentConfig",
+    "LiveRuntime",
+    "RecordingRuntime",
+    "RunResult",
+    "instrument",
+    "load_config",
+    "resume_agent",
+    "run_agent",
+]
 
 
 def __getattr__(name: str) -> Any:

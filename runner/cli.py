@@ -8,7 +8,6 @@ Each component owns its commands (``collector.cli``, ``runner.commands``,
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -71,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

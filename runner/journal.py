@@ -18,20 +18,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from runner.otel_resource import SCOPE_NAME, runner_resource
 from schemas import attributes as A
 from schemas.models import RunStatus
+
+log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 1
 
@@ -147,16 +150,11 @@ def recovered_span(entry: dict[str, Any], *, end_ns: int, recovered_by: int) -> 
         Link(SpanContext(int(t, 16), int(s, 16), is_remote=True, trace_flags=flags))
         for t, s in entry.get("links") or []
     ]
-    from runner.tracing import SCOPE_NAME, SERVICE_NAME  # tracing imports this module
-
-    resource = Resource.create(
-        {A.SERVICE_NAME: SERVICE_NAME, A.RETRACE_PROJECT: entry.get("project") or "default"}
-    )
     return ReadableSpan(
         name=entry["name"],
         context=context,
         parent=None,
-        resource=resource,
+        resource=runner_resource(entry.get("project") or "default"),
         attributes=attributes,
         events=[
             Event(
@@ -215,7 +213,8 @@ def recover(
         try:
             end_ns = max(int(entry["start_ns"]), claimed.stat().st_mtime_ns)
             span = recovered_span(entry, end_ns=end_ns, recovered_by=me)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("dropping unusable run journal entry %s: %r", path.name, exc)
             remove(claimed)
             continue
         sink = exporter or OTLPSpanExporter(
@@ -232,6 +231,7 @@ def recover(
             remove(claimed)
             recovered.append(entry["trace_id"])
         else:  # put it back for the next runner
+            log.warning("could not export the recovered root of %s; kept for later", path.name)
             with contextlib.suppress(OSError):
                 os.replace(claimed, path)
     return recovered

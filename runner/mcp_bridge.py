@@ -57,7 +57,7 @@ from schemas.attributes import (
 )
 from schemas.errors import ConfigError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: Separator between server and tool name when two servers expose the same tool name.
 COLLISION_SEPARATOR: Final = "__"
@@ -333,7 +333,7 @@ class McpToolExecutor:
         try:
             metadata[key] = await anyio.to_thread.run_sync(self._snapshots.snapshot, workspace)
         except Exception as exc:
-            logger.warning("workspace snapshot of %s failed: %s", workspace, exc)
+            log.warning("workspace snapshot of %s failed: %s", workspace, exc)
             metadata[RETRACE_SANDBOX_ERROR] = f"workspace snapshot failed: {_describe(exc)}"
 
     async def _call_server(
@@ -368,7 +368,7 @@ class McpToolExecutor:
             conn.dead_reason = f"connection lost ({_describe(exc)})"
             return f"MCP server {server!r} is not reachable: {_describe(exc)}"
         except Exception as exc:  # a malformed result must not end the run
-            logger.exception("MCP call %s on %s failed", route.tool, server)
+            log.exception("MCP call %s on %s failed", route.tool, server)
             return f"MCP call {route.tool!r} on {server!r} failed: {_describe(exc)}"
 
 

@@ -33,19 +33,16 @@ from langchain_core.messages import (
 )
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from runner import journal
+from runner.otel_resource import SCOPE_NAME, runner_resource
 from runner.seams import ToolResult, ToolSpec
 from schemas import attributes as A
 from schemas.models import RunStatus
-
-SERVICE_NAME = "retrace-runner"
-SCOPE_NAME = "retrace.runner"
 
 # Short metadata names a ToolExecutor may use instead of the full attribute key.
 _METADATA_KEYS: dict[str, str] = {
@@ -104,8 +101,7 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """A new provider exporting to ``{endpoint}/v1/traces`` (batched), or to ``exporter``
     synchronously (tests, replay), or nowhere when both are None."""
-    resource = Resource.create({A.SERVICE_NAME: SERVICE_NAME, A.RETRACE_PROJECT: project})
-    provider = TracerProvider(resource=resource, id_generator=PinnableIdGenerator())
+    provider = TracerProvider(resource=runner_resource(project), id_generator=PinnableIdGenerator())
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif endpoint:

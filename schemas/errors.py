@@ -2,11 +2,19 @@
 
 Each error carries a stable ``code`` (used in API bodies ``{"error": {"code", "message"}}``), an
 HTTP status for the API and an exit code for the CLI. Messages say what was wrong and with what.
+
+Every class registers its ``code`` when it is defined (``__init_subclass__``): a subclass must
+declare its own code, and a code names one class only. :func:`error_class` turns the code of an
+API error body back into its class, so a client raises the server's error as it was raised.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+_BY_CODE: dict[str, type[RetraceError]] = {}
 
 
 class RetraceError(Exception):
@@ -16,6 +24,10 @@ class RetraceError(Exception):
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 2
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(cls)
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -23,6 +35,37 @@ class RetraceError(Exception):
     def to_body(self) -> dict[str, dict[str, str]]:
         """The JSON error body the API returns."""
         return {"error": {"code": self.code, "message": self.message}}
+
+
+def _register(cls: type[RetraceError]) -> None:
+    """Enter ``cls`` under its own ``code``; an inherited or reused code is a programming error."""
+    if "code" not in vars(cls):
+        raise TypeError(
+            f"{cls.__qualname__} must declare its own error code (inherits {cls.code!r})"
+        )
+    taken = _BY_CODE.get(cls.code)
+    reloaded = taken is not None and (taken.__module__, taken.__qualname__) == (
+        cls.__module__,
+        cls.__qualname__,
+    )
+    if taken is not None and not reloaded:
+        raise TypeError(
+            f"error code {cls.code!r} of {cls.__qualname__} is already {taken.__qualname__}'s"
+        )
+    _BY_CODE[cls.code] = cls
+
+
+_register(RetraceError)
+
+
+def error_class(code: str) -> type[RetraceError] | None:
+    """The error class registered under ``code`` (an API body's ``error.code``), or None."""
+    return _BY_CODE.get(code)
+
+
+def registered_errors() -> Mapping[str, type[RetraceError]]:
+    """Every error class by code (read-only view; includes subclasses defined outside schemas)."""
+    return MappingProxyType(_BY_CODE)
 
 
 class ConfigError(RetraceError):
@@ -116,6 +159,15 @@ class SchemaVersionError(StoreError):
     """The store's schema is newer than this code understands (or otherwise incompatible)."""
 
     code = "schema_version"
+
+
+class CollectorUnreachableError(StoreError):
+    """A client could not talk to the collector at all (refused, timed out, reset, not HTTP).
+
+    Raised by ``CollectorClient``, never by the collector itself; the message names the URL.
+    """
+
+    code = "collector_unreachable"
 
 
 class SandboxError(RetraceError):

@@ -6,11 +6,11 @@ key; the UI never holds store credentials) and ``RETRACE_UI_PRICES_FILE``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import streamlit as st
 
 from collector.client import CollectorClient
@@ -18,6 +18,8 @@ from schemas.errors import NotFoundError, RetraceError
 from schemas.settings import Settings
 from ui._escape import md_text
 from ui._pricing import PriceTable, load_price_table
+
+log = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -47,6 +49,7 @@ def price_table() -> PriceTable:
     try:
         return _price_table(settings().ui_prices_file)
     except RetraceError as exc:
+        log.warning("using default prices: %s", exc.message)
         st.warning(f"Using default prices: {md_text(exc.message)}")
         return _price_table(None)
 
@@ -54,6 +57,9 @@ def price_table() -> PriceTable:
 @contextmanager
 def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
     """Show a failure of the block as a message in the page, never a traceback.
+
+    The client raises Retrace's errors only (an unreachable collector is a
+    ``CollectorUnreachableError`` naming its URL), so those are all this catches.
 
     ``what`` names the action for the message, e.g. "load trace 4bf9…"; it may hold values from
     the URL or the collector and is shown as text, as is the error. With ``stop`` the rest of the
@@ -64,12 +70,10 @@ def shown_errors(what: str, *, stop: bool = True) -> Iterator[None]:
     except NotFoundError as exc:
         st.error(f"Could not {md_text(what)}: not found. {md_text(exc.message)}")
     except RetraceError as exc:
+        # the page shows it to the user; the operator sees the server-side failures
+        if exc.http_status >= 500:
+            log.warning("could not %s: %s", what, exc.message)
         st.error(f"Could not {md_text(what)}: {md_text(exc.message)}")
-    except httpx.HTTPError as exc:
-        st.error(
-            f"Could not {md_text(what)}: the collector at {md_text(settings().endpoint)} is "
-            f"unreachable ({md_text(exc)})."
-        )
     else:
         return
     if stop:

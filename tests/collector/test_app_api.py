@@ -148,11 +148,14 @@ def test_serve_on_a_busy_port_is_a_one_line_error(
 
 def test_client_says_when_the_collector_is_unreachable() -> None:
     from collector.client import CollectorClient
-    from schemas.errors import StoreError
+    from schemas.errors import CollectorUnreachableError
     from tests.fixtures.collector import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    with CollectorClient(url, timeout=2) as client, pytest.raises(StoreError) as info:
+    with (
+        CollectorClient(url, timeout=2) as client,
+        pytest.raises(CollectorUnreachableError) as info,
+    ):
         client.list_traces()
     assert f"collector at {url} is unreachable" in info.value.message
 

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from replay import trajectory_from_detail
 from replay._capture import CaptureExporter, detail_from_spans
 from runner.config import AgentConfig, McpServerConfig
 from runner.offline import OfflineModel
@@ -20,7 +21,6 @@ from runner.run import run_agent
 from runner.runtime import LiveRuntime
 from runner.seams import ToolResult, ToolSpec
 from schemas.models import Trajectory
-from schemas.trajectory import trajectory_from_detail
 
 TASK = "Build the sales report"
 

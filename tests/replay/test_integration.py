@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from replay import load_trajectory, trajectory_from_detail
 from runner.cli import cli
 from runner.offline import OfflineModel
 from runner.run import run_agent
 from runner.runtime import LiveRuntime
 from schemas import attributes as A
 from schemas.models import ReplayMode, ReplayRecord
-from schemas.trajectory import load_trajectory, trajectory_from_detail
 from tests.replay.agent_fixture import TASK, FileTools, agent_config, write_script
 
 pytestmark = pytest.mark.integration

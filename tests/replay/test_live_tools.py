@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from replay import Replayer
+from replay import Replayer, trajectory_from_detail
 from replay._capture import CaptureExporter, detail_from_spans
 from runner.config import AgentConfig, McpServerConfig
 from runner.mcp_bridge import McpToolExecutor
@@ -19,7 +19,6 @@ from runner.run import run_agent
 from runner.runtime import LiveRuntime
 from schemas.models import DivergenceKind, Trajectory
 from schemas.settings import Settings
-from schemas.trajectory import trajectory_from_detail
 
 pytestmark = pytest.mark.integration
 

@@ -228,11 +228,11 @@ def test_missing_data_is_a_clear_error(golden: Trajectory) -> None:
 def test_replay_sees_the_recorded_approval_decision(tmp_path: Path, script: Path) -> None:
     import asyncio
 
+    from replay import trajectory_from_detail
     from replay._capture import CaptureExporter, detail_from_spans
     from runner.offline import OfflineModel
     from runner.run import run_agent
     from runner.runtime import LiveRuntime
-    from schemas.trajectory import trajectory_from_detail
     from tests.replay.agent_fixture import TASK
 
     policy = {"version": 1, "require_approval": [{"name": "writes", "tools": ["write_file"]}]}
@@ -281,11 +281,11 @@ def test_replay_sees_the_recorded_approval_decision(tmp_path: Path, script: Path
 def test_a_run_paused_for_approval_replays_to_the_same_pause(tmp_path: Path, script: Path) -> None:
     import asyncio
 
+    from replay import trajectory_from_detail
     from replay._capture import CaptureExporter, detail_from_spans
     from runner.offline import OfflineModel
     from runner.run import run_agent
     from runner.runtime import LiveRuntime
-    from schemas.trajectory import trajectory_from_detail
     from tests.replay.agent_fixture import TASK
 
     policy = {"version": 1, "require_approval": [{"name": "writes", "tools": ["write_file"]}]}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from replay import Replayer
+from replay import Replayer, trajectory_from_detail
 from replay._capture import CaptureExporter, detail_from_spans
 from runner.commands import live_tools
 from runner.config import AgentConfig, McpServerConfig
@@ -18,7 +18,6 @@ from runner.runtime import LiveRuntime
 from runner.sandbox import WorkspaceSnapshots
 from schemas.models import DivergenceKind, Trajectory
 from schemas.settings import Settings
-from schemas.trajectory import trajectory_from_detail
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,10 @@
 """Turn a stored trace into a ``Trajectory`` (ordered steps) and check what a replay mode needs.
 
-Pure functions over the shared models: no I/O. The collector serves
-``GET /api/v1/traces/{id}/trajectory`` with :func:`trajectory_from_detail`; the replay engine reads
-the same trajectory (from the API or from a golden file via :func:`load_trajectory`).
+Pure functions over the shared models: no I/O, and nothing but ``schemas``, pydantic and the
+standard library, so the collector (which serves ``GET /api/v1/traces/{id}/trajectory`` with
+:func:`trajectory_from_detail`) imports it without the runner. The replay engine reads the same
+trajectory (from the API or from a golden file via :func:`load_trajectory`). Public through
+``replay``'s ``__init__``.
 
 Traces written by other SDKs (OpenInference, OpenLLMetry, plain GenAI conventions; no ``retrace.*``
 keys) still give a best-effort trajectory: whatever a replay mode then lacks is named by

@@ -10,6 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from replay import (
+    dump_trajectory,
+    load_trajectory,
+    missing_for_mode,
+    require_for_mode,
+    trajectory_from_detail,
+)
 from schemas import attributes as A
 from schemas.errors import InvalidInputError, TrajectoryIncompleteError
 from schemas.models import (
@@ -19,13 +26,6 @@ from schemas.models import (
     SpanView,
     TraceDetail,
     TraceSummary,
-)
-from schemas.trajectory import (
-    dump_trajectory,
-    load_trajectory,
-    missing_for_mode,
-    require_for_mode,
-    trajectory_from_detail,
 )
 
 T0 = 1_700_000_000_000_000_000
