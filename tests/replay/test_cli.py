@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from junitparser import Error, Failure, JUnitXml
 
-from runner.cli import cli
+from retrace.cli import cli
 from schemas.models import TRAJECTORY_FORMAT_VERSION, Trajectory
 from schemas.trajectory import dump_trajectory, load_trajectory
 from tests.replay.agent_fixture import agent_config, record, write_script

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from runner.cli import cli
+from retrace.cli import cli
 from runner.offline import OfflineModel
 from runner.run import run_agent
 from runner.runtime import LiveRuntime
