@@ -57,14 +57,29 @@ class LangChainModel:
         return result
 
 
-def make_model(config: AgentConfig, settings: Settings | None = None) -> ModelProvider:
-    """The provider named by ``config.model``. Raises ``ConfigError`` for an unknown provider."""
-    settings = settings or Settings()
+def make_model(config: AgentConfig, settings: Settings) -> ModelProvider:
+    """The provider named by ``config.model``. Raises ``ConfigError`` for an unknown provider.
+
+    ``settings`` (read once at the edge) give an ``openai:`` model its default base URL and key;
+    the agent config's own ``base_url``/``api_key`` win.
+    """
     provider, name = config.provider, config.model_name
     if provider == "offline":
-        return OfflineModel.from_file(resolve_script(name, config.offline_script), name=name)
+        return offline_model(config)
     chat = _chat_model(provider, name, config, settings)
     return LangChainModel(chat, name=name)
+
+
+def offline_model(config: AgentConfig) -> ModelProvider:
+    """The scripted model ``offline:NAME`` (no settings needed). Raises ``ConfigError`` for
+    any other provider: a live model's endpoint and key come from ``Settings`` (``make_model``)."""
+    if config.provider != "offline":
+        raise ConfigError(
+            f"model {config.model} is not an offline model; a live model is built from the "
+            "settings (runner.providers.make_model)"
+        )
+    name = config.model_name
+    return OfflineModel.from_file(resolve_script(name, config.offline_script), name=name)
 
 
 def _chat_model(provider: str, name: str, config: AgentConfig, settings: Settings) -> BaseChatModel:
