@@ -405,7 +405,7 @@ def _replay_script(state: Any, name: str) -> Path:
     path = Path(name).resolve()
     if not any(path.is_relative_to(root) for root in allowed) or not path.is_file():
         raise InvalidInputError(
-            f"policy file {name!r} must be an existing file under {allowed[0]} "
+            f"offline script {name!r} must be an existing file under {allowed[0]} "
             "(the collector's data dir) or the bundled demo scripts"
         )
     return path
@@ -423,7 +423,7 @@ def start_replay(
 ) -> ReplayRecord:
     state = _state(request)
     _trace_or_404(request, project, trace_id)
-    policy_file = _replay_script(state, body.policy) if body.policy else None
+    script = _replay_script(state, body.script) if body.script else None
     now = datetime.now(UTC)
     record = ReplayRecord(
         replay_id=uuid.uuid4().hex,
@@ -441,8 +441,8 @@ def start_replay(
         ]
         if body.model:
             argv.append(f"--model={body.model}")
-        if policy_file is not None:
-            argv.append(f"--policy={policy_file}")
+        if script is not None:
+            argv.append(f"--script={script}")
         if body.prompt:
             prompts = Path(state.settings.data_dir) / "replays"
             prompts.mkdir(parents=True, exist_ok=True)

@@ -153,12 +153,26 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
 @click.option("--api-key", default=None, help="Collector API key (default: RETRACE_API_KEY).")
 @click.option("--model", default=None, help="live-model: provider:model to run instead.")
 @click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="live-model: an offline model script to run instead.",
+)
+@click.option(
     "--policy-file",
-    "--policy",
     "policy_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="live-model: offline model script (policy file) to run instead.",
+    hidden=True,
+    help="Deprecated name of --script.",
+)
+@click.option(
+    "--policy",
+    "policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    hidden=True,
+    help="Deprecated name of --script.",
 )
 @click.option(
     "--prompt-file",
@@ -194,7 +208,9 @@ def replay(
     endpoint: str | None,
     api_key: str | None,
     model: str | None,
+    script: Path | None,
     policy_file: Path | None,
+    policy: Path | None,
     prompt_file: Path | None,
     agent_file: Path | None,
     on_unmatched: str,
@@ -203,6 +219,11 @@ def replay(
     as_json: bool,
 ) -> None:
     """Replay TRACE_ID (or a golden trajectory file) and report where the run diverges."""
+    for flag, old in (("--policy-file", policy_file), ("--policy", policy)):
+        if old is not None:
+            # "policy" is the tool policy everywhere else; this file is the offline model's script
+            click.echo(f"warning: {flag} is deprecated; use --script {old}", err=True)
+            script = script or old
     is_file = Path(trace_id).is_file()
     # A golden file is self-contained: only talk to a collector when one is named explicitly.
     replayer = Replayer.from_settings(
@@ -213,8 +234,8 @@ def replay(
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
     if model is not None:
         options["model"] = model
-    if policy_file is not None:
-        options["policy_file"] = str(policy_file)
+    if script is not None:
+        options["script"] = str(script)
     prompt = _read(prompt_file, "prompt file")
     if prompt is not None:
         options["prompt"] = prompt
