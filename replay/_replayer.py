@@ -103,16 +103,19 @@ class ReplayOptions:
     on_unmatched: OnUnmatched = "live"
 
 
-def _options(mode: ReplayMode | str, options: dict[str, Any]) -> ReplayOptions:
-    if "policy_file" in options:  # the offline script's name before it was called a script
-        warnings.warn(
-            "the replay option 'policy_file' is deprecated; use 'script'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        script = options.pop("policy_file")
-        options.setdefault("script", script)
-    return ReplayOptions(mode=ReplayMode(mode), **options)
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``policy_file`` (the offline script's first name) as ``script``."""
+    if "policy_file" not in options:
+        return options
+    warnings.warn(
+        "the replay option 'policy_file' is deprecated; use 'script'",
+        DeprecationWarning,
+        stacklevel=3,  # the caller of replay() / areplay()
+    )
+    options = dict(options)
+    script = options.pop("policy_file")
+    options.setdefault("script", script)
+    return options
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,7 @@ class Replayer:
         **options: Any,
     ) -> ReplayOutcome:
         """Synchronous :meth:`areplay`."""
+        options = _renamed(options)
         return asyncio.run(self.areplay(source, mode, replay_id=replay_id, **options))
 
     async def areplay(
@@ -275,7 +279,7 @@ class Replayer:
         Raises ``RetraceError`` (``ReplayError``/``TrajectoryIncompleteError``/``ConfigError``)
         only for setup problems: an unknown trace, missing data, a bad option.
         """
-        opts = _options(mode, options)
+        opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
         if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
             raise ConfigError(
                 "a live-tools replay needs live tools: build the Replayer with "
