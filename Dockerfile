@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Dependencies first (cached layer), pinned by constraints.txt; then the code.
 COPY pyproject.toml constraints.txt README.md ./
+COPY retrace ./retrace
 COPY schemas ./schemas
 COPY collector ./collector
 COPY runner ./runner

@@ -156,7 +156,7 @@ def build_requests(n_spans: int, batch: int, seed: int) -> list[bytes]:
 def start_collector(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[str], str]:
     """``retrace serve --port 0`` in ``data_dir``; returns the process and its URL once healthy."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "retrace", "serve", "--port", "0", "--data-dir", str(data_dir)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

@@ -114,7 +114,7 @@ def bench_ci(tmp: Path, suite: int, workers: int) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "runner.cli",
+        "retrace",
         "ci",
         str(golden),
         "--workers",

@@ -155,7 +155,7 @@ def _sandbox_runs(n: int, endpoint: str, backend: str) -> tuple[list[float], lis
     """The 20-step run against the real sandbox MCP server (stdio) on ``backend``, alternating
     untraced and traced runs (so drift in machine load hits both); server start-up and a
     warm-up run are outside the timed part. Returns (off, on) durations."""
-    from runner.commands import live_tools
+    from runner.assembly import live_tools
     from runner.config import McpServerConfig
     from schemas.settings import Settings
 
@@ -240,7 +240,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "runner.cli",
+                "retrace",
                 "serve",
                 "--port",
                 str(port),

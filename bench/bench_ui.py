@@ -127,7 +127,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "runner.cli",
+                    "retrace",
                     "ui",
                     "--api",
                     collector.url,

@@ -446,14 +446,14 @@ def _replay_script(state: Any, name: str) -> Path:
     files under the collector's data dir or the bundled demo scripts are accepted.
     """
     roots, where = _client_file_roots(state)
-    return file_under(name, roots, what=f"policy file {name!r}", where=where)
+    return file_under(name, roots, what=f"offline script {name!r}", where=where)
 
 
 def _replay_model(state: Any, model: str) -> str:
     """Check a replay's ``provider:model`` before anything is launched.
 
     ``offline:NAME`` must be a bundled script; ``offline:PATH`` a script under the data dir or
-    the bundled demo scripts, the rule ``policy`` follows.
+    the bundled demo scripts, the rule ``script`` follows.
     """
     provider, sep, name = model.partition(":")
     if not sep or not provider or not name:
@@ -486,7 +486,7 @@ def start_replay(
 ) -> ReplayRecord:
     state = _state(request)
     _trace_or_404(request, project, trace_id)
-    policy_file = _replay_script(state, body.policy) if body.policy else None
+    script = _replay_script(state, body.script) if body.script else None
     model = _replay_model(state, body.model) if body.model else None
     now = datetime.now(UTC)
     record = ReplayRecord(
@@ -509,8 +509,8 @@ def start_replay(
         ]
         if model:
             argv.append(f"--model={model}")
-        if policy_file is not None:
-            argv.append(f"--policy={policy_file}")
+        if script is not None:
+            argv.append(f"--script={script}")
         if body.prompt:
             prompts = Path(state.settings.data_dir) / "replays"
             prompts.mkdir(parents=True, exist_ok=True)

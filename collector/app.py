@@ -27,7 +27,7 @@ from collector import otlp
 from collector._api_query import router as query_router
 from collector._decode_pool import ArrowSpans, DecodedSpans, DecodePool
 from collector.auth import Authenticator, parse_key_specs
-from collector.jobs import BackgroundJobs
+from collector.jobs import RETRACE_CLI, BackgroundJobs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
 from collector.store import TraceStore, open_store
@@ -118,7 +118,8 @@ def self_url(settings: Settings) -> str:
 
 
 def _background_jobs(settings: Settings) -> BackgroundJobs:
-    """Replay/resume children: this process's environment, pointed at this collector."""
+    """Replay/resume children: the product CLI (``python -m retrace``) with this process's
+    environment, pointed at this collector."""
     env = dict(os.environ)
     env["RETRACE_ENDPOINT"] = self_url(settings)
     # Paused runs' checkpoints and workspaces live under the runner's data dir: the one named in
@@ -126,7 +127,10 @@ def _background_jobs(settings: Settings) -> BackgroundJobs:
     # cwd default.
     env.setdefault("RETRACE_DATA_DIR", str(Path(settings.data_dir).resolve()))
     return BackgroundJobs(
-        max_jobs=settings.max_jobs, logs_dir=Path(settings.data_dir) / "logs", env=env
+        max_jobs=settings.max_jobs,
+        logs_dir=Path(settings.data_dir) / "logs",
+        env=env,
+        cli=RETRACE_CLI,
     )
 
 

@@ -10,6 +10,7 @@ URL: callers see Retrace's errors only, never httpx's.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -270,14 +271,23 @@ class CollectorClient:
         mode: ReplayMode | str = ReplayMode.RECORDED,
         *,
         model: str | None = None,
-        policy: str | None = None,
+        script: str | None = None,
         prompt: str | None = None,
+        policy: str | None = None,
     ) -> ReplayRecord:
         """Ask the collector to run a replay in the background; returns the running record.
 
+        ``script``: an offline model script for live-model (``policy`` is its deprecated name).
         ``prompt`` replaces the recorded system prompt (any mode; typically live-model).
         """
-        body = ReplayRequest(mode=ReplayMode(mode), model=model, policy=policy, prompt=prompt)
+        if policy is not None:
+            warnings.warn(
+                "start_replay(policy=...) is deprecated; use script=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            script = script or policy
+        body = ReplayRequest(mode=ReplayMode(mode), model=model, script=script, prompt=prompt)
         return self._post_model(f"/api/v1/traces/{trace_id}/replay", ReplayRecord, body)
 
     # --- approvals ---------------------------------------------------------------------------

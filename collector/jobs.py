@@ -1,11 +1,12 @@
 """Background jobs: the replay and resume processes the collector starts for API requests.
 
-A job is ``python -m runner.cli ARGV`` in its own session, owned by the project whose key asked
-for it and run with that key (handed to the child in its environment, never stored). At most
-``max_jobs`` run at once per collector: a request reserves a slot *before* it records anything
-(a replay record, a decision), so a refused request (``TooManyJobsError``: 429, Retry-After)
-leaves nothing behind. The registry is in memory: each collector lists the jobs it started
-(running ones and the latest finished ones), to the project that owns them only.
+A job is the product CLI (``cli``, normally ``RETRACE_CLI``: ``python -m retrace``) run with
+ARGV in its own session, owned by the project whose key asked for it and run with that key
+(handed to the child in its environment, never stored). At most ``max_jobs`` run at once per
+collector: a request reserves a slot *before* it records anything (a replay record, a decision),
+so a refused request (``TooManyJobsError``: 429, Retry-After) leaves nothing behind. The registry
+is in memory: each collector lists the jobs it started (running ones and the latest finished
+ones), to the project that owns them only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ from schemas.ids import check_id
 from schemas.models import Job, JobKind
 
 log = logging.getLogger(__name__)
+
+RETRACE_CLI: tuple[str, ...] = (sys.executable, "-m", "retrace")
+"""The product CLI (``retrace/cli.py``) in a child process of this interpreter: argv prefix."""
 
 RETRY_AFTER_S = 5.0  # a replay or resume takes seconds to minutes
 KEEP_FINISHED = 200  # finished jobs remembered for GET /api/v1/jobs
@@ -49,7 +53,10 @@ class _Entry:
 
 
 class BackgroundJobs:
-    """The collector's bounded set of child processes (see the module docstring)."""
+    """The collector's bounded set of child processes (see the module docstring).
+
+    ``cli`` is the argv prefix of every job (``RETRACE_CLI``; a test may run something else).
+    """
 
     def __init__(
         self,
@@ -57,13 +64,13 @@ class BackgroundJobs:
         max_jobs: int,
         logs_dir: Path,
         env: Mapping[str, str],
-        python: str = sys.executable,
+        cli: Sequence[str],
     ) -> None:
         self.max_jobs = max_jobs
         self.logs_dir = logs_dir
         self._env = dict(env)
         self._env.pop("RETRACE_API_KEY", None)  # a child acts only with its requester's key
-        self._python = python
+        self.cli = tuple(cli)
         self._lock = threading.Lock()
         self._busy = 0  # slots reserved or running
         self._jobs: dict[str, _Entry] = {}
@@ -99,7 +106,7 @@ class BackgroundJobs:
         api_key: str | None,
         on_failure: Callable[[str], None] | None = None,
     ) -> Job:
-        """Start ``python -m runner.cli ARGV`` in ``slot``; log to ``LOGS/KIND-SUBJECT.log``.
+        """Start ``CLI ARGV`` (the product CLI) in ``slot``; log to ``LOGS/KIND-SUBJECT.log``.
 
         ``on_failure(message)`` runs (in a reaper thread) when the child exits non-zero.
         """
@@ -111,7 +118,7 @@ class BackgroundJobs:
         try:
             with open(log_path, "ab") as out:
                 process = subprocess.Popen(
-                    [self._python, "-m", "runner.cli", *argv],
+                    [*self.cli, *argv],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -140,7 +147,7 @@ class BackgroundJobs:
         job_id: str,
         process: subprocess.Popen[bytes],
         log_path: Path,
-        command: str,
+        subcommand: str,
         on_failure: Callable[[str], None] | None,
     ) -> None:
         code = process.wait()
@@ -156,7 +163,7 @@ class BackgroundJobs:
         if code != 0 and on_failure is not None:
             tail = log_path.read_bytes()[-2000:].decode(errors="replace").strip()
             try:
-                on_failure(f"`retrace {command}` exited with {code}: {tail[-500:]}")
+                on_failure(f"`retrace {subcommand}` exited with {code}: {tail[-500:]}")
             except RetraceError as exc:
                 log.warning("could not record the failure of job %s: %s", job_id, exc.message)
 

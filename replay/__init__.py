@@ -1,13 +1,15 @@
 """Retrace replay: re-run recorded trajectories deterministically and report divergences.
 
     from replay import Replayer
-    outcome = Replayer(endpoint="http://127.0.0.1:4318").replay(trace_id, "recorded")
+    from schemas.settings import Settings
+    outcome = Replayer.from_settings(Settings()).replay(trace_id, "recorded")
     outcome.report.first_divergence
 
-The trajectory conversion (``trajectory_from_detail``, golden-file ``load_trajectory`` /
-``dump_trajectory``, what a mode needs), the recorded providers, alignment, diff and report
-builders are public for tests and tools that want the pieces; the CLI (``retrace
-replay|export|ci``) lives in ``replay.cli``.
+``Replayer(...)`` takes its collaborators (loader, live tools, live model, collector client)
+directly; ``Replayer.from_settings`` wires the ones the CLI uses. The trajectory conversion
+(``trajectory_from_detail``, golden-file ``load_trajectory`` / ``dump_trajectory``, what a mode
+needs), the recorded providers, alignment, diff and report builders are public for tests and
+tools that want the pieces; the CLI (``retrace replay|export|ci``) lives in ``replay.cli``.
 
 The pure pieces import only ``schemas`` and the standard library, so the collector (which serves
 ``/trajectory`` with them) stays free of LangGraph: the names that need the runner
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from replay._align import align
 from replay._diff import DEFAULT_CONFIG, DiffConfig, canonical_message, json_diff, normalize
+from replay._loading import DefaultTrajectoryLoader, TrajectoryLoader, TrajectorySource
 from replay._report import Unanswered, build_report, report_fingerprint
 from replay._trajectory import (
     dump_trajectory,
@@ -39,7 +42,13 @@ if TYPE_CHECKING:
         RequestMismatch,
         UnanswerableRequest,
     )
-    from replay._replayer import Replayer, ReplayOptions, ReplayOutcome
+    from replay._replayer import (
+        LiveModelFactory,
+        LiveToolsFactory,
+        Replayer,
+        ReplayOptions,
+        ReplayOutcome,
+    )
 
 # Names whose modules pull in the runner (LangChain, LangGraph, OpenTelemetry SDK).
 _LAZY = {
@@ -48,6 +57,8 @@ _LAZY = {
     "RecordedToolExecutor": "replay._recorded",
     "RequestMismatch": "replay._recorded",
     "UnanswerableRequest": "replay._recorded",
+    "LiveModelFactory": "replay._replayer",
+    "LiveToolsFactory": "replay._replayer",
     "ReplayOptions": "replay._replayer",
     "ReplayOutcome": "replay._replayer",
     "Replayer": "replay._replayer",
@@ -63,7 +74,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DefaultTrajectoryLoader",
     "DiffConfig",
+    "LiveModelFactory",
+    "LiveToolsFactory",
     "RecordedModelProvider",
     "RecordedRuntime",
     "RecordedToolExecutor",
@@ -71,6 +85,8 @@ __all__ = [
     "ReplayOutcome",
     "Replayer",
     "RequestMismatch",
+    "TrajectoryLoader",
+    "TrajectorySource",
     "UnanswerableRequest",
     "Unanswered",
     "align",

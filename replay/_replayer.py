@@ -5,6 +5,11 @@ the divergence report — or the failure — instead of crashing, and :meth:`Rep
 replays a suite in parallel (what ``retrace ci`` runs). A request the recording cannot answer
 ends the run and becomes an ``UNANSWERABLE`` divergence. Setting a replay up with what the
 recording lacks raises ``TrajectoryIncompleteError`` naming it.
+
+Its collaborators are passed in, never built from the environment: the trajectory loader, the
+live tools and live model factories (live-tools / live-model), the collector client the
+replay's report goes to. :meth:`Replayer.from_settings` is the wiring the CLI and the pytest
+plugin use, from the ``Settings`` they read once.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractAsyncContextManager
@@ -28,6 +34,12 @@ from pydantic import ValidationError
 
 from replay._capture import CaptureExporter, detail_from_spans
 from replay._diff import DEFAULT_CONFIG, DiffConfig, normalize
+from replay._loading import (
+    DefaultTrajectoryLoader,
+    TrajectoryLoader,
+    TrajectorySource,
+    source_label,
+)
 from replay._recorded import (
     OnUnmatched,
     RecordedModelProvider,
@@ -38,23 +50,20 @@ from replay._recorded import (
     tool_specs_from_trajectory,
 )
 from replay._report import Unanswered, build_report
-from replay._trajectory import load_trajectory, require_for_mode, trajectory_from_detail
+from replay._trajectory import require_for_mode, trajectory_from_detail
 from runner.seams import ModelProvider, ToolExecutor, ToolResult, ToolSpec
-from schemas.errors import (
-    ConfigError,
-    NotFoundError,
-    ReplayError,
-    RetraceError,
-)
+from schemas.errors import ConfigError, ReplayError, RetraceError
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
-from schemas.settings import Settings
+from schemas.settings import DEFAULT_PROJECT, Settings
 
 if TYPE_CHECKING:
     from collector.client import CollectorClient
     from runner.config import AgentConfig
 
-TrajectorySource = Trajectory | Path | str
 LiveToolsFactory = Callable[["AgentConfig", Path], AbstractAsyncContextManager[ToolExecutor]]
+"""``(config, workspace) -> async context manager of a ToolExecutor``: tools run live."""
+LiveModelFactory = Callable[["AgentConfig"], ModelProvider]
+"""``config -> ModelProvider``: the model a live-model replay runs (``config.model``)."""
 
 
 @dataclass
@@ -84,24 +93,43 @@ class ReplayOutcome:
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """What to change for the replay. ``model``/``policy_file``/``prompt`` are for live-model."""
+    """What to change for the replay. ``model``/``script`` are for live-model only."""
 
     mode: ReplayMode = ReplayMode.RECORDED
-    config: Any = None  # an AgentConfig to use instead of the recorded one
+    config: AgentConfig | None = None  # to use instead of the recorded one
     model: str | None = None  # provider:model
-    policy_file: str | None = None  # offline model script
+    script: str | None = None  # the offline model's script file
     prompt: str | None = None  # system prompt
     on_unmatched: OnUnmatched = "live"
 
 
+def _renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``policy_file`` (the offline script's first name) as ``script``."""
+    if "policy_file" not in options:
+        return options
+    warnings.warn(
+        "the replay option 'policy_file' is deprecated; use 'script'",
+        DeprecationWarning,
+        stacklevel=3,  # the caller of replay() / areplay()
+    )
+    options = dict(options)
+    script = options.pop("policy_file")
+    options.setdefault("script", script)
+    return options
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    """How :meth:`Replayer.from_settings` built a Replayer: rebuilt in each worker process."""
+
+    settings: Settings
+    connect: bool
+    diff_config: DiffConfig
+    store_report: bool
+
+
 def _now() -> datetime:
     return datetime.now(tz=UTC)
-
-
-def _source_label(source: TrajectorySource) -> str:
-    if isinstance(source, Trajectory):
-        return source.trace_id
-    return str(source)
 
 
 def _recorded_servers(trajectory: Trajectory) -> set[str]:
@@ -112,64 +140,84 @@ def _recorded_servers(trajectory: Trajectory) -> set[str]:
 class Replayer:
     """Replays recorded trajectories through the real runner.
 
-    ``endpoint``/``client``: the collector to read traces and payloads from and to send the
-    replay's trace and report to (optional for golden files: then nothing is sent).
-    ``live_tools``: builds the live tool executor for live-tools / live-model (default: the
-    agent config's MCP servers through ``runner.mcp_bridge.McpToolExecutor``).
+    ``client``: the collector the replay's trace and report go to (``api_key`` authenticates
+    the trace's export) and workspace blobs come from; None sends nothing anywhere.
+    ``loader``: source -> trajectory (default: ``DefaultTrajectoryLoader(client)``).
+    ``live_tools``: the tools live-tools runs and live-model runs where the recording has no
+    answer; without it live-tools is refused and live-model stops there.
+    ``live_model``: builds live-model's model (default: offline models only; a model that
+    needs credentials needs the factory ``from_settings`` passes).
+    ``cas_dir``: the runner's local workspace blobs, looked at before the collector's.
     """
 
     def __init__(
         self,
         *,
-        endpoint: str | None = None,
-        api_key: str | None = None,
         client: CollectorClient | None = None,
-        project: str = "default",
-        diff_config: DiffConfig = DEFAULT_CONFIG,
+        api_key: str | None = None,
+        loader: TrajectoryLoader | None = None,
         live_tools: LiveToolsFactory | None = None,
+        live_model: LiveModelFactory | None = None,
+        project: str = DEFAULT_PROJECT,
+        diff_config: DiffConfig = DEFAULT_CONFIG,
         cas_dir: Path | None = None,
         store_report: bool = True,
-        settings: Settings | None = None,
     ) -> None:
-        if client is None and endpoint:
-            from collector.client import CollectorClient
-
-            client = CollectorClient(endpoint, api_key=api_key)
         self.client = client
-        self.endpoint = endpoint or (client.endpoint if client is not None else None)
+        self.endpoint = client.endpoint if client is not None else None
         self.api_key = api_key
+        self.loader: TrajectoryLoader = loader or DefaultTrajectoryLoader(client)
+        self.live_tools = live_tools
+        self.live_model = live_model
         self.project = project
         self.diff_config = diff_config
-        self.live_tools = live_tools
-        self.settings = settings if settings is not None else Settings()
-        # Workspace blobs: the runner's local store first, then the collector's payloads.
-        self.cas_dir = cas_dir or Path(self.settings.data_dir) / "runner" / "cas"
+        self.cas_dir = cas_dir
         self.store_report = store_report
+        self._wiring: _Wiring | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        connect: bool = True,
+        diff_config: DiffConfig = DEFAULT_CONFIG,
+        store_report: bool = True,
+    ) -> Replayer:
+        """The Replayer the CLI and the pytest plugin use, wired from ``settings`` (read once
+        by the caller): its project and API key, live tools and models built as ``retrace
+        run`` builds them, workspace blobs from ``DATA_DIR/runner/cas``.
+
+        ``connect``: read trace ids from ``settings.endpoint`` and send the replay's trace and
+        report there; False keeps a golden-file replay self-contained (nothing is sent).
+        """
+        from collector.client import CollectorClient
+        from runner.assembly import api_key_of, live_model_factory, live_tools_factory
+
+        key = api_key_of(settings)
+        connected = connect and bool(settings.endpoint)
+        client = CollectorClient(settings.endpoint, api_key=key) if connected else None
+        # The live MCP servers' own spans go where the replay's go, or nowhere.
+        tools_settings = settings.model_copy(
+            update={"endpoint": client.endpoint if client is not None else ""}
+        )
+        replayer = cls(
+            client=client,
+            api_key=key,
+            live_tools=live_tools_factory(tools_settings, client),
+            live_model=live_model_factory(settings),
+            project=settings.project,
+            diff_config=diff_config,
+            cas_dir=Path(settings.data_dir) / "runner" / "cas",
+            store_report=store_report,
+        )
+        replayer._wiring = _Wiring(settings, connect, diff_config, store_report)
+        return replayer
 
     # --- loading -----------------------------------------------------------------------------
     def load(self, source: TrajectorySource) -> Trajectory:
-        """A trajectory from itself, a golden file, or a trace id (read from the collector)."""
-        if isinstance(source, Trajectory):
-            return source
-        path = Path(source)
-        if isinstance(source, Path) or (path.suffix == ".json" and path.exists()):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ReplayError(f"cannot read trajectory file {path}: {exc.strerror}") from None
-            return load_trajectory(text, source=str(path))
-        if self.client is None:
-            raise ReplayError(
-                f"{source!r} is not a trajectory file, and no collector endpoint was given "
-                "to look it up as a trace id"
-            )
-        try:
-            detail = self.client.get_trace(str(source))
-        except NotFoundError:
-            raise ReplayError(
-                f"unknown trace {source!r} at {self.client.endpoint} (in this project)"
-            ) from None
-        return trajectory_from_detail(detail)
+        """The trajectory of ``source``, from the loader."""
+        return self.loader(source)
 
     def _config(self, trajectory: Trajectory, options: ReplayOptions) -> AgentConfig:
         from runner.config import AgentConfig
@@ -187,10 +235,10 @@ class Replayer:
                     f"({where}: {first['msg']}); pass an agent config"
                 ) from None
         if options.mode is not ReplayMode.LIVE_MODEL and (
-            options.model is not None or options.policy_file is not None
+            options.model is not None or options.script is not None
         ):
             raise ConfigError(
-                "a model or an offline policy file only applies to mode live-model "
+                "a model or an offline model script only applies to mode live-model "
                 f"(mode {options.mode.value} serves the recorded model answers)"
             )
         if options.model is not None:
@@ -199,8 +247,8 @@ class Replayer:
                 raise ConfigError(f"--model must look like 'provider:model', got {options.model!r}")
             config.model = options.model
             config.offline_script = None  # the new model's own (bundled) script, if offline
-        if options.policy_file is not None:
-            config.offline_script = str(Path(options.policy_file).resolve())
+        if options.script is not None:
+            config.offline_script = str(Path(options.script).resolve())
         if options.prompt is not None:
             config.system_prompt = options.prompt
         return config
@@ -215,6 +263,7 @@ class Replayer:
         **options: Any,
     ) -> ReplayOutcome:
         """Synchronous :meth:`areplay`."""
+        options = _renamed(options)
         return asyncio.run(self.areplay(source, mode, replay_id=replay_id, **options))
 
     async def areplay(
@@ -230,7 +279,12 @@ class Replayer:
         Raises ``RetraceError`` (``ReplayError``/``TrajectoryIncompleteError``/``ConfigError``)
         only for setup problems: an unknown trace, missing data, a bad option.
         """
-        opts = ReplayOptions(mode=ReplayMode(mode), **options)
+        opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
+        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
+            raise ConfigError(
+                "a live-tools replay needs live tools: build the Replayer with "
+                "Replayer.from_settings(settings) or pass live_tools="
+            )
         started = time.perf_counter()
         trajectory = self.load(source)
         require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
@@ -240,7 +294,7 @@ class Replayer:
             original_trace_id=trajectory.trace_id,
             mode=opts.mode,
             replay_id=replay_id,
-            source=_source_label(source),
+            source=source_label(source),
         )
         try:
             await self._run(trajectory, config, opts, outcome)
@@ -268,7 +322,11 @@ class Replayer:
             workspace.mkdir()
             if opts.mode is not ReplayMode.RECORDED:
                 config = _with_workspace(config, workspace)
-            async with self._providers(trajectory, config, opts, workspace) as (model, tools):
+            cas = self.cas_dir or Path(tmp) / "cas"  # none of our own: the collector's blobs
+            async with self._providers(trajectory, config, opts, workspace, cas) as (
+                model,
+                tools,
+            ):
                 try:
                     result = await run_agent(
                         trajectory.input,
@@ -315,6 +373,7 @@ class Replayer:
         config: AgentConfig,
         opts: ReplayOptions,
         workspace: Path,
+        cas_dir: Path,
     ) -> AsyncIterator[tuple[ModelProvider | None, ToolExecutor]]:
         removed = _recorded_servers(trajectory) - {s.name for s in config.mcp_servers}
         specs = [
@@ -330,7 +389,7 @@ class Replayer:
                 ),
             )
             return
-        factory = self.live_tools or self._default_live_tools()
+        factory = self.live_tools or _no_live_tools
         async with contextlib.AsyncExitStack() as stack:
             live: ToolExecutor | None = None
             if opts.mode is ReplayMode.LIVE_TOOLS:
@@ -343,12 +402,10 @@ class Replayer:
                 live = lazy
             model: ModelProvider | None = None
             if opts.mode is ReplayMode.LIVE_MODEL:
-                from runner.providers import make_model
-
-                model = make_model(config, self.settings)
+                model = (self.live_model or _offline_model)(config)
             before = None
             if opts.mode is ReplayMode.LIVE_TOOLS:
-                before = self._restorer(workspace)
+                before = self._restorer(workspace, cas_dir)
             yield (
                 model,
                 RecordedToolExecutor(
@@ -362,30 +419,9 @@ class Replayer:
                 ),
             )
 
-    def _default_live_tools(self) -> LiveToolsFactory:
-        """The agent config's MCP servers, started the way ``retrace run`` starts them
-        (``runner.commands.live_tools``), their spans sent where this replay's go (or nowhere)."""
-        settings = self.settings.model_copy(
-            update={"endpoint": self.endpoint or "", "api_key": self.settings.api_key}
-        )
-        client = self.client
-
-        def factory(
-            config: AgentConfig, workspace: Path
-        ) -> AbstractAsyncContextManager[ToolExecutor]:
-            from runner.commands import live_tools
-
-            tools: AbstractAsyncContextManager[ToolExecutor] = live_tools(
-                config, settings, workspace, client
-            )
-            return tools
-
-        return factory
-
-    def _restorer(self, workspace: Path) -> Callable[[Step | None], Any]:
-        """Restore the workspace to a recorded step's ``snapshot_before`` (blobs from the
-        collector when it has them)."""
-        cas = self.cas_dir
+    def _restorer(self, workspace: Path, cas: Path) -> Callable[[Step | None], Any]:
+        """Restore the workspace to a recorded step's ``snapshot_before`` (blobs from ``cas``,
+        else from the collector)."""
         client = self.client
         fetch = client.get_payload if client is not None else None
         snapshots: list[Any] = []
@@ -448,28 +484,27 @@ class Replayer:
         """Replay many trajectories (``workers`` processes); outcomes in input order.
 
         Each failure is carried by its outcome (``error``), never raised: one bad trajectory
-        does not stop the suite.
+        does not stop the suite. More than one worker needs a Replayer built by
+        :meth:`from_settings` (each worker process wires its own from the same settings); a
+        ``ConfigError`` otherwise.
         """
-        settings = _WorkerSettings(
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            project=self.project,
-            diff_config=self.diff_config,
-            store_report=self.store_report,
-            mode=ReplayMode(mode).value,
-            options=options,
-            settings=self.settings,
-        )
+        job = _WorkerJob(mode=ReplayMode(mode).value, options=options, wiring=self._wiring)
         outcomes: list[ReplayOutcome | None] = [None] * len(sources)
         if workers <= 1 or len(sources) <= 1:
             for i, source in enumerate(sources):
-                outcomes[i] = _replay_one(self, source, settings)
+                outcome = _replay_one(self, source, job)
+                outcomes[i] = outcome
                 if on_done is not None:
-                    on_done(outcomes[i])  # type: ignore[arg-type]
+                    on_done(outcome)
             return [o for o in outcomes if o is not None]
+        if self._wiring is None:
+            raise ConfigError(
+                "replaying with several workers needs a Replayer built by "
+                "Replayer.from_settings (its collaborators are rebuilt in each worker process)"
+            )
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {
-                pool.submit(_replay_in_worker, _picklable(source), settings): i
+                pool.submit(_replay_in_worker, _picklable(source), job): i
                 for i, source in enumerate(sources)
             }
             for future in as_completed(futures):
@@ -481,15 +516,10 @@ class Replayer:
 
 
 @dataclass(frozen=True)
-class _WorkerSettings:
-    endpoint: str | None
-    api_key: str | None
-    project: str
-    diff_config: DiffConfig
-    store_report: bool
+class _WorkerJob:
     mode: str
     options: dict[str, Any]
-    settings: Settings
+    wiring: _Wiring | None
 
 
 _WORKER_REPLAYER: Replayer | None = None
@@ -499,34 +529,50 @@ def _picklable(source: TrajectorySource) -> TrajectorySource:
     return source if not isinstance(source, Trajectory) else source.model_copy()
 
 
-def _replay_one(replayer: Replayer, source: TrajectorySource, s: _WorkerSettings) -> ReplayOutcome:
+def _replay_one(replayer: Replayer, source: TrajectorySource, job: _WorkerJob) -> ReplayOutcome:
     try:
-        return replayer.replay(source, s.mode, **s.options)
+        return replayer.replay(source, job.mode, **job.options)
     except RetraceError as exc:
-        label = _source_label(source)
         return ReplayOutcome(
             original_trace_id=source.trace_id if isinstance(source, Trajectory) else "",
-            mode=ReplayMode(s.mode),
+            mode=ReplayMode(job.mode),
             error=exc.message,
-            source=label,
+            source=source_label(source),
         )
 
 
-def _replay_in_worker(source: TrajectorySource, s: _WorkerSettings) -> ReplayOutcome:
+def _replay_in_worker(source: TrajectorySource, job: _WorkerJob) -> ReplayOutcome:
     global _WORKER_REPLAYER
     if _WORKER_REPLAYER is None:
-        _WORKER_REPLAYER = Replayer(
-            endpoint=s.endpoint,
-            api_key=s.api_key,
-            project=s.project,
-            diff_config=s.diff_config,
-            store_report=s.store_report,
-            settings=s.settings,
+        wiring = job.wiring
+        assert wiring is not None  # checked by replay_many
+        _WORKER_REPLAYER = Replayer.from_settings(
+            wiring.settings,
+            connect=wiring.connect,
+            diff_config=wiring.diff_config,
+            store_report=wiring.store_report,
         )
-    return _replay_one(_WORKER_REPLAYER, source, s)
+    return _replay_one(_WORKER_REPLAYER, source, job)
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _no_live_tools(config: AgentConfig, workspace: Path) -> AsyncIterator[ToolExecutor]:
+    """The live tools of a Replayer given none: asking for them is the error."""
+    raise ConfigError(
+        "the replay needs a tool the recording cannot answer, and this Replayer has no live "
+        "tools (build it with Replayer.from_settings(settings) or pass live_tools=)"
+    )
+    yield  # pragma: no cover - an async generator, never reached
+
+
+def _offline_model(config: AgentConfig) -> ModelProvider:
+    """The live model of a Replayer given no factory: offline (scripted) models only."""
+    from runner.providers import offline_model
+
+    return offline_model(config)
 
 
 class _LazyTools:

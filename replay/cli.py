@@ -1,7 +1,9 @@
 """``retrace replay``, ``retrace export`` and ``retrace ci``: thin shells around the Replayer.
 
 Exit codes: 0 no divergence, 1 divergence, 2 usage or input error (unknown trace, missing data,
-bad option — ``RetraceError``s are turned into one line and their exit code by ``runner.cli``).
+bad option — ``RetraceError``s are turned into one line and their exit code by ``retrace.cli``).
+Each command reads ``Settings`` once (flags override ``RETRACE_*``) and wires its Replayer from
+them (``Replayer.from_settings``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from replay._diff import DEFAULT_CONFIG, DiffConfig
-from replay._replayer import Replayer, ReplayOutcome, TrajectorySource
+from replay._loading import TrajectorySource
+from replay._replayer import Replayer, ReplayOutcome
 from replay._suite import describe, junit_xml, markdown_summary
 from replay._trajectory import dump_trajectory, trajectory_from_detail
 from schemas.errors import InvalidInputError, RetraceError
@@ -92,11 +95,14 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
     return Panel(Group(*parts), title="retrace replay", expand=False)
 
 
-def _settings(endpoint: str | None, api_key: str | None) -> tuple[Settings, str, str | None]:
-    """The one Settings object, with the endpoint and API key flags applied."""
-    settings = Settings()
-    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    return settings, endpoint or settings.endpoint, key
+def _settings(endpoint: str | None, api_key: str | None) -> Settings:
+    """The one Settings object: ``RETRACE_*`` variables under the endpoint and API key flags."""
+    flags: dict[str, Any] = {"endpoint": endpoint, "api_key": api_key}
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _key(settings: Settings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key is not None else None
 
 
 def _diff_config(ignore: Path | None) -> DiffConfig:
@@ -147,12 +153,26 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
 @click.option("--api-key", default=None, help="Collector API key (default: RETRACE_API_KEY).")
 @click.option("--model", default=None, help="live-model: provider:model to run instead.")
 @click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="live-model: an offline model script to run instead.",
+)
+@click.option(
     "--policy-file",
-    "--policy",
     "policy_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="live-model: offline model script (policy file) to run instead.",
+    hidden=True,
+    help="Deprecated name of --script.",
+)
+@click.option(
+    "--policy",
+    "policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    hidden=True,
+    help="Deprecated name of --script.",
 )
 @click.option(
     "--prompt-file",
@@ -195,7 +215,9 @@ def replay(
     endpoint: str | None,
     api_key: str | None,
     model: str | None,
+    script: Path | None,
     policy_file: Path | None,
+    policy: Path | None,
     prompt_file: Path | None,
     agent_file: Path | None,
     on_unmatched: str,
@@ -205,24 +227,26 @@ def replay(
     as_json: bool,
 ) -> None:
     """Replay TRACE_ID (or a golden trajectory file) and report where the run diverges."""
+    for flag, old in (("--policy-file", policy_file), ("--policy", policy)):
+        if old is not None:
+            # "policy" is the tool policy everywhere else; this file is the offline model's script
+            click.echo(f"warning: {flag} is deprecated; use --script {old}", err=True)
+            script = script or old
     is_file = Path(trace_id).is_file()
-    given_endpoint = endpoint
-    settings, endpoint, key = _settings(endpoint, api_key)
+    settings = _settings(endpoint, api_key)
     if confine_to is not None:
         settings = settings.model_copy(update={"confine_to": confine_to.resolve()})
     # A golden file is self-contained: only talk to a collector when one is named explicitly.
-    replayer = Replayer(
-        endpoint=given_endpoint if is_file else endpoint,
-        api_key=key,
-        project=settings.project,
+    replayer = Replayer.from_settings(
+        settings,
+        connect=not is_file or endpoint is not None,
         diff_config=_diff_config(ignore),
-        settings=settings,
     )
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
     if model is not None:
         options["model"] = model
-    if policy_file is not None:
-        options["policy_file"] = str(policy_file)
+    if script is not None:
+        options["script"] = str(script)
     prompt = _read(prompt_file, "prompt file")
     if prompt is not None:
         options["prompt"] = prompt
@@ -272,14 +296,16 @@ def export(
     from collector.client import CollectorClient
     from schemas.errors import NotFoundError
 
-    _, endpoint, key = _settings(endpoint, api_key)
+    settings = _settings(endpoint, api_key)
     directory.mkdir(parents=True, exist_ok=True)
-    with CollectorClient(endpoint, api_key=key) as client:
+    with CollectorClient(settings.endpoint, api_key=_key(settings)) as client:
         for trace_id in trace_ids:
             try:
                 detail = client.get_trace(trace_id)
             except NotFoundError:
-                raise InvalidInputError(f"unknown trace {trace_id!r} at {endpoint}") from None
+                raise InvalidInputError(
+                    f"unknown trace {trace_id!r} at {settings.endpoint}"
+                ) from None
             trajectory = trajectory_from_detail(detail)
             path = directory / f"{trajectory.trace_id}.json"
             path.write_text(dump_trajectory(trajectory), encoding="utf-8")
@@ -356,16 +382,14 @@ def ci(
     quiet: bool,
 ) -> None:
     """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
-    settings, _, key = _settings(None, api_key)
-    sources = _suite_sources(target, endpoint, key)
+    settings = _settings(endpoint, api_key)
+    sources = _suite_sources(target, endpoint, _key(settings))
     # Golden files are self-contained: nothing is sent anywhere unless --endpoint is given.
-    replayer = Replayer(
-        endpoint=endpoint,
-        api_key=key,
-        project=settings.project,
+    replayer = Replayer.from_settings(
+        settings,
+        connect=endpoint is not None,
         diff_config=_diff_config(ignore),
         store_report=endpoint is not None,
-        settings=settings,
     )
     console = Console(stderr=True)
     progress = Progress(

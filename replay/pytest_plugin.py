@@ -4,19 +4,24 @@ Enable by naming the directory (ini ``retrace_golden_dir`` or ``--retrace-golden
 collecting it (``pytest DIR`` or via ``testpaths``). Each ``*.json`` file under it is replayed in
 ``recorded`` mode (``retrace_replay_mode`` / ``--retrace-mode`` to change) and fails with the
 first divergence and its diff. Nothing happens unless a golden directory is configured, so the
-plugin is inert in projects that do not use it.
+plugin is inert in projects that do not use it. ``Settings`` (``RETRACE_*``) are read once per
+session; golden replays send nothing anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from replay._replayer import Replayer
+
 _INI_DIR = "retrace_golden_dir"
 _INI_MODE = "retrace_replay_mode"
+_REPLAYER = pytest.StashKey["Replayer"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +62,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return GoldenFile.from_parent(parent, path=file_path)
 
 
+def _replayer(config: pytest.Config) -> Replayer:
+    """The session's Replayer, wired from ``Settings`` read once (on first use)."""
+    replayer = config.stash.get(_REPLAYER, None)
+    if replayer is None:
+        from replay._replayer import Replayer
+        from schemas.settings import Settings
+
+        replayer = Replayer.from_settings(Settings(), connect=False, store_report=False)
+        config.stash[_REPLAYER] = replayer
+    return replayer
+
+
 class GoldenFile(pytest.File):
     """One golden trajectory file: one test."""
 
@@ -70,11 +87,10 @@ class GoldenDivergence(Exception):
 
 class GoldenItem(pytest.Item):
     def runtest(self) -> None:
-        from replay._replayer import Replayer
         from replay.cli import render_text
 
         mode = self.config.getoption("--retrace-mode") or self.config.getini(_INI_MODE)
-        outcome = Replayer(store_report=False).replay(Path(self.path), str(mode))
+        outcome = _replayer(self.config).replay(Path(self.path), str(mode))
         self.user_properties.append(("replay_trace_id", outcome.replay_trace_id))
         if outcome.error:
             raise GoldenDivergence(f"replay failed: {outcome.error}")

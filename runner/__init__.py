@@ -24,7 +24,8 @@ _EXPORTS = {
     "run_agent": "runner.run",
     "LiveRuntime": "runner.runtime",
     "RecordingRuntime": "runner.runtime",
-    "instrument": "runner.instrument",
+    "instrument": "runner.instrumentation",
+    "trace_mcp_session": "runner.instrumentation",
 }
 
 __all__ = [

@@ -1,73 +1,13 @@
-"""The ``retrace`` console script: one click group, subcommands loaded lazily from each package.
+"""Kept for compatibility: the product CLI is ``retrace.cli`` (``python -m retrace``).
 
-Each component owns its commands (``collector.cli``, ``runner.commands``,
-``runner.sandbox.doctor``, ``replay.cli``, ``ui.cli``); this module only wires them and maps
-``RetraceError`` to a one-line message and the error's exit code, never a traceback.
+``python -m runner.cli ARGS`` still works and runs the same ``retrace`` command group.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from retrace.cli import COMMANDS, cli, main
 
-import click
-
-from schemas.errors import RetraceError
-
-# name -> "module:attribute"; imported only when the command is used, so `retrace serve` does not
-# pay for LangGraph and `retrace run` does not pay for Streamlit.
-COMMANDS: dict[str, str] = {
-    "serve": "collector.cli:serve",
-    "keys": "collector.cli:keys",
-    "run": "runner.commands:run",
-    "demo": "runner.commands:demo",
-    "approve": "runner.commands:approve",
-    "reject": "runner.commands:reject",
-    "resume": "runner.commands:resume",
-    "doctor": "runner.sandbox.doctor:doctor",
-    "replay": "replay.cli:replay",
-    "export": "replay.cli:export",
-    "ci": "replay.cli:ci",
-    "ui": "ui.cli:ui",
-}
-
-
-class _LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                return None  # component not built yet
-            raise
-        command = getattr(module, attr, None)
-        return command if isinstance(command, click.Command) else None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RetraceError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="retrace")
-def cli() -> None:
-    """Retrace: see and replay what LLM agents do."""
-
-
-def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="retrace")
-
+__all__ = ["COMMANDS", "cli", "main"]
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ scripted model (runner/offline.py); anything else is a LangChain chat model, bui
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -57,17 +58,33 @@ class LangChainModel:
         return result
 
 
-def make_model(config: AgentConfig, settings: Settings | None = None) -> ModelProvider:
-    """The provider named by ``config.model``. Raises ``ConfigError`` for an unknown provider."""
-    settings = settings or Settings()
+def make_model(config: AgentConfig, settings: Settings) -> ModelProvider:
+    """The provider named by ``config.model``. Raises ``ConfigError`` for an unknown provider.
+
+    ``settings`` (read once at the edge) give an ``openai:`` model its default base URL and key;
+    the agent config's own ``base_url``/``api_key`` win.
+    """
     provider, name = config.provider, config.model_name
     if provider == "offline":
-        # Confined (a replay the collector started): the script is a file a client named.
-        confine_to = settings.confine_to
-        path = resolve_script(name, config.offline_script, confine_to=confine_to)
-        return OfflineModel.from_file(path, name=name, quote=confine_to is None)
+        return offline_model(config, confine_to=settings.confine_to)
     chat = _chat_model(provider, name, config, settings)
     return LangChainModel(chat, name=name)
+
+
+def offline_model(config: AgentConfig, *, confine_to: Path | None = None) -> ModelProvider:
+    """The scripted model ``offline:NAME`` (no settings needed). Raises ``ConfigError`` for
+    any other provider: a live model's endpoint and key come from ``Settings`` (``make_model``).
+
+    ``confine_to`` (a replay the collector started): the script is a file a client named, so it
+    must lie under that directory or be bundled, and errors never quote it."""
+    if config.provider != "offline":
+        raise ConfigError(
+            f"model {config.model} is not an offline model; a live model is built from the "
+            "settings (runner.providers.make_model)"
+        )
+    name = config.model_name
+    path = resolve_script(name, config.offline_script, confine_to=confine_to)
+    return OfflineModel.from_file(path, name=name, quote=confine_to is None)
 
 
 def _chat_model(provider: str, name: str, config: AgentConfig, settings: Settings) -> BaseChatModel:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from schemas.ids import SafeId
 
@@ -457,7 +457,13 @@ class ReplayRequest(_Model):
 
     mode: ReplayMode = ReplayMode.RECORDED
     model: str | None = None
-    policy: str | None = None
+    script: str | None = Field(
+        None,
+        # "policy" was this field's first name; it means the tool policy everywhere else.
+        validation_alias=AliasChoices("script", "policy"),
+        description="live-model: an offline model script (under the collector's data dir) to "
+        "run instead; `policy` is a deprecated name for it",
+    )
     prompt: str | None = Field(
         None, max_length=200_000, description="A system prompt to use instead of the recorded one"
     )

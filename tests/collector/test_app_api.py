@@ -166,5 +166,5 @@ def test_a_replay_cannot_read_scripts_outside_the_collectors_data_dir(
     trace_id = _ingest_trace(collector_server)
     for path in ("/etc/passwd", str(collector_server.data_dir / ".." / "elsewhere.yaml")):
         with pytest.raises(InvalidInputError, match="must be an existing file under"):
-            collector_server.client.start_replay(trace_id, "live-model", policy=path)
+            collector_server.client.start_replay(trace_id, "live-model", script=path)
     assert collector_server.client.list_replays(trace_id) == []

@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from runner.cli import COMMANDS, cli
+from retrace.cli import COMMANDS, cli
 from schemas.settings import DEFAULT_COLLECTOR_PORT, DEFAULT_UI_PORT, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,5 +105,5 @@ def test_dockerfile_matches_the_project() -> None:
     cmd = json.loads(re.findall(r"^CMD (.+)$", text, re.M)[-1])
     command, ctx = _command(cmd)
     assert command.name == "serve" and ctx.params["port"] == DEFAULT_COLLECTOR_PORT
-    for package in ("schemas", "collector", "runner", "replay", "ui"):
+    for package in ("retrace", "schemas", "collector", "runner", "replay", "ui"):
         assert f"COPY {package} ./{package}" in text

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from junitparser import Error, Failure, JUnitXml
 
 from replay import dump_trajectory, load_trajectory
-from runner.cli import cli
+from retrace.cli import cli
 from schemas.models import TRAJECTORY_FORMAT_VERSION, Trajectory
-from tests.replay.agent_fixture import agent_config, record, write_script
+from tests.replay.agent_fixture import SCRIPT, agent_config, record, write_script
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,26 @@ def test_replay_command_live_model_with_another_model(golden: Trajectory, tmp_pa
     assert "other_output" in result.output and "step 0 (chat" in result.output
     result = runner.invoke(cli, ["replay", str(clean), "--model", "offline:data-scientist"])
     assert result.exit_code == 2 and "only applies to mode live-model" in result.output
+
+
+def test_replay_script_flag_and_its_deprecated_names(golden: Trajectory, tmp_path: Path) -> None:
+    clean = write_suite(tmp_path, golden)[0]
+    shorter = write_script(
+        tmp_path,
+        SCRIPT.replace("      - call: read_file\n        args: {path: report.csv}\n", ""),
+        name="shorter.yaml",
+    )
+    base = ["replay", str(clean), "--mode", "live-model", "--json"]
+    runner = CliRunner()
+    new = runner.invoke(cli, [*base, "--script", str(shorter)])
+    assert new.exit_code == 1, new.output
+    assert new.stderr == ""
+    first = json.loads(new.stdout)["report"]["first_divergence"]
+    assert (first["kind"], first["recorded_index"]) == ("other_output", 4)
+    for flag in ("--policy-file", "--policy"):
+        old = runner.invoke(cli, [*base, flag, str(shorter)])
+        assert old.exit_code == 1, old.output
+        assert old.stderr == f"warning: {flag} is deprecated; use --script {shorter}\n"
+        assert json.loads(old.stdout)["report"]["first_divergence"] == first
+    page = runner.invoke(cli, ["replay", "--help"]).output
+    assert "--script" in page and "--policy" not in page

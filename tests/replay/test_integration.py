@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from replay import load_trajectory, trajectory_from_detail
-from runner.cli import cli
+from retrace.cli import cli
 from runner.offline import OfflineModel
 from runner.run import run_agent
 from runner.runtime import LiveRuntime

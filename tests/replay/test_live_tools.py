@@ -83,7 +83,8 @@ def test_recording_through_real_mcp(recorded: Trajectory) -> None:
 
 
 def test_live_tools_replay_of_an_unchanged_tool_plane(recorded: Trajectory, tmp_path: Path) -> None:
-    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(recorded, "live-tools")
+    replayer = Replayer.from_settings(Settings(data_dir=tmp_path), connect=False)
+    outcome = replayer.replay(recorded, "live-tools")
     assert outcome.error == ""
     report = outcome.report
     assert report is not None and not report.diverged, report.divergences
@@ -98,7 +99,7 @@ def test_live_tools_replay_finds_a_changed_tool_output(
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("DELETE FROM customers WHERE rowid % 2 = 0")
-    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(
+    outcome = Replayer.from_settings(Settings(data_dir=tmp_path), connect=False).replay(
         recorded, "live-tools", config=config_for(tmp_path, db)
     )
     report = outcome.report
@@ -121,8 +122,8 @@ def test_live_tools_replay_finds_a_changed_tool_output(
 def test_live_model_executes_unmatched_calls_live(recorded: Trajectory, tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
     other.write_text(SCRIPT.replace("select count(*) as n from customers", "select 1 as n"))
-    outcome = Replayer(settings=Settings(data_dir=tmp_path)).replay(
-        recorded, "live-model", policy_file=str(other)
+    outcome = Replayer.from_settings(Settings(data_dir=tmp_path), connect=False).replay(
+        recorded, "live-model", script=str(other)
     )
     report = outcome.report
     assert report is not None

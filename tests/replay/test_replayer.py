@@ -11,9 +11,11 @@ import pytest
 
 from replay import Replayer, report_fingerprint
 from runner.config import AgentConfig
-from runner.seams import ToolExecutor
-from schemas.errors import ReplayError, TrajectoryIncompleteError
+from runner.providers import offline_model
+from runner.seams import ModelProvider, ToolExecutor
+from schemas.errors import ConfigError, ReplayError, TrajectoryIncompleteError
 from schemas.models import DivergenceKind, ReplayMode, Trajectory
+from schemas.settings import Settings
 from tests.replay.agent_fixture import SCRIPT, FileTools, agent_config, record, write_script
 
 
@@ -128,7 +130,7 @@ def test_different_model_policy_in_live_model_mode(golden: Trajectory, tmp_path:
         ),
         name="shorter.yaml",
     )
-    outcome = Replayer().replay(golden, "live-model", policy_file=str(shorter))
+    outcome = Replayer().replay(golden, "live-model", script=str(shorter))
     report = outcome.report
     assert report is not None and report.diverged
     first = report.first_divergence
@@ -153,7 +155,7 @@ def test_tool_argument_change_live_model(golden: Trajectory, tmp_path: Path) -> 
     )
     replayer = Replayer(live_tools=live_file_tools())  # type: ignore[arg-type]
     # unmatched tool calls executed live
-    report = replayer.replay(golden, "live-model", policy_file=str(changed)).report
+    report = replayer.replay(golden, "live-model", script=str(changed)).report
     assert report is not None
     first = report.first_divergence
     assert first is not None
@@ -164,9 +166,7 @@ def test_tool_argument_change_live_model(golden: Trajectory, tmp_path: Path) -> 
         ("/arguments/sql", "select region, total from sales", "select * from sales")
     ]
     # ... or stopped: an unanswerable request at the tool call
-    stopped = replayer.replay(
-        golden, "live-model", policy_file=str(changed), on_unmatched="stop"
-    ).report
+    stopped = replayer.replay(golden, "live-model", script=str(changed), on_unmatched="stop").report
     assert stopped is not None
     kinds = [(d.kind, d.replayed_index) for d in stopped.divergences]
     assert (DivergenceKind.UNANSWERABLE, 1) in kinds
@@ -318,3 +318,65 @@ def test_a_replay_that_cannot_run_carries_the_failure(golden: Trajectory) -> Non
     outcome = Replayer().replay(golden, "live-model", model="offline:no-such-script")
     assert outcome.report is None and not outcome.ok
     assert "no offline script named 'no-such-script'" in outcome.error
+
+
+# --- collaborators are passed in -------------------------------------------------------------
+
+
+def test_the_injected_loader_supplies_the_trajectory(golden: Trajectory) -> None:
+    asked: list[object] = []
+
+    def loader(source: object) -> Trajectory:
+        asked.append(source)
+        return golden
+
+    outcome = Replayer(loader=loader).replay("any-name", "recorded")
+    assert asked == ["any-name"]
+    assert outcome.report is not None and not outcome.report.diverged
+
+
+def test_without_live_tools_a_live_tools_replay_is_refused(golden: Trajectory) -> None:
+    with pytest.raises(ConfigError, match="live-tools replay needs live tools"):
+        Replayer().replay(golden, "live-tools")
+
+
+def test_without_a_model_factory_live_model_runs_offline_models_only(
+    golden: Trajectory, script: Path
+) -> None:
+    outcome = Replayer().replay(golden, "live-model", model="openai:gpt-4o-mini")
+    assert "not an offline model" in outcome.error
+    calls: list[str] = []
+
+    def live_model(config: AgentConfig) -> ModelProvider:
+        calls.append(config.model)
+        recorded = {"model": str(golden.agent_config["model"]), "offline_script": str(script)}
+        return offline_model(config.model_copy(update=recorded))
+
+    outcome = Replayer(live_model=live_model).replay(golden, "live-model", model="openai:x")
+    assert calls == ["openai:x"] and outcome.error == "", outcome.error
+    assert outcome.report is not None and not outcome.report.diverged
+
+
+def test_from_settings_wires_the_clis_collaborators(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, endpoint="http://127.0.0.1:1", project="p1")
+    offline = Replayer.from_settings(settings, connect=False)
+    assert offline.client is None and offline.endpoint is None
+    assert offline.live_tools is not None and offline.live_model is not None
+    assert (offline.project, offline.cas_dir) == ("p1", tmp_path / "runner" / "cas")
+    connected = Replayer.from_settings(settings)
+    assert connected.client is not None and connected.endpoint == "http://127.0.0.1:1"
+
+
+def test_several_workers_need_a_replayer_from_settings(golden: Trajectory) -> None:
+    with pytest.raises(ConfigError, match=r"Replayer\.from_settings"):
+        Replayer().replay_many([golden, golden], "recorded", workers=2)
+
+
+def test_the_policy_file_option_is_a_deprecated_name_for_script(
+    golden: Trajectory, script: Path
+) -> None:
+    with pytest.warns(DeprecationWarning, match="'policy_file' is deprecated; use 'script'"):
+        old = Replayer().replay(golden, "live-model", policy_file=str(script))
+    new = Replayer().replay(golden, "live-model", script=str(script))
+    assert old.report is not None and new.report is not None
+    assert report_fingerprint(old.report) == report_fingerprint(new.report)

@@ -10,7 +10,7 @@ import pytest
 
 from replay import Replayer, trajectory_from_detail
 from replay._capture import CaptureExporter, detail_from_spans
-from runner.commands import live_tools
+from runner.assembly import live_tools
 from runner.config import AgentConfig, McpServerConfig
 from runner.offline import OfflineModel
 from runner.run import run_agent
@@ -101,7 +101,7 @@ def test_live_tools_restores_each_steps_workspace(
     recorded: tuple[Trajectory, Settings], tmp_path: Path
 ) -> None:
     trajectory, settings = recorded
-    outcome = Replayer(settings=settings).replay(trajectory, "live-tools")
+    outcome = Replayer.from_settings(settings).replay(trajectory, "live-tools")
     assert outcome.error == ""
     report = outcome.report
     assert report is not None and not report.diverged, report.divergences
@@ -109,7 +109,7 @@ def test_live_tools_restores_each_steps_workspace(
     # Now the write is refused by policy in the replay, so step 1 writes nothing: step 5 still
     # reads the CSV, because its workspace is restored from the recording before the call.
     config = config_for(tmp_path, policy={"version": 1, "tools": {"deny": ["write_file"]}})
-    outcome = Replayer(settings=settings).replay(trajectory, "live-tools", config=config)
+    outcome = Replayer.from_settings(settings).replay(trajectory, "live-tools", config=config)
     report = outcome.report
     assert report is not None
     first = report.first_divergence

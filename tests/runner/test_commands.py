@@ -287,9 +287,9 @@ def test_demo_ui_child_serves_until_the_demo_stops(collector_server: Any, tmp_pa
     """`retrace demo --ui`: the UI child answers while the demo serves and is gone afterwards."""
     import httpx
 
-    from runner.commands import _free_port, _ui
+    from runner.supervisor import free_port, ui_service
 
-    with _ui(collector_server.url, _free_port(), tmp_path) as url:
+    with ui_service(collector_server.url, free_port(), tmp_path) as url:
         assert httpx.get(f"{url}/_stcore/health", timeout=5).text == "ok"
         page = httpx.get(url, timeout=5)
         assert page.status_code == 200 and "<html" in page.text.lower()

@@ -16,7 +16,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runner.instrument import instrument
+from runner.instrumentation import instrument
 from schemas import attributes as A
 
 
@@ -148,7 +148,7 @@ def test_instrumented_graph_exports_to_the_collector(collector_server: Any) -> N
 def test_mcp_session_calls_inside_a_user_graph_become_tool_spans() -> None:
     from mcp import Client, StdioServerParameters
 
-    from runner.instrument import trace_mcp_session
+    from runner.instrumentation import trace_mcp_session
 
     async def scenario() -> tuple[Any, InMemorySpanExporter, str]:
         exporter = InMemorySpanExporter()

@@ -194,7 +194,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     # live-model with another (offline, scripted) model whose SQL differs: a real divergence.
     page.goto(f"{stack.ui_url}/replay?trace={stack.agent_trace}")
     page.get_by_role("radiogroup").get_by_text(re.compile("^live-model")).click()
-    page.get_by_label("Policy file for the replay (optional)").fill(str(stack.other_model))
+    page.get_by_label("Offline model script for live-model (optional)").fill(str(stack.other_model))
     page.get_by_role("button", name="Launch replay").click()
     expect(page.get_by_text(re.compile(r"completed: diverged at step"))).to_be_visible(
         timeout=120_000

@@ -48,7 +48,7 @@ with st.form("launch"):
         placeholder="openai:gpt-4o-mini",
         help="Recorded models: " + md_text(", ".join(summary.models) or "none"),
     )
-    policy = st.text_input("Policy file for the replay (optional)", "")
+    script = st.text_input("Offline model script for live-model (optional)", "")
     prompt = st.text_area(
         "System prompt for the replay (optional; empty keeps the recorded prompt)",
         "",
@@ -62,7 +62,7 @@ if launch:
             trace_id,
             mode=mode,
             model=(model.strip() or None) if mode == ReplayMode.LIVE_MODEL else None,
-            policy=policy.strip() or None,
+            script=script.strip() or None,
             prompt=prompt.strip() or None,
         )
         st.query_params["replay"] = record.replay_id
