@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from replay import dump_trajectory
 from schemas.models import Trajectory
-from schemas.trajectory import dump_trajectory
 from tests.fixtures.collector import REPO_ROOT
 from tests.replay.agent_fixture import SCRIPT, agent_config, record, write_script
 
