@@ -173,6 +173,7 @@ class Replayer:
 
     def _config(self, trajectory: Trajectory, options: ReplayOptions) -> AgentConfig:
         from runner.config import AgentConfig
+        from runner.confinement import confine_config
 
         if options.config is not None:
             config = AgentConfig.model_validate(options.config.model_dump())
@@ -203,7 +204,7 @@ class Replayer:
             config.offline_script = str(Path(options.policy_file).resolve())
         if options.prompt is not None:
             config.system_prompt = options.prompt
-        return config
+        return confine_config(config, self.settings)  # the files a client's config names
 
     # --- one replay --------------------------------------------------------------------------
     def replay(

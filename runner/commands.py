@@ -20,13 +20,12 @@ from typing import Any
 import click
 import yaml
 
-from runner.config import AgentConfig, load_config
+from runner.config import PYTHON_TOKEN, AgentConfig, load_config
 from runner.run import RunResult
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_AGENT = DEMO_DIR / "agent.yaml"
 DEMO_SUITE = DEMO_DIR / "tasks.yaml"
-PYTHON_TOKEN = "{python}"  # in an MCP server ``command``: this interpreter
 
 
 @dataclass
@@ -107,8 +106,10 @@ async def live_tools(
     config: AgentConfig, settings: Any, workspace: Path, client: Any
 ) -> AsyncIterator[Any]:
     """The config's MCP servers as a ``ToolExecutor`` (a no-tool executor if it names none)."""
+    from runner.confinement import confine_tools
     from runner.mcp_bridge import McpToolExecutor
 
+    config = confine_tools(config, settings)  # only bundled servers for a collector's client
     workspace.mkdir(parents=True, exist_ok=True)
     env = {
         "RETRACE_ENDPOINT": settings.endpoint,
