@@ -499,8 +499,9 @@ def start_replay(
     )
     with state.jobs.reserve(project, "replay", record.replay_id) as slot:
         state.store.save_replay(project, record)
-        # --confine-to: the files the recorded trace names (its agent config's offline script)
-        # are checked in the replay process as the request's are here.
+        # --confine-to: the recorded agent config is client data; the replay process checks the
+        # files it names as the request's are here, and starts only bundled MCP servers
+        # (runner/confinement.py).
         data_dir = str(Path(state.settings.data_dir).resolve())
         argv = [
             *("replay", "--mode", body.mode.value),

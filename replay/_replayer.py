@@ -148,6 +148,8 @@ class Replayer:
     ``live_model``: builds live-model's model (default: offline models only; a model that
     needs credentials needs the factory ``from_settings`` passes).
     ``cas_dir``: the runner's local workspace blobs, looked at before the collector's.
+    ``confine_to``: a replay the collector runs for an API client (``Settings.confine_to``): the
+    files the recorded config names must lie under it (``runner.confinement``).
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class Replayer:
         diff_config: DiffConfig = DEFAULT_CONFIG,
         cas_dir: Path | None = None,
         store_report: bool = True,
+        confine_to: Path | None = None,
     ) -> None:
         self.client = client
         self.endpoint = client.endpoint if client is not None else None
@@ -173,6 +176,7 @@ class Replayer:
         self.diff_config = diff_config
         self.cas_dir = cas_dir
         self.store_report = store_report
+        self.confine_to = confine_to
         self._wiring: _Wiring | None = None
 
     @classmethod
@@ -210,6 +214,7 @@ class Replayer:
             diff_config=diff_config,
             cas_dir=Path(settings.data_dir) / "runner" / "cas",
             store_report=store_report,
+            confine_to=settings.confine_to,
         )
         replayer._wiring = _Wiring(settings, connect, diff_config, store_report)
         return replayer
@@ -221,6 +226,7 @@ class Replayer:
 
     def _config(self, trajectory: Trajectory, options: ReplayOptions) -> AgentConfig:
         from runner.config import AgentConfig
+        from runner.confinement import confine_config
 
         if options.config is not None:
             config = AgentConfig.model_validate(options.config.model_dump())
@@ -251,7 +257,7 @@ class Replayer:
             config.offline_script = str(Path(options.script).resolve())
         if options.prompt is not None:
             config.system_prompt = options.prompt
-        return config
+        return confine_config(config, self.confine_to)  # the files a client's config names
 
     # --- one replay --------------------------------------------------------------------------
     def replay(

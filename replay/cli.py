@@ -205,8 +205,9 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
     "--confine-to",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Read offline scripts only from the bundled ones and under this directory "
-    "(what the collector passes for replays a client asks for).",
+    help="Treat the agent config as someone else's: read offline scripts and policies only from "
+    "the bundled ones and under this directory, start only the bundled MCP servers, never the "
+    "'process' backend (what the collector passes for replays a client asks for).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def replay(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import yaml
 
-from runner.config import AgentConfig, load_config, parse_config
+from runner.config import PYTHON_TOKEN, AgentConfig, load_config, parse_config
 from schemas.errors import ConfigError, InvalidInputError, RetraceError
 from schemas.settings import Settings
 
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_AGENT = DEMO_DIR / "agent.yaml"
 DEMO_SUITE = DEMO_DIR / "tasks.yaml"
-PYTHON_TOKEN = "{python}"  # in an MCP server ``command``: this interpreter
-
 _T = TypeVar("_T")
 
 LiveToolsFactory = Callable[[AgentConfig, Path], AbstractAsyncContextManager["ToolExecutor"]]
@@ -178,8 +176,10 @@ async def live_tools(
 
     Their own spans go to ``settings.endpoint`` (none when it is empty) as ``settings.project``.
     """
+    from runner.confinement import confine_tools
     from runner.mcp_bridge import McpToolExecutor
 
+    config = confine_tools(config, settings)  # only bundled servers for a collector's client
     workspace.mkdir(parents=True, exist_ok=True)
     env = {
         "RETRACE_ENDPOINT": settings.endpoint,

@@ -23,6 +23,7 @@ from pydantic import (
 from schemas.errors import ConfigError
 
 SandboxBackendName = Literal["gvisor", "bwrap", "process"]
+PYTHON_TOKEN = "{python}"  # in an MCP server ``command``: this interpreter
 
 
 class _Config(BaseModel):

@@ -38,7 +38,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import CallToolResult
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
-from runner.mcp_servers import SANDBOX_META_KEY, SANDBOX_SERVER_MODULE
+from runner.mcp_servers import DATA_SERVER_MODULE, SANDBOX_META_KEY, SANDBOX_SERVER_MODULE
 from runner.seams import ToolResult, ToolSpec
 from schemas.attributes import (
     RETRACE_MCP_SERVER,
@@ -135,7 +135,7 @@ def data_server(
     *, db: Path | None = None, name: str = "data", env: Mapping[str, str] | None = None
 ) -> McpServer:
     """The entry that starts the bundled data server (sample dataset unless ``db``)."""
-    args = ["-m", "runner.mcp_servers.data_server"]
+    args = ["-m", DATA_SERVER_MODULE]
     if db is not None:
         args += ["--db", str(db)]
     return McpServer(name=name, command=sys.executable, args=args, env=dict(env or {}))

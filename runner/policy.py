@@ -218,33 +218,52 @@ class Policy:
         return cls(PolicySpec(), source="<allow-all>")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<policy>") -> Policy:
-        """Build from parsed YAML/JSON. Raises PolicyError naming the bad field."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str = "<policy>", quote: bool = True
+    ) -> Policy:
+        """Build from parsed YAML/JSON. Raises PolicyError naming the bad field.
+
+        ``quote=False`` (a policy named on someone else's behalf): the error gives the number
+        and kind of problems only, never a key or value taken from ``data``.
+        """
         if not isinstance(data, Mapping):
             raise PolicyError(f"invalid policy {source}: expected a mapping at the top level")
         try:
             return cls(PolicySpec.model_validate(dict(data)), source=source)
         except ValidationError as exc:
+            if not quote:
+                raise PolicyError(
+                    f"invalid policy {source}: {exc.error_count()} problem(s), the first: "
+                    f"{exc.errors()[0]['type']}"
+                ) from None
             raise PolicyError(_describe_validation_error(source, exc)) from None
 
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<policy>") -> Policy:
-        """Parse YAML text. Raises PolicyError on bad YAML or a bad field."""
+    def from_yaml(cls, text: str, *, source: str = "<policy>", quote: bool = True) -> Policy:
+        """Parse YAML text. Raises PolicyError on bad YAML or a bad field (``quote``: see
+        :meth:`from_dict`; unquoted, a YAML error gives its line and column only)."""
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise PolicyError(f"invalid policy {source}: not valid YAML: {exc}") from None
-        return cls.from_dict(data if data is not None else {}, source=source)
+            if quote:
+                raise PolicyError(f"invalid policy {source}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            raise PolicyError(f"invalid policy {source}: not valid YAML{where}") from None
+        return cls.from_dict(data if data is not None else {}, source=source, quote=quote)
 
     @classmethod
-    def load(cls, path: str | Path) -> Policy:
-        """Load a policy file. Raises PolicyError (missing file, bad YAML, bad field)."""
+    def load(cls, path: str | Path, *, quote: bool = True) -> Policy:
+        """Load a policy file. Raises PolicyError (missing file, bad YAML, bad field; ``quote``:
+        see :meth:`from_dict`)."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
-        return cls.from_yaml(text, source=str(path))
+        except UnicodeDecodeError:
+            raise PolicyError(f"policy file {path} is not UTF-8 text") from None
+        return cls.from_yaml(text, source=str(path), quote=quote)
 
     def decide(
         self, tool: str, arguments: Mapping[str, Any], context: PolicyContext | None = None

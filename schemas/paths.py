@@ -2,8 +2,8 @@
 
 The collector reads no file an API client names unless it lies under a directory it may read
 from (its data dir, the bundled demo scripts); the replay process it starts applies the same
-check to the files the recorded trace names. ``offline:NAME`` names a bundled offline script,
-or a file when NAME looks like a path.
+check to the files and directories the recorded trace names (``runner.confinement``).
+``offline:NAME`` names a bundled offline script, or a file when NAME looks like a path.
 """
 
 from __future__ import annotations
@@ -41,11 +41,36 @@ def file_under(name: str, roots: Sequence[Path], *, what: str, where: str) -> Pa
     about files outside ``roots``) and quotes nothing read from any file.
     """
     problem = InvalidInputError(f"{what} must be an existing file under {where}")
+    path = _resolved_under(name, roots)
+    try:
+        if path is None or not path.is_file():
+            raise problem
+    except OSError:
+        raise problem from None
+    return path
+
+
+def dir_under(name: str, roots: Sequence[Path], *, what: str, where: str) -> Path:
+    """The directory ``name`` names (it may not exist yet), if it lies under one of ``roots``.
+
+    Resolved and checked as :func:`file_under` does; an existing non-directory is refused with
+    the same ``InvalidInputError`` as a path outside ``roots``.
+    """
+    problem = InvalidInputError(f"{what} must be a directory under {where}")
+    path = _resolved_under(name, roots)
+    try:
+        if path is None or (path.exists() and not path.is_dir()):
+            raise problem
+    except OSError:
+        raise problem from None
+    return path
+
+
+def _resolved_under(name: str, roots: Sequence[Path]) -> Path | None:
+    """``name`` with ``..`` and symlinks resolved, if that lies under one of ``roots``."""
     try:
         path = Path(name).resolve()
         inside = any(path.is_relative_to(root.resolve()) for root in roots)
-        if not inside or not path.is_file():
-            raise problem
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte, a name too long
-        raise problem from None
-    return path
+        return None
+    return path if inside else None

@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     confine_to: Path | None = Field(
         None,
         description=(
-            "Read offline scripts only from the bundled demo scripts and under this directory "
-            "(set for replays the collector starts on a client's behalf)."
+            "Treat the agent config as someone else's (set for replays the collector starts on "
+            "a client's behalf): read offline scripts and policies only from the bundled demo "
+            "files and under this directory, start only the bundled MCP servers, never the "
+            "'process' backend (runner/confinement.py)."
         ),
     )
     openai_base_url: str | None = None

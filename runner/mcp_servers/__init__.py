@@ -13,9 +13,11 @@ from typing import Final
 
 #: ``python -m`` module of the bundled sandbox server (the bridge snapshots around its calls).
 SANDBOX_SERVER_MODULE: Final = "runner.mcp_servers.sandbox_server"
+#: ``python -m`` module of the bundled data server.
+DATA_SERVER_MODULE: Final = "runner.mcp_servers.data_server"
 #: Key in a sandbox tool result's ``_meta`` holding the execution stats (backend, exit code,
 #: CPU, memory, limits...); timings live here, not in the structured result, so that results
 #: stay reproducible for replay.
 SANDBOX_META_KEY: Final = "retrace/sandbox"
 
-__all__ = ["SANDBOX_META_KEY", "SANDBOX_SERVER_MODULE"]
+__all__ = ["DATA_SERVER_MODULE", "SANDBOX_META_KEY", "SANDBOX_SERVER_MODULE"]
