@@ -451,25 +451,26 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
 
 # --- single trace ------------------------------------------------------------------------------
 TRACE_RANGE_SQL = f"""
-SELECT toUnixTimestamp(min(Start)) AS StartS, toUnixTimestamp(max(End)) AS EndS, count() AS N
+SELECT count() AS N
 FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
 # One round trip: the lookup table's time range (a scalar subquery, evaluated first and folded
-# into constants) prunes partitions and parts; the sort key finds the trace inside them. Rows
-# come unordered and may repeat a span (parts not merged yet): :func:`ordered_unique_spans`
-# orders and deduplicates them, cheaper in Python for one trace than a sort and LIMIT BY stage.
+# into constants; exact since migration 0005) prunes partitions and parts; the sort key finds the
+# trace inside them. Rows come unordered and may repeat a span (parts not merged yet):
+# :func:`ordered_unique_spans` orders and deduplicates them, cheaper in Python for one trace than
+# a sort and LIMIT BY stage.
 TRACE_SPANS_SQL = f"""
 WITH (
-    SELECT (toDateTime64(min(Start), 9), toDateTime64(max(End), 9) + 1)
+    SELECT (min(Start), max(End))
     FROM {TRACE_ID_TS_TABLE}
     WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 ) AS bounds
 SELECT {SPAN_SELECT}, InputPreview, OutputPreview
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-  AND Timestamp >= bounds.1 AND Timestamp < bounds.2
+  AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
 """
 
 
@@ -712,13 +713,13 @@ def list_traces_sql(
     span_time = _span_time_filter(start_ns, q.end, params)
     if start_ns is not None:
         having.append("StartNs >= {t_start:Int64}")
-        # Lookup rows keep each insert block's first span time floored to the second: every
-        # block of a trace that starts at or after the bound is at or after that second. The
-        # lookup table is partitioned by day, so a recent bound reads little.
-        params["t_start_s"] = start_ns // 1_000_000_000
+        # Lookup rows keep each insert block's first span time: every block of a trace that
+        # starts at or after the bound is at or after it. The lookup table is partitioned by
+        # day, so a recent bound reads little.
         where.append(
             f"TraceId IN (SELECT TraceId FROM {TRACE_ID_TS_TABLE}"
-            " WHERE ProjectId = {project:String} AND Start >= toDateTime({t_start_s:Int64}))"
+            " WHERE ProjectId = {project:String}"
+            " AND Start >= fromUnixTimestamp64Nano({t_start:Int64}))"
         )
     if q.end is not None:
         having.append("StartNs < {t_end:Int64}")

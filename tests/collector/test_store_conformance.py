@@ -31,6 +31,7 @@ from schemas.errors import (
 )
 from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION, load_migrations
 from schemas.models import (
+    MAX_SPAN_TIME_UNIX_NANO,
     Approval,
     ApprovalStatus,
     DivergenceMetrics,
@@ -335,6 +336,63 @@ def test_dedup_token_makes_a_replayed_batch_a_no_op(store: TraceStore) -> None:
     other_id, other, other_payloads = make_run("p")
     store.insert_spans("p", other, other_payloads, dedup_token="spool-segment-1:3-6")
     assert store.get_trace("p", other_id) is not None
+
+
+# The latest instant the store holds: spans up to it are stored and read like any other.
+LAST_INSTANT = datetime(2149, 6, 6, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
+def test_spans_up_to_the_last_representable_instant_round_trip(store: TraceStore) -> None:
+    """Spans after 2106-02-07 (where a 32-bit DateTime ends) are read, listed, found and
+    deleted like any other, up to the last nanosecond the store holds."""
+    now_id, now_spans, now_payloads = make_run("p")
+    store.insert_spans("p", now_spans, now_payloads)
+    starts = {
+        "after_2106": datetime(2106, 2, 8, 6, 30, tzinfo=UTC),
+        "last_day": datetime(2149, 6, 6, 12, 0, tzinfo=UTC),
+    }
+    ids = {}
+    for name, start in starts.items():
+        trace_id, spans, payloads = make_run("p", start=start, question=f"run {name}")
+        store.insert_spans("p", spans, payloads)
+        ids[name] = trace_id
+    # A run that ends on the very last nanosecond.
+    last_start = MAX_SPAN_TIME_UNIX_NANO - 100 * MS
+    edge_id, edge, edge_payloads = make_run("p", start=datetime(2149, 6, 6, tzinfo=UTC))
+    shift = last_start - edge[0].start_time_unix_nano
+    edge = [
+        s.model_copy(update={"start_time_unix_nano": s.start_time_unix_nano + shift}) for s in edge
+    ]
+    store.insert_spans("p", edge, edge_payloads)
+    ids["last_nanosecond"] = edge_id
+
+    for name, trace_id in ids.items():
+        detail = store.get_trace("p", trace_id)
+        assert detail is not None, name
+        assert len(detail.spans) == 3 and detail.trace.span_count == 3
+    detail = store.get_trace("p", edge_id)
+    assert detail is not None
+    assert max(s.start_time_unix_nano + s.duration_ns for s in detail.spans) == (
+        MAX_SPAN_TIME_UNIX_NANO
+    )
+    assert detail.trace.end_time == LAST_INSTANT
+
+    everything = [now_id, ids["after_2106"], ids["last_day"], edge_id]
+    newest_first = TraceQuery(limit=10)
+    assert _ids(store, "p", newest_first) == everything[::-1]
+    since_2100 = TraceQuery(start=datetime(2100, 1, 1, tzinfo=UTC), limit=10)
+    assert _ids(store, "p", since_2100) == everything[:0:-1]
+    since_now = TraceQuery(start=BASE, order="asc", limit=10)
+    assert _ids(store, "p", since_now) == everything
+    assert store.stats("p", StatsQuery(start=datetime(2100, 1, 1, tzinfo=UTC))).runs == 3
+    found = store.search_spans("p", SpanQuery(start=datetime(2100, 1, 1, tzinfo=UTC)))
+    assert {s.trace_id for s in found.spans} == set(everything[1:])
+    assert len(store.search_spans("p", SpanQuery(start=BASE, limit=100)).spans) == 12
+
+    for trace_id in everything[1:]:
+        assert store.delete_trace("p", trace_id) is True
+        assert store.get_trace("p", trace_id) is None
+    assert _ids(store, "p", newest_first) == [now_id]
 
 
 # --- lists -------------------------------------------------------------------------------------
