@@ -249,6 +249,17 @@ def _load() -> str:
     return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
 
 
+def _insert_all(
+    store: TraceStore, batches: list[tuple[list[SpanRecord], dict[str, bytes]]], token: str
+) -> tuple[float, float]:
+    """Insert every batch (each with its own dedup token); wall and in-process CPU seconds."""
+    t = time.perf_counter()
+    c = time.process_time()
+    for n, (spans, payloads) in enumerate(batches):
+        store.insert_spans(PROJECT, spans, payloads, dedup_token=f"{token}-{n}")
+    return time.perf_counter() - t, time.process_time() - c
+
+
 def _span_rows(store: TraceStore) -> int:
     rows = store._rows(  # type: ignore[attr-defined]
         "SELECT count() AS n FROM otel_traces WHERE ProjectId = {p:String}", {"p": PROJECT}
@@ -304,12 +315,7 @@ def main() -> None:
         batches.append((spans_batch, payload_batch))
     total = sum(len(b[0]) for b in batches)
     payload_bytes = sum(len(v) for b in batches for v in b[1].values())
-    t = time.perf_counter()
-    c = time.process_time()
-    for n, (spans, payloads) in enumerate(batches):
-        store.insert_spans(PROJECT, spans, payloads, dedup_token=f"bench-{n}")
-    elapsed = time.perf_counter() - t
-    cpu = time.process_time() - c
+    elapsed, cpu = _insert_all(store, batches, "bench")
     print(
         f"(a) insert: {total} realistic spans ({payload_bytes / total:.0f} payload bytes/span) in "
         f"{len(batches)} batches of ~{args.batch_spans}: {elapsed:.2f} s = "
@@ -445,12 +451,7 @@ def main() -> None:
 
     # (e) re-delivery ---------------------------------------------------------------------------
     before = _span_rows(store)
-    t = time.perf_counter()
-    c = time.process_time()
-    for n, (spans, payloads) in enumerate(batches):
-        store.insert_spans(PROJECT, spans, payloads, dedup_token=f"bench-again-{n}")
-    elapsed = time.perf_counter() - t
-    cpu = time.process_time() - c
+    elapsed, cpu = _insert_all(store, batches, "bench-again")
     print(
         f"(e) the {total} spans of (a) again, {len(batches)} new batches: {elapsed:.2f} s "
         f"(in-process CPU {cpu:.2f} s); spans stored {before:,} -> {_span_rows(store):,}; "
