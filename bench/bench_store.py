@@ -9,7 +9,9 @@ Prints figures; asserts nothing. Phases:
  (d) compressed bytes per span, with and without payloads, for those realistic spans;
  (b) trace fetch p50/p99 of 200-span traces from a store filled to ``--spans`` spans (the bulk is
      generated in SQL with ``INSERT ... SELECT FROM numbers()``);
- (c) trace list (50 newest, with a filter) p50/p99.
+ (c) trace list (50 newest, with a filter) p50/p99, lists sorted by counts, stats, span search;
+ (e) the spans of (a) delivered again in new batches (a client retrying everything): insert time,
+     and whether the store still holds each span once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector.store import TraceStore, open_store
 from schemas import attributes as attr
-from schemas.models import RunStatus, SpanRecord, StatusCode, TraceQuery
+from schemas.models import (
+    RunStatus,
+    SpanQuery,
+    SpanRecord,
+    StatsQuery,
+    StatusCode,
+    TraceQuery,
+)
 from schemas.settings import Settings
 
 PROJECT = "bench"
@@ -240,6 +249,24 @@ def _load() -> str:
     return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
 
 
+def _insert_all(
+    store: TraceStore, batches: list[tuple[list[SpanRecord], dict[str, bytes]]], token: str
+) -> tuple[float, float]:
+    """Insert every batch (each with its own dedup token); wall and in-process CPU seconds."""
+    t = time.perf_counter()
+    c = time.process_time()
+    for n, (spans, payloads) in enumerate(batches):
+        store.insert_spans(PROJECT, spans, payloads, dedup_token=f"{token}-{n}")
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def _span_rows(store: TraceStore) -> int:
+    rows = store._rows(  # type: ignore[attr-defined]
+        "SELECT count() AS n FROM otel_traces WHERE ProjectId = {p:String}", {"p": PROJECT}
+    )
+    return int(rows[0]["n"])
+
+
 def _storage(store: TraceStore) -> dict[str, tuple[int, int]]:
     rows = store._rows(  # type: ignore[attr-defined]
         "SELECT table, sum(rows) AS r, sum(data_compressed_bytes) AS b FROM system.parts "
@@ -288,12 +315,7 @@ def main() -> None:
         batches.append((spans_batch, payload_batch))
     total = sum(len(b[0]) for b in batches)
     payload_bytes = sum(len(v) for b in batches for v in b[1].values())
-    t = time.perf_counter()
-    c = time.process_time()
-    for n, (spans, payloads) in enumerate(batches):
-        store.insert_spans(PROJECT, spans, payloads, dedup_token=f"bench-{n}")
-    elapsed = time.perf_counter() - t
-    cpu = time.process_time() - c
+    elapsed, cpu = _insert_all(store, batches, "bench")
     print(
         f"(a) insert: {total} realistic spans ({payload_bytes / total:.0f} payload bytes/span) in "
         f"{len(batches)} batches of ~{args.batch_spans}: {elapsed:.2f} s = "
@@ -387,6 +409,8 @@ def main() -> None:
 
     # (c) list ----------------------------------------------------------------------------------
     day = datetime.now(UTC) - timedelta(days=1)
+    by_tokens = TraceQuery(limit=50, sort="tokens")
+    by_spans = TraceQuery(limit=50, sort="spans")
     for label, query in (
         ("50 newest", TraceQuery(limit=50)),
         ("50 newest, status=error", TraceQuery(limit=50, status="error")),
@@ -406,7 +430,33 @@ def main() -> None:
             cpus.append((time.process_time() - c) * 1000)
             timings.append((time.perf_counter() - t) * 1000)
         print(f"(c) list_traces {label:38s}: {_fmt(timings, cpus)} -> {len(page.traces)} traces")
+    # Reads that aggregate the counts of every trace, and the span search.
+    for label, read in (
+        ("list, 50 with the most tokens", lambda: store.list_traces(PROJECT, by_tokens)),
+        ("list, 50 with the most spans", lambda: store.list_traces(PROJECT, by_spans)),
+        ("stats, whole store", lambda: store.stats(PROJECT, StatsQuery())),
+        ("search_spans, 50 newest", lambda: store.search_spans(PROJECT, SpanQuery(limit=50))),
+    ):
+        read()
+        timings = []
+        cpus = []
+        for _ in range(10):
+            t = time.perf_counter()
+            c = time.process_time()
+            read()
+            cpus.append((time.process_time() - c) * 1000)
+            timings.append((time.perf_counter() - t) * 1000)
+        print(f"(c) {label:50s}: {_fmt(timings, cpus)}")
     print(_load())
+
+    # (e) re-delivery ---------------------------------------------------------------------------
+    before = _span_rows(store)
+    elapsed, cpu = _insert_all(store, batches, "bench-again")
+    print(
+        f"(e) the {total} spans of (a) again, {len(batches)} new batches: {elapsed:.2f} s "
+        f"(in-process CPU {cpu:.2f} s); spans stored {before:,} -> {_span_rows(store):,}; "
+        f"{_load()}"
+    )
 
     store.close()
     if tmp is not None:

@@ -33,6 +33,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
@@ -66,7 +67,14 @@ from schemas.attributes import (
     TL_ENTITY_OUTPUT,
 )
 from schemas.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
-from schemas.models import SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode
+from schemas.models import (
+    MAX_SPAN_TIME_UNIX_NANO,
+    SpanEvent,
+    SpanKind,
+    SpanLink,
+    SpanRecord,
+    StatusCode,
+)
 
 __all__ = [
     "CONTENT_TYPE_JSON",
@@ -529,14 +537,22 @@ def _utf8_len(value: str) -> int:
     return len(value.encode("utf-8", "surrogatepass"))
 
 
+# Spans later than MAX_SPAN_TIME_UNIX_NANO cannot be stored and found again.
+_LAST_SECOND: Final = datetime.fromtimestamp(MAX_SPAN_TIME_UNIX_NANO // 1_000_000_000, UTC)
+_TOO_LATE: Final = (
+    f"is after {_LAST_SECOND:%Y-%m-%dT%H:%M:%S}.{MAX_SPAN_TIME_UNIX_NANO % 1_000_000_000:09d}Z,"
+    " the latest time the store can hold"
+)
+
+
 def _check_times(prefix: str, start: int, end: int) -> None:
     """Validate a span's times; ``prefix`` is the span's path plus "." (or "" when relative)."""
     if start <= 0:
         raise _SpanProblem(f"{prefix}startTimeUnixNano", "is missing")
-    if start > _INT64_MAX:
-        raise _SpanProblem(f"{prefix}startTimeUnixNano", "out of range")
-    if end > _INT64_MAX:
-        raise _SpanProblem(f"{prefix}endTimeUnixNano", "out of range")
+    if start > MAX_SPAN_TIME_UNIX_NANO:
+        raise _SpanProblem(f"{prefix}startTimeUnixNano", _TOO_LATE)
+    if end > MAX_SPAN_TIME_UNIX_NANO:
+        raise _SpanProblem(f"{prefix}endTimeUnixNano", _TOO_LATE)
     if end < start:
         raise _SpanProblem(f"{prefix}endTimeUnixNano", "is before startTimeUnixNano")
 

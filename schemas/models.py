@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -22,6 +22,12 @@ class _Model(BaseModel):
 
 
 # --- spans as stored --------------------------------------------------------------------------
+
+# The last nanosecond a span may start or end at (2149-06-06T23:59:59.999999999Z). otel_traces is
+# partitioned by toDate(Timestamp) and ClickHouse's Date ends on that day: later days wrap around
+# to 1970 and time-range reads prune their partitions away, although DateTime64(9) itself would
+# reach 2262-04-11. OTLP's fixed64 nanoseconds go further still, so ingest rejects what is later.
+MAX_SPAN_TIME_UNIX_NANO: Final = 65_536 * 86_400 * 1_000_000_000 - 1
 
 
 class StatusCode(StrEnum):

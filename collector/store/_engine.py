@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.store import _sql as q
 from collector.store.base import TraceStore
@@ -133,12 +134,50 @@ class SqlTraceStore(TraceStore):
         table = q.check_span_table(project, spans)
         if payloads:
             self.put_payloads(project, payloads)
+        table = self._unstored_spans(project, table)
         if not table.num_rows:
             return
         settings: dict[str, Any] = dict(_DEDUP_SETTINGS)
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token
         self._insert(q.SPANS_TABLE, table, settings)
+
+    def _unstored_spans(self, project: str, table: pa.Table) -> pa.Table:
+        """The rows of a span table whose (trace, span) id is neither stored already nor repeated
+        earlier in the table.
+
+        An OTLP client that retries sends the same spans again in a new request (a new spool
+        batch, which insert deduplication rightly keeps): dropped here, every span is stored
+        once and the summary view counts it once. One lookup in the small trace-id table finds
+        which traces are known; only those are looked for among the stored spans, in the time
+        range stored of them. Inserts through one store are sequential (the collector has one
+        writer), so the check and the insert do not race; two writers delivering the same span
+        at the same moment can both store it (trace reads and span search still show it once).
+        """
+        if not table.num_rows:
+            return table
+        first = q.first_deliveries(table)
+        trace_ids = first.column("TraceId").unique().to_pylist()
+        known = self._rows(q.KNOWN_TRACES_SQL, {"project": project, "trace_ids": trace_ids})
+        if known:
+            known_ids = [str(r["TraceId"]) for r in known]
+            candidates = first.filter(pc.is_in(first.column("TraceId"), pa.array(known_ids)))
+            stored = self._query_arrow(
+                q.STORED_SPANS_SQL,
+                {
+                    "project": project,
+                    "trace_ids": known_ids,
+                    "span_ids": candidates.column("SpanId").unique().to_pylist(),
+                    "start_ns": min(int(r["StartNs"]) for r in known),
+                    "end_ns": max(int(r["EndNs"]) for r in known),
+                },
+            )
+            if stored.num_rows:
+                first = q.without_stored(first, stored)
+        if first.num_rows == table.num_rows:
+            return table
+        rows = first.column("Row")
+        return table.take(rows.take(pc.sort_indices(rows)))  # in arrival order
 
     def put_payloads(self, project: str, payloads: Mapping[str, bytes]) -> None:
         if payloads:
@@ -209,8 +248,26 @@ class SqlTraceStore(TraceStore):
         return TracePage(traces=[q.summary_from_row(r) for r in rows], next_cursor=cursor)
 
     def search_spans(self, project: str, query: SpanQuery) -> SpanPage:
+        # A span may be stored more than once (by a store before schema 5, or by two
+        # collectors at once, see _unstored_spans); its copies share the sort key, so they come
+        # together and one is kept. When copies shortened a page, read on after the last row
+        # read until the page (plus one, for the cursor) is full.
+        wanted = query.limit + 1
         built = q.search_spans_sql(project, query)
-        rows = self._span_rows(built.sql, built.params)
+        rows: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        while True:
+            read = self._span_rows(built.sql, built.params)
+            for row in read:
+                key = (row["TraceId"], row["SpanId"])
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(row)
+            if len(read) < int(built.params["limit"]) or len(rows) >= wanted:
+                break
+            last = read[-1]
+            after = (int(last["StartNs"]), str(last["TraceId"]), str(last["SpanId"]))
+            built = q.search_spans_sql(project, query, after=after, rows=wanted - len(rows))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         cursor = None

@@ -30,6 +30,7 @@ from schemas.models import (
     ReplayRecord,
     RunStatus,
     SpanEvent,
+    SpanKind,
     SpanLink,
     SpanQuery,
     SpanRecord,
@@ -450,27 +451,67 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
     )
 
 
+# --- spans already stored ----------------------------------------------------------------------
+# Which of a batch's traces the store has seen, and the time range of what it holds of them: a
+# span delivered again (an OTLP client's retry, in a new request) has the same start time, so its
+# stored copy lies in that range, in the partitions it names.
+KNOWN_TRACES_SQL = f"""
+SELECT TraceId, toUnixTimestamp64Nano(min(Start)) AS StartNs,
+       toUnixTimestamp64Nano(max(End)) AS EndNs
+FROM {TRACE_ID_TS_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
+GROUP BY TraceId
+"""
+
+# The (trace, span) ids among the given ones that are stored.
+STORED_SPANS_SQL = f"""
+SELECT DISTINCT TraceId, SpanId
+FROM {SPANS_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
+  AND SpanId IN {{span_ids:Array(String)}}
+  AND Timestamp >= fromUnixTimestamp64Nano({{start_ns:Int64}})
+  AND Timestamp <= fromUnixTimestamp64Nano({{end_ns:Int64}})
+"""
+
+_SPAN_KEY = ["TraceId", "SpanId"]
+_SPAN_KEY_SCHEMA = pa.schema([("TraceId", pa.string()), ("SpanId", pa.string())])
+
+
+def first_deliveries(table: pa.Table) -> pa.Table:
+    """(TraceId, SpanId, Row): each span's first row number in a span table."""
+    keys = table.select(_SPAN_KEY).append_column("Row", pa.array(range(table.num_rows), pa.int64()))
+    first = keys.group_by(_SPAN_KEY, use_threads=False).aggregate([("Row", "min")])
+    return first.rename_columns([*_SPAN_KEY, "Row"])
+
+
+def without_stored(first: pa.Table, stored: pa.Table) -> pa.Table:
+    """``first`` (see :func:`first_deliveries`) minus the (trace, span) ids in ``stored``."""
+    stored = stored.select(_SPAN_KEY).cast(_SPAN_KEY_SCHEMA)
+    return first.join(stored, keys=_SPAN_KEY, join_type="left anti")
+
+
 # --- single trace ------------------------------------------------------------------------------
 TRACE_RANGE_SQL = f"""
-SELECT toUnixTimestamp(min(Start)) AS StartS, toUnixTimestamp(max(End)) AS EndS, count() AS N
+SELECT count() AS N
 FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
 # One round trip: the lookup table's time range (a scalar subquery, evaluated first and folded
-# into constants) prunes partitions and parts; the sort key finds the trace inside them. Rows
-# come unordered and may repeat a span (parts not merged yet): :func:`ordered_unique_spans`
-# orders and deduplicates them, cheaper in Python for one trace than a sort and LIMIT BY stage.
+# into constants; exact since migration 0005) prunes partitions and parts; the sort key finds the
+# trace inside them. Rows come unordered and may repeat a span (stored twice, see search_spans):
+# :func:`ordered_unique_spans` orders and deduplicates them, cheaper in Python for one trace than
+# a sort and LIMIT BY stage.
 TRACE_SPANS_SQL = f"""
 WITH (
-    SELECT (toDateTime64(min(Start), 9), toDateTime64(max(End), 9) + 1)
+    SELECT (min(Start), max(End))
     FROM {TRACE_ID_TS_TABLE}
     WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 ) AS bounds
 SELECT {SPAN_SELECT}, InputPreview, OutputPreview
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-  AND Timestamp >= bounds.1 AND Timestamp < bounds.2
+  AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
 """
 
 
@@ -487,8 +528,18 @@ def ordered_unique_spans(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def is_tool_call(row: Mapping[str, Any]) -> bool:
+    """Whether a span row is one tool call: an ``execute_tool`` span that is not the server side
+    of a call (an MCP server's own ``tools/call`` span is SpanKind Server, nested in the caller's
+    ``execute_tool`` span). The summary view (migration 0005) counts by the same rule."""
+    return bool(
+        row["Operation"] == attr.OP_EXECUTE_TOOL and row["SpanKind"] != SpanKind.SERVER.value
+    )
+
+
 def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
-    """The summary of a whole trace from its span rows, by the rules of the summary view."""
+    """The summary of a whole trace from its span rows (one per span id), by the rules of the
+    summary view."""
     roots = [r for r in rows if not r["ParentSpanId"]]
     starts = [int(r["StartNs"]) for r in rows]
     start_ns = min(starts)
@@ -522,7 +573,7 @@ def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
         input_tokens=sum(int(r["InputTokens"]) for r in rows),
         output_tokens=sum(int(r["OutputTokens"]) for r in rows),
         llm_calls=sum(1 for r in rows if r["Operation"] == attr.OP_CHAT),
-        tool_calls=sum(1 for r in rows if r["Operation"] == attr.OP_EXECUTE_TOOL),
+        tool_calls=sum(1 for r in rows if is_tool_call(r)),
         models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
         tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
         replay_of=replay_of,
@@ -556,25 +607,19 @@ DELETE_SQL = [
 
 
 # --- trace summaries ---------------------------------------------------------------------------
-# Root-span fields come from the run's latest root segment (a run paused for approval and
-# resumed has several root spans): ``LatestRoot`` is max((end time, run status, root status
-# code, output preview)) over root spans. Summary rows written before migration 0003 have the
-# empty tuple (time 0) there, and fall back to the old max() columns.
+# Counts are sums over the spans stored, each stored once (the engine drops re-delivered spans
+# before inserting; migration 0005 recounted older stores). Root-span fields come from the run's
+# latest root segment (a run paused for approval and resumed has several root spans):
+# ``LatestRoot`` is max((end time, run status, root status code, output preview)) over root
+# spans; every summary row has it since migration 0005 rebuilt the table.
 _LATEST_ROOT = "max(LatestRoot)"
-_HAS_LATEST_ROOT = f"toUnixTimestamp64Nano(tupleElement({_LATEST_ROOT}, 1)) > 0"
-
-
-def _latest_root(index: int, old_column: str) -> str:
-    return f"if({_HAS_LATEST_ROOT}, tupleElement({_LATEST_ROOT}, {index}), max({old_column}))"
-
-
-_RUN_STATUS_EXPR = _latest_root(2, "RunStatus")
-_ROOT_STATUS_EXPR = _latest_root(3, "RootStatusCode")
-_OUTPUT_PREVIEW_EXPR = _latest_root(4, "OutputPreview")
-# The run's input: the earliest root segment's non-empty input preview (old rows: max()).
-_INPUT_PREVIEW_EXPR = (
-    "if(argMinMerge(FirstInputPreview) != '', argMinMerge(FirstInputPreview), max(InputPreview))"
-)
+_RUN_STATUS_EXPR = f"tupleElement({_LATEST_ROOT}, 2)"
+_ROOT_STATUS_EXPR = f"tupleElement({_LATEST_ROOT}, 3)"
+_OUTPUT_PREVIEW_EXPR = f"tupleElement({_LATEST_ROOT}, 4)"
+# The run's input: the earliest root segment's non-empty input preview.
+_INPUT_PREVIEW_EXPR = "argMinMerge(FirstInputPreview)"
+_INPUT_TOKENS_EXPR = "sum(InputTokens)"
+_OUTPUT_TOKENS_EXPR = "sum(OutputTokens)"
 
 _STATUS_EXPR = (
     f"if(sum(ErrorCount) > 0 OR {_ROOT_STATUS_EXPR} = 'Error' "
@@ -595,8 +640,8 @@ SUMMARY_COLUMNS = f"""
     max(RootSpanName) AS RootSpanName_,
     {_INPUT_PREVIEW_EXPR} AS InputPreview_,
     {_OUTPUT_PREVIEW_EXPR} AS OutputPreview_,
-    sum(InputTokens) AS InputTokens_,
-    sum(OutputTokens) AS OutputTokens_,
+    {_INPUT_TOKENS_EXPR} AS InputTokens_,
+    {_OUTPUT_TOKENS_EXPR} AS OutputTokens_,
     toInt64(InputTokens_ + OutputTokens_) AS Tokens_,
     sum(LlmCalls) AS LlmCalls_,
     sum(ToolCalls) AS ToolCalls_,
@@ -716,13 +761,13 @@ def list_traces_sql(
     span_time = _span_time_filter(start_ns, q.end, params)
     if start_ns is not None:
         having.append("StartNs >= {t_start:Int64}")
-        # Lookup rows keep each insert block's first span time floored to the second: every
-        # block of a trace that starts at or after the bound is at or after that second. The
-        # lookup table is partitioned by day, so a recent bound reads little.
-        params["t_start_s"] = start_ns // 1_000_000_000
+        # Lookup rows keep each insert block's first span time: every block of a trace that
+        # starts at or after the bound is at or after it. The lookup table is partitioned by
+        # day, so a recent bound reads little.
         where.append(
             f"TraceId IN (SELECT TraceId FROM {TRACE_ID_TS_TABLE}"
-            " WHERE ProjectId = {project:String} AND Start >= toDateTime({t_start_s:Int64}))"
+            " WHERE ProjectId = {project:String}"
+            " AND Start >= fromUnixTimestamp64Nano({t_start:Int64}))"
         )
     if q.end is not None:
         having.append("StartNs < {t_end:Int64}")
@@ -817,7 +862,7 @@ _LIGHT_COLUMNS: dict[str, str] = {
     "DurationNs": "toInt64(toUnixTimestamp64Nano(max(End)) - toUnixTimestamp64Nano(min(Start)))",
     "SpanCount_": "sum(SpanCount)",
     "ErrorCount_": "sum(ErrorCount)",
-    "Tokens_": "toInt64(sum(InputTokens) + sum(OutputTokens))",
+    "Tokens_": f"toInt64({_INPUT_TOKENS_EXPR} + {_OUTPUT_TOKENS_EXPR})",
     "Status_": _STATUS_EXPR,
     "RunStatus_": _RUN_STATUS_EXPR,
     "ServiceName_": "max(ServiceName)",
@@ -839,8 +884,19 @@ def _all_attributes_subquery(span_filters: list[str], span_time: str) -> str:
 
 
 # --- span search -------------------------------------------------------------------------------
-def search_spans_sql(project: str, q: SpanQuery) -> Built:
-    """Spans matching the filters, newest first, keyset-paginated by (time, trace, span)."""
+def search_spans_sql(
+    project: str,
+    q: SpanQuery,
+    *,
+    after: tuple[int, str, str] | None = None,
+    rows: int | None = None,
+) -> Built:
+    """Spans matching the filters, newest first, keyset-paginated by (time, trace, span).
+
+    ``after`` (start ns, trace id, span id) overrides the query's cursor and ``rows`` its page
+    size (default ``limit + 1``): a reader skipping a span stored twice reads on from there.
+    Copies of a span share the sort key, so they come together.
+    """
     params: Params = {"project": project}
     where = ["ProjectId = {project:String}"]
     time_filter = _span_time_filter(q.start, q.end, params)
@@ -864,16 +920,18 @@ def search_spans_sql(project: str, q: SpanQuery) -> Built:
         params["min_duration_ns"] = int(q.min_duration_ms * 1_000_000)
         where.append("Duration >= {min_duration_ns:UInt64}")
     where.extend(_attribute_filter(q.attributes, params))
-    if q.cursor:
+    if after is None and q.cursor:
         ts, trace_id, span_id = decode_cursor(q.cursor, 3)
         if not (isinstance(ts, int) and isinstance(trace_id, str) and isinstance(span_id, str)):
             raise InvalidInputError(f"invalid cursor {q.cursor!r}: not one this API returned")
-        params.update(c_ts=ts, c_trace=trace_id, c_span=span_id)
+        after = (ts, trace_id, span_id)
+    if after is not None:
+        params.update(c_ts=after[0], c_trace=after[1], c_span=after[2])
         where.append(
             "(toUnixTimestamp64Nano(Timestamp), TraceId, SpanId)"
             " < ({c_ts:Int64}, {c_trace:String}, {c_span:String})"
         )
-    params["limit"] = q.limit + 1
+    params["limit"] = q.limit + 1 if rows is None else rows
     sql = f"""
 SELECT {SPAN_SELECT}
 FROM {SPANS_TABLE}
@@ -885,6 +943,19 @@ LIMIT {{limit:UInt32}}
 
 
 # --- stats -------------------------------------------------------------------------------------
+# What stats read of each trace (not the page columns: previews, models, tools...).
+_STATS_COLUMNS = f"""
+    TraceId,
+    toUnixTimestamp64Nano(min(Start)) AS StartNs,
+    toInt64(toUnixTimestamp64Nano(max(End)) - StartNs) AS DurationNs,
+    {_STATUS_EXPR} AS Status_,
+    max(ServiceName) AS ServiceName_,
+    max(AgentName) AS AgentName_,
+    {_INPUT_TOKENS_EXPR} AS InputTokens_,
+    {_OUTPUT_TOKENS_EXPR} AS OutputTokens_
+"""
+
+
 def _stats_traces_subquery(project: str, q: StatsQuery, params: Params) -> str:
     params.update(project=project, failed_statuses=list(FAILED_RUN_STATUSES))
     having = []
@@ -901,7 +972,7 @@ def _stats_traces_subquery(project: str, q: StatsQuery, params: Params) -> str:
         params["agent"] = q.agent
         having.append("AgentName_ = {agent:String}")
     return f"""
-SELECT {SUMMARY_COLUMNS}
+SELECT {_STATS_COLUMNS}
 FROM {SUMMARIES_TABLE}
 WHERE ProjectId = {{project:String}}
 GROUP BY TraceId
@@ -939,13 +1010,23 @@ ORDER BY BucketS
 
 
 def stats_tools_sql(project: str, q: StatsQuery) -> Built:
-    """The tools with the most failed calls in the range (top 10)."""
+    """The tools with the most failed calls in the range (top 10).
+
+    A call is one (trace, span id) however often it was stored (a store upgraded from before
+    schema 5, or two collectors storing a span at once), and only the caller's span of it (see
+    :func:`is_tool_call`). The ids are counted by a 64-bit hash: exact short of a collision
+    (odds ~n²/2^65), and cheaper than a set of (trace id, span id) strings."""
     params: Params = {
         "project": project,
         "op_tool": attr.OP_EXECUTE_TOOL,
+        "server_kind": SpanKind.SERVER.value,
         "tool_error_key": attr.RETRACE_TOOL_ERROR,
     }
-    where = ["ProjectId = {project:String}", "Operation = {op_tool:String}"]
+    where = [
+        "ProjectId = {project:String}",
+        "Operation = {op_tool:String}",
+        "SpanKind != {server_kind:String}",
+    ]
     time_filter = _span_time_filter(q.start, q.end, params)
     if q.service is not None:
         params["service"] = q.service
@@ -958,8 +1039,11 @@ def stats_tools_sql(project: str, q: StatsQuery) -> Built:
             " GROUP BY TraceId HAVING max(AgentName) = {agent:String})"
         )
     sql = f"""
-SELECT ToolName AS Tool, count() AS Calls,
-       countIf(StatusCode = 'Error' OR SpanAttributes[{{tool_error_key:String}}] = 'true') AS Errs
+SELECT ToolName AS Tool, uniqExact(cityHash64(TraceId, SpanId)) AS Calls,
+       uniqExactIf(
+           cityHash64(TraceId, SpanId),
+           StatusCode = 'Error' OR SpanAttributes[{{tool_error_key:String}}] = 'true'
+       ) AS Errs
 FROM {SPANS_TABLE}
 WHERE {" AND ".join(where)}{time_filter}
 GROUP BY ToolName

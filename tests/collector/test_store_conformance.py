@@ -31,6 +31,7 @@ from schemas.errors import (
 )
 from schemas.migrations import MIGRATIONS_TABLE, SCHEMA_VERSION, load_migrations
 from schemas.models import (
+    MAX_SPAN_TIME_UNIX_NANO,
     Approval,
     ApprovalStatus,
     DivergenceMetrics,
@@ -170,6 +171,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore
 
 def _ids(store: TraceStore, project: str, query: TraceQuery) -> list[str]:
     return [t.trace_id for t in store.list_traces(project, query).traces]
+
+
+def _paged_spans(store: TraceStore, project: str, limit: int) -> list[tuple[str, str]]:
+    """(trace id, span id) of every span, page after page of ``limit``."""
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    while True:
+        page = store.search_spans(project, SpanQuery(limit=limit, cursor=cursor))
+        seen.extend((s.trace_id, s.span_id) for s in page.spans)
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
 
 
 # --- migrations -------------------------------------------------------------------------------
@@ -335,6 +348,141 @@ def test_dedup_token_makes_a_replayed_batch_a_no_op(store: TraceStore) -> None:
     other_id, other, other_payloads = make_run("p")
     store.insert_spans("p", other, other_payloads, dedup_token="spool-segment-1:3-6")
     assert store.get_trace("p", other_id) is not None
+
+
+# --- re-delivered spans, and the server side of a tool call -----------------------------------
+def mcp_server_span(tool_span: SpanRecord, *, fails: bool = False) -> SpanRecord:
+    """The span an MCP server makes for the call (mcp's OpenTelemetry middleware): a SERVER span
+    inside the runner's ``execute_tool`` span, carrying the same ``gen_ai`` operation and tool."""
+    return SpanRecord(
+        project_id=tool_span.project_id,
+        trace_id=tool_span.trace_id,
+        span_id=uuid.uuid4().hex[:16],
+        parent_span_id=tool_span.span_id,
+        name=f"tools/call {tool_span.tool_name}",
+        kind=SpanKind.SERVER,
+        service_name="retrace-data",
+        attributes={
+            attr.GEN_AI_OPERATION_NAME: attr.OP_EXECUTE_TOOL,
+            attr.GEN_AI_TOOL_NAME: tool_span.tool_name,
+        },
+        start_time_unix_nano=tool_span.start_time_unix_nano + 1 * MS,
+        duration_ns=tool_span.duration_ns - 2 * MS,
+        status_code=StatusCode.ERROR if fails else StatusCode.OK,
+        operation=attr.OP_EXECUTE_TOOL,
+        tool_name=tool_span.tool_name,
+    )
+
+
+def test_redelivered_spans_and_server_tool_spans_are_counted_once(store: TraceStore) -> None:
+    """A span an OTLP client sends again (a retry, in a new request) is one span everywhere, and
+    the MCP server's own span of a tool call is not a second tool call."""
+    trace_id, spans, payloads = make_run("p", tool_fails=True, tokens=(7, 3))
+    server = mcp_server_span(spans[2], fails=True)
+    # Each request is its own spool batch with its own token, as the collector inserts them.
+    store.insert_spans("p", [*spans, server], payloads, dedup_token="spool:0-1:p")
+    store.insert_spans("p", spans[1:], payloads, dedup_token="spool:1-2:p")  # a client retry
+    repeats = [spans[1], spans[1], spans[0], server]  # repeats inside one batch
+    store.insert_spans("p", repeats, {}, dedup_token="spool:2-3:p")
+    other_id, other, other_payloads = make_run(
+        "p", start=BASE + timedelta(minutes=1), tokens=(1, 1), tool="read_file"
+    )
+    store.insert_spans("p", other, other_payloads)
+
+    stored = store._rows(  # type: ignore[attr-defined]
+        "SELECT count() AS n FROM otel_traces WHERE TraceId = {t:String}", {"t": trace_id}
+    )
+    assert stored[0]["n"] == 4  # each span stored once
+
+    def check() -> None:
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        run = listed[trace_id]
+        assert run.span_count == 4  # root, chat, execute_tool and the server's tools/call
+        assert (run.llm_calls, run.tool_calls) == (1, 1)
+        assert (run.input_tokens, run.output_tokens) == (7, 3)
+        assert run.error_count == 2 and run.status == "error"
+        detail = store.get_trace("p", trace_id)
+        assert detail is not None and len(detail.spans) == 4
+        assert detail.trace == run  # one rule, two readers
+
+        by = {"sort": "spans", "order": "desc"}
+        assert _ids(store, "p", TraceQuery.model_validate(by)) == [trace_id, other_id]
+        by = {"sort": "tokens", "order": "asc"}
+        assert _ids(store, "p", TraceQuery.model_validate(by)) == [other_id, trace_id]
+        by = {"sort": "errors", "order": "desc"}
+        assert _ids(store, "p", TraceQuery.model_validate(by)) == [trace_id, other_id]
+
+        found = store.search_spans("p", SpanQuery(trace_id=trace_id)).spans
+        assert sorted(s.span_id for s in found) == sorted({s.span_id for s in [*spans, server]})
+        seen = _paged_spans(store, "p", 1)
+        assert len(seen) == 7 and len(set(seen)) == 7
+
+        stats = store.stats("p", StatsQuery())
+        assert (stats.runs, stats.errors) == (2, 1)
+        assert (stats.input_tokens, stats.output_tokens) == (8, 4)
+        tools = [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools]
+        assert tools == [("run_python", 1, 1)]
+
+    check()
+    _optimize_summaries(store)
+    check()
+
+
+# The latest instant the store holds: spans up to it are stored and read like any other.
+LAST_INSTANT = datetime(2149, 6, 6, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
+def test_spans_up_to_the_last_representable_instant_round_trip(store: TraceStore) -> None:
+    """Spans after 2106-02-07 (where a 32-bit DateTime ends) are read, listed, found and
+    deleted like any other, up to the last nanosecond the store holds."""
+    now_id, now_spans, now_payloads = make_run("p")
+    store.insert_spans("p", now_spans, now_payloads)
+    starts = {
+        "after_2106": datetime(2106, 2, 8, 6, 30, tzinfo=UTC),
+        "last_day": datetime(2149, 6, 6, 12, 0, tzinfo=UTC),
+    }
+    ids = {}
+    for name, start in starts.items():
+        trace_id, spans, payloads = make_run("p", start=start, question=f"run {name}")
+        store.insert_spans("p", spans, payloads)
+        ids[name] = trace_id
+    # A run that ends on the very last nanosecond.
+    last_start = MAX_SPAN_TIME_UNIX_NANO - 100 * MS
+    edge_id, edge, edge_payloads = make_run("p", start=datetime(2149, 6, 6, tzinfo=UTC))
+    shift = last_start - edge[0].start_time_unix_nano
+    edge = [
+        s.model_copy(update={"start_time_unix_nano": s.start_time_unix_nano + shift}) for s in edge
+    ]
+    store.insert_spans("p", edge, edge_payloads)
+    ids["last_nanosecond"] = edge_id
+
+    for name, trace_id in ids.items():
+        detail = store.get_trace("p", trace_id)
+        assert detail is not None, name
+        assert len(detail.spans) == 3 and detail.trace.span_count == 3
+    detail = store.get_trace("p", edge_id)
+    assert detail is not None
+    assert max(s.start_time_unix_nano + s.duration_ns for s in detail.spans) == (
+        MAX_SPAN_TIME_UNIX_NANO
+    )
+    assert detail.trace.end_time == LAST_INSTANT
+
+    everything = [now_id, ids["after_2106"], ids["last_day"], edge_id]
+    newest_first = TraceQuery(limit=10)
+    assert _ids(store, "p", newest_first) == everything[::-1]
+    since_2100 = TraceQuery(start=datetime(2100, 1, 1, tzinfo=UTC), limit=10)
+    assert _ids(store, "p", since_2100) == everything[:0:-1]
+    since_now = TraceQuery(start=BASE, order="asc", limit=10)
+    assert _ids(store, "p", since_now) == everything
+    assert store.stats("p", StatsQuery(start=datetime(2100, 1, 1, tzinfo=UTC))).runs == 3
+    found = store.search_spans("p", SpanQuery(start=datetime(2100, 1, 1, tzinfo=UTC)))
+    assert {s.trace_id for s in found.spans} == set(everything[1:])
+    assert len(store.search_spans("p", SpanQuery(start=BASE, limit=100)).spans) == 12
+
+    for trace_id in everything[1:]:
+        assert store.delete_trace("p", trace_id) is True
+        assert store.get_trace("p", trace_id) is None
+    assert _ids(store, "p", newest_first) == [now_id]
 
 
 # --- lists -------------------------------------------------------------------------------------
@@ -529,19 +677,51 @@ def test_resumed_run_summary_follows_the_latest_root_segment(
     check()
 
 
+def _store_at(request: pytest.FixtureRequest, tmp_path: Path, version: int) -> TraceStore:
+    """A store whose schema stopped at ``version``, as an older Retrace left it."""
+    opened = _open(request, tmp_path, migrate=False)
+    opened._command(store_sql.MIGRATIONS_DDL)  # type: ignore[attr-defined]
+    for migration in load_migrations()[:version]:
+        for statement in migration.statements:
+            opened._command(statement)  # type: ignore[attr-defined]
+        opened._command(  # type: ignore[attr-defined]
+            store_sql.RECORD_MIGRATION_SQL,
+            {"version": migration.version, "description": migration.description},
+        )
+    return opened
+
+
+def _insert_as_older_code(
+    store: TraceStore,
+    spans: list[SpanRecord],
+    payloads: dict[str, bytes],
+    dedup_token: str | None = None,
+) -> None:
+    """Insert as a Retrace before schema 5 did: every row as given, nothing looked up first."""
+    store.put_payloads("p", payloads)
+    settings: dict[str, object] = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    store._insert(  # type: ignore[attr-defined]
+        store_sql.SPANS_TABLE, store_sql.spans_to_arrow("p", spans), settings
+    )
+
+
 @pytest.fixture(params=["chdb", "clickhouse"])
 def store_at_v2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
     """A store whose schema stopped at version 2 (before the latest-root-segment columns)."""
-    opened = _open(request, tmp_path, migrate=False)
+    opened = _store_at(request, tmp_path, 2)
     try:
-        opened._command(store_sql.MIGRATIONS_DDL)  # type: ignore[attr-defined]
-        for migration in load_migrations()[:2]:
-            for statement in migration.statements:
-                opened._command(statement)  # type: ignore[attr-defined]
-            opened._command(  # type: ignore[attr-defined]
-                store_sql.RECORD_MIGRATION_SQL,
-                {"version": migration.version, "description": migration.description},
-            )
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_at_v4(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 4 (summing summaries, 32-bit lookup times)."""
+    opened = _store_at(request, tmp_path, 4)
+    try:
         yield opened
     finally:
         opened.close()
@@ -552,9 +732,9 @@ def test_upgrade_keeps_old_summaries_and_fixes_runs_resumed_after_it(
 ) -> None:
     store = store_at_v2
     old_id, old_spans, old_payloads = make_run("p", question="old question", answer="old answer")
-    store.insert_spans("p", old_spans, old_payloads)
+    _insert_as_older_code(store, old_spans, old_payloads)
     resumed_id, (first, later) = _paused_run("p", RunStatus.COMPLETED, "resumed after upgrade")
-    store.insert_spans("p", first, {})
+    _insert_as_older_code(store, first, {})
 
     assert store.migrate() == SCHEMA_VERSION
     # Migration 0004 rebuilt the payload table: what was stored before is still there.
@@ -572,6 +752,64 @@ def test_upgrade_keeps_old_summaries_and_fixes_runs_resumed_after_it(
         assert _ids(store, "p", TraceQuery(run_status="pending_approval")) == []
         assert set(_ids(store, "p", TraceQuery(run_status="completed"))) == {old_id, resumed_id}
         _optimize_summaries(store)
+
+
+def test_upgrade_from_v4_recounts_stored_runs_and_reads_late_spans(
+    store_at_v4: TraceStore,
+) -> None:
+    """Runs stored before the upgrade keep their data; their summaries are rebuilt from the
+    spans (re-delivered spans and server tool spans counted once), and spans stored after
+    2106-02-07, unreadable before, are read."""
+    store = store_at_v4
+    trace_id, spans, payloads = make_run("p", tool_fails=True, tokens=(7, 3))
+    server = mcp_server_span(spans[2], fails=True)
+    _insert_as_older_code(store, [*spans, server], payloads, dedup_token="spool:0-1:p")
+    _insert_as_older_code(store, spans, payloads, dedup_token="spool:1-2:p")  # a client retry
+    late_id, late, late_payloads = make_run("p", start=datetime(2120, 1, 1, tzinfo=UTC))
+    _insert_as_older_code(store, late, late_payloads)
+    resumed_id, (first, later) = _paused_run("p", RunStatus.COMPLETED, "resumed after upgrade")
+    _insert_as_older_code(store, first, {})
+    counted = store._rows(  # type: ignore[attr-defined]
+        "SELECT sum(SpanCount) AS n, sum(ToolCalls) AS tools FROM retrace_trace_summaries"
+        " WHERE TraceId = {t:String}",
+        {"t": trace_id},
+    )
+    assert (counted[0]["n"], counted[0]["tools"]) == (7, 3)  # what the upgrade repairs
+
+    assert store.migrate() == SCHEMA_VERSION
+    store.insert_spans("p", spans[:2], {}, dedup_token="spool:5-6:p")  # a retry after it
+    store.insert_spans("p", later, {})
+    for _ in range(2):  # before and after the merge of backfilled and new summary rows
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        assert set(listed) == {trace_id, late_id, resumed_id}
+        run = listed[trace_id]
+        assert (run.span_count, run.llm_calls, run.tool_calls) == (4, 1, 1)
+        assert (run.input_tokens, run.output_tokens, run.error_count) == (7, 3, 2)
+        assert run.input_preview == "How many rows?" and run.output_preview == "42 rows"
+        assert run.run_status == "completed" and run.status == "error"
+        resumed = listed[resumed_id]
+        assert resumed.run_status == "completed"
+        assert resumed.output_preview == "resumed after upgrade"
+        assert resumed.input_preview == "Delete the temp files?"
+        assert (resumed.span_count, resumed.tool_calls) == (5, 2)
+        for listed_id, summary in listed.items():
+            detail = store.get_trace("p", listed_id)
+            assert detail is not None and detail.trace == summary
+        assert store.get_payloads("p", list(payloads)) == payloads
+        found = store.search_spans("p", SpanQuery(trace_id=trace_id)).spans
+        assert len(found) == 4  # stored twice by the old code, found once
+        assert len(_paged_spans(store, "p", 2)) == 4 + 3 + 5
+        late_detail = store.get_trace("p", late_id)
+        assert late_detail is not None and len(late_detail.spans) == 3
+        stats = store.stats("p", StatsQuery())
+        assert stats.input_tokens == 7 + 10 + 10
+        # one run_python call in each of the three runs, the first one stored twice
+        assert [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools] == [
+            ("run_python", 3, 1)
+        ]
+        _optimize_summaries(store)
+    assert store.delete_trace("p", late_id) is True
+    assert store.get_trace("p", late_id) is None
 
 
 @pytest.mark.parametrize(
@@ -658,14 +896,7 @@ def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
     by_attr = store.search_spans("p", SpanQuery(attributes={"customer.id": "c-77"}))
     assert [s.trace_id for s in by_attr.spans] == [populated["ok_slow"]]
 
-    seen: list[tuple[str, str]] = []
-    cursor = None
-    while True:
-        page = store.search_spans("p", SpanQuery(limit=4, cursor=cursor))
-        seen.extend((s.trace_id, s.span_id) for s in page.spans)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    seen = _paged_spans(store, "p", 4)
     assert len(seen) == 15 and len(set(seen)) == 15
 
 
