@@ -240,7 +240,7 @@ def _pct(values: list[float], p: float) -> float:
 def _fmt(values: list[float], cpu: list[float]) -> str:
     return (
         f"p50 {_pct(values, 50):7.2f} ms   p99 {_pct(values, 99):7.2f} ms   "
-        f"(cpu p50 {_pct(cpu, 50):6.2f} ms, n={len(values)})"
+        f"(cpu p50 {_pct(cpu, 50):6.2f} ms, min {min(cpu):6.2f} ms, n={len(values)})"
     )
 
 
