@@ -2,10 +2,11 @@
 
 Decoding (protobuf parse, redaction, convention mapping) is pure-Python CPU work; in the server
 process it competes for the GIL with HTTP handling and the store insert. Worker processes decode
-AND build the store's columnar form (an Arrow table in the ``otel_traces`` layout), which travels
-back as Arrow buffers: the server process does no per-span Python work at all, it only frames,
-spools and hands whole tables to the store. Until the pool is up, or if it breaks, the same runs
-in the server's thread pool: same result, only slower.
+straight into the store's columnar form (a ``SpanBatch``: an Arrow table in the ``otel_traces``
+layout and the payloads), which travels back as Arrow buffers: the server process does no
+per-span Python work at all, it only frames, spools and hands whole tables to the store. Until
+the pool is up, or if it breaks, the same runs in the server's thread pool: same result, only
+slower.
 """
 
 from __future__ import annotations
@@ -17,58 +18,12 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
-import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 
-from schemas.models import SpanRecord
+from collector._span_batch import SpanBatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DecodedSpans:
-    """A decoded batch as span objects (what a custom ``RecordDecoder`` may hand the writer)."""
-
-    spans: list[SpanRecord]
-    payloads: dict[str, bytes]
-
-    @property
-    def span_count(self) -> int:
-        return len(self.spans)
-
-
-@dataclass(frozen=True)
-class ArrowSpans:
-    """A decoded batch in the store's columnar form: what the writer inserts as it is.
-
-    ``spans`` is an ``otel_traces`` Arrow table (``collector.store.SPAN_SCHEMA``) whose rows all
-    carry the request's project; ``payloads`` maps sha256 hex -> content. Pickling it (from a
-    worker process) moves Arrow buffers and bytes, with no per-span object to rebuild.
-    """
-
-    spans: pa.Table
-    payloads: dict[str, bytes]
-    nbytes: int = 0  # about what it weighs in memory (see ``of``)
-
-    @classmethod
-    def of(cls, spans: pa.Table, payloads: dict[str, bytes]) -> ArrowSpans:
-        """The batch with its weight measured (once, where it is built: not cheap for tables)."""
-        weight = int(spans.get_total_buffer_size()) + sum(len(v) for v in payloads.values())
-        return cls(spans, payloads, weight)
-
-    @property
-    def span_count(self) -> int:
-        return int(self.spans.num_rows)
-
-
-@dataclass(frozen=True)
-class DecodeResult:
-    batch: ArrowSpans | None  # None when nothing is left to store
-    accepted: int
-    rejected: int
-    message: str
 
 
 def decode_body(
@@ -77,32 +32,20 @@ def decode_body(
     content_encoding: str | None,
     project: str,
     max_body_bytes: int,
-) -> DecodeResult:
-    """Decode one OTLP request into columns (raises the decoder's 400/413/415 errors)."""
-    from collector import otlp
-    from collector.store import spans_to_arrow
+) -> SpanBatch:
+    """Decode one OTLP request into its span batch (raises the decoder's 400/413/415 errors).
 
-    batch = otlp.decode_export_request(
+    Positional, and at module level, so a worker process can run it.
+    """
+    from collector.otlp import decode_export_request
+
+    return decode_export_request(
         body,
         content_type=content_type,
         content_encoding=content_encoding,
         project=project,
         max_body_bytes=max_body_bytes,
     )
-    kept: ArrowSpans | None = None
-    if batch.spans or batch.payloads:
-        kept = ArrowSpans.of(spans_to_arrow(project, batch.spans), batch.payloads)
-    return DecodeResult(kept, len(batch.spans), batch.rejected_spans, batch.error_message)
-
-
-def _loaded(result: DecodeResult) -> ArrowSpans | DecodedSpans:
-    return result.batch if result.batch is not None else DecodedSpans([], {})
-
-
-def _worker_decode(
-    body: bytes, content_type: str, encoding: str | None, project: str, limit: int
-) -> DecodeResult:
-    return decode_body(body, content_type, encoding, project, limit)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -119,11 +62,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _warm_up() -> int:
     # import (and pyarrow's first-use) cost paid before the first request
-    from collector import otlp  # noqa: F401
-    from collector.store import spans_to_arrow
-
-    spans_to_arrow("warm-up", [])
-
+    decode_body(b"", "application/x-protobuf", None, "warm-up", 1)
     return os.getpid()
 
 
@@ -168,12 +107,12 @@ class DecodePool:
 
     async def decode(
         self, body: bytes, content_type: str, encoding: str | None, project: str, limit: int
-    ) -> DecodeResult:
+    ) -> SpanBatch:
         """Decode in a worker if the pool is up, else in the server's thread pool."""
         pool = self._pool
         if pool is not None:
             try:
-                future = pool.submit(_worker_decode, body, content_type, encoding, project, limit)
+                future = pool.submit(decode_body, body, content_type, encoding, project, limit)
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool:
                 log.warning("decode pool broke; restarting it and decoding in-process")
@@ -187,20 +126,20 @@ class DecodePool:
 
     def decode_many(
         self, requests: list[tuple[bytes, str, str | None, str, int]]
-    ) -> list[ArrowSpans | DecodedSpans | Exception]:
+    ) -> list[SpanBatch | Exception]:
         """Decode spooled requests (replay after a restart), in parallel when the pool is up.
 
         Blocking: for the writer's thread. Each item is ``(body, content_type, encoding,
         project, max_body_bytes)``; a request that fails to decode yields its exception.
         """
         pool = self._pool
-        results: list[ArrowSpans | DecodedSpans | Exception] = []
+        results: list[SpanBatch | Exception] = []
         if pool is not None:
             try:
-                futures = [pool.submit(_worker_decode, *request) for request in requests]
+                futures = [pool.submit(decode_body, *request) for request in requests]
                 for future in futures:
                     try:
-                        results.append(_loaded(future.result()))
+                        results.append(future.result())
                     except BrokenProcessPool:
                         raise
                     except Exception as exc:
@@ -211,8 +150,7 @@ class DecodePool:
                 results = []
         for body, content_type, encoding, project, limit in requests:
             try:
-                result = decode_body(body, content_type, encoding, project, limit)
-                results.append(_loaded(result))
+                results.append(decode_body(body, content_type, encoding, project, limit))
             except Exception as exc:
                 results.append(exc)
         return results

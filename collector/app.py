@@ -25,7 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector import otlp
 from collector._api_query import router as query_router
-from collector._decode_pool import ArrowSpans, DecodedSpans, DecodePool
+from collector._decode_pool import DecodePool
+from collector._span_batch import SpanBatch
 from collector.auth import Authenticator, parse_key_specs
 from collector.jobs import RETRACE_CLI, BackgroundJobs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
@@ -89,7 +90,7 @@ def state_of(request: Request) -> CollectorState:
 
 
 def _decode_records(settings: Settings, decoder: DecodePool) -> RecordDecoder:
-    def decode(records: list[IngestRecord]) -> list[ArrowSpans | DecodedSpans | Exception]:
+    def decode(records: list[IngestRecord]) -> list[SpanBatch | Exception]:
         return decoder.decode_many(
             [
                 (
@@ -374,20 +375,19 @@ async def _ingest(
         body = b"".join(chunks)
         media = _media_type(content_type)
         encoding = content_encoding.strip().lower() if content_encoding else None
-        result = await state.decoder.decode(body, media, encoding, project, limit)
-        if result.batch is not None:
+        batch = await state.decoder.decode(body, media, encoding, project, limit)
+        if batch.span_count or batch.payloads:
             record = IngestRecord(project, media, encoding, body)
-            weight = result.batch.nbytes
-            end = state.spool.append(record.encode(), cached=result.batch, cached_bytes=weight)
+            weight = batch.nbytes
+            end = state.spool.append(record.encode(), cached=batch, cached_bytes=weight)
             await state.spool.wait_durable_async(end)
     finally:
         state.inflight_bytes -= size
-    state.metrics.inc("retrace_spans_accepted_total", result.accepted)
-    if result.rejected:
-        state.metrics.inc("retrace_spans_rejected_total", result.rejected)
-    rejected, message = result.rejected, result.message
+    state.metrics.inc("retrace_spans_accepted_total", batch.span_count)
+    if batch.rejected:
+        state.metrics.inc("retrace_spans_rejected_total", batch.rejected)
     reply_type = OTLP_JSON if media == OTLP_JSON else OTLP_PROTOBUF
-    body_out = otlp.encode_export_response(rejected, message, reply_type)
+    body_out = otlp.encode_export_response(batch.rejected, batch.message, reply_type)
     return Response(body_out, media_type=reply_type)
 
 

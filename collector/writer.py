@@ -15,14 +15,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import pyarrow as pa
-
-from collector._decode_pool import ArrowSpans, DecodedSpans
+from collector._span_batch import SpanBatch
 from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
-from collector.store import TraceStore, spans_to_arrow
+from collector.store import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +29,9 @@ log = logging.getLogger(__name__)
 BATCH_MAX_BYTES = 32 * 1024 * 1024
 
 
-@dataclass
-class ProjectBatch:
-    """Spans (Arrow tables, one per record) and payloads of one project within one spool batch."""
-
-    tables: list[pa.Table] = field(default_factory=list)
-    payloads: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def span_count(self) -> int:
-        return sum(t.num_rows for t in self.tables)
-
-    def spans(self) -> pa.Table:
-        """All the spans as one table (chunks concatenated without copying)."""
-        return pa.concat_tables(self.tables)
-
-
-# decode(records) -> one decoded batch (or the exception) per record, in order; the app provides
+# decode(records) -> the span batch (or the exception) of each record, in order; the app provides
 # it (OTLP decoding lives in collector.otlp; the app runs it in its decode pool).
-RecordDecoder = Callable[[list[IngestRecord]], list[ArrowSpans | DecodedSpans | Exception]]
+RecordDecoder = Callable[[list[IngestRecord]], list[SpanBatch | Exception]]
 
 
 def dedup_token(start: Position, end: Position, project: str) -> str:
@@ -83,7 +65,7 @@ class SpoolWriter:
         self._stop = threading.Event()
         # Two stages so unpickling/decoding the next batch overlaps the store insert of this one
         # (chDB releases the GIL for much of an insert). One batch is in hand at most.
-        self._ready: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._ready: queue.Queue[_SpoolRange] = queue.Queue(maxsize=1)
         self._store_idle = threading.Event()  # set while the store stage waits for a batch
         self._store_idle.set()
         self._reader = threading.Thread(target=self._run_reader, name="spool-reader", daemon=True)
@@ -119,7 +101,7 @@ class SpoolWriter:
                 if not entries:
                     continue
                 began = time.perf_counter()
-                batch = _Batch(entries[0].start, entries[-1].end, self._group(entries))
+                spool_range = _SpoolRange(entries[0].start, entries[-1].end, self._group(entries))
                 self.timings["group"] += time.perf_counter() - began
             except Exception as exc:  # the spool itself failed: nothing sane to do but report
                 log.exception("spool reader failed; ingest is no longer drained")
@@ -128,7 +110,7 @@ class SpoolWriter:
                 return
             while not self._stop.is_set():
                 try:
-                    self._ready.put(batch, timeout=0.5)
+                    self._ready.put(spool_range, timeout=0.5)
                     break
                 except queue.Full:
                     continue
@@ -169,14 +151,14 @@ class SpoolWriter:
         while not self._stop.is_set():
             self._store_idle.set()
             try:
-                batch = self._ready.get(timeout=0.5)
+                spool_range = self._ready.get(timeout=0.5)
             except queue.Empty:
                 continue
             self._store_idle.clear()
             delay = self._backoff_initial
             while True:
                 try:
-                    self._store_batch(batch)
+                    self._store_batch(spool_range)
                     break
                 except _Stopping:
                     return
@@ -190,57 +172,50 @@ class SpoolWriter:
 
     @staticmethod
     def _span_count(entry: SpoolEntry) -> int:
-        if isinstance(entry.cached, ArrowSpans | DecodedSpans):
+        if isinstance(entry.cached, SpanBatch):
             return entry.cached.span_count
         return 1  # unknown until decoded; counted as one so a replay backlog still batches
 
-    def _group(self, entries: list[SpoolEntry]) -> dict[str, ProjectBatch]:
-        records = [IngestRecord.decode(entry.data) for entry in entries]
+    def _group(self, entries: list[SpoolEntry]) -> list[SpanBatch]:
+        """The entries' span batches, merged into one per project (in project order)."""
         # Records not decoded in this process's lifetime (replay after a restart) in one go.
         missing = [i for i, e in enumerate(entries) if e.cached is None]
-        decoded: dict[int, ArrowSpans | DecodedSpans | Exception] = {}
+        decoded: dict[int, SpanBatch | Exception] = {}
         if missing:
-            results = self._decode([records[i] for i in missing])
-            decoded = dict(zip(missing, results, strict=True))
-        groups: dict[str, ProjectBatch] = {}
-        for i, (entry, record) in enumerate(zip(entries, records, strict=True)):
-            cached = entry.cached if entry.cached is not None else decoded[i]
-            if isinstance(cached, Exception):
+            records = [IngestRecord.decode(entries[i].data) for i in missing]
+            decoded = dict(zip(missing, self._decode(records), strict=True))
+        per_project: dict[str, list[SpanBatch]] = {}
+        for i, entry in enumerate(entries):
+            batch = entry.cached if entry.cached is not None else decoded[i]
+            if isinstance(batch, Exception):
                 # Accepted once, so it decoded then; a newer decoder refusing it is logged.
-                log.error("dropping spool record at %s: %s", entry.start.token(), cached)
+                log.error("dropping spool record at %s: %s", entry.start.token(), batch)
                 continue
-            group = groups.setdefault(record.project, ProjectBatch())
-            if isinstance(cached, DecodedSpans):
-                if cached.spans:
-                    group.tables.append(spans_to_arrow(record.project, cached.spans))
-            elif cached.span_count:
-                group.tables.append(cached.spans)
-            group.payloads.update(cached.payloads)
-        return groups
+            if batch.span_count or batch.payloads:
+                per_project.setdefault(batch.project, []).append(batch)
+        return [SpanBatch.merge(per_project[project]) for project in sorted(per_project)]
 
-    def _store_batch(self, batch: _Batch) -> None:
-        start, end, groups = batch.start, batch.end, batch.groups
+    def _store_batch(self, spool_range: _SpoolRange) -> None:
+        start, end = spool_range.start, spool_range.end
         self._spool.mark_inflight(start, end)
-        for project in sorted(groups):
-            group = groups[project]
-            if not group.tables and not group.payloads:
-                continue
-            self._insert_with_retry(project, group, dedup_token(start, end, project))
+        for batch in spool_range.batches:
+            self._insert_with_retry(batch, dedup_token(start, end, batch.project))
         began = time.perf_counter()
         self._spool.commit(end)
         self.timings["commit"] += time.perf_counter() - began
-        stored = sum(g.span_count for g in groups.values())
+        stored = sum(batch.span_count for batch in spool_range.batches)
         self._metrics.inc("retrace_spans_stored_total", stored)
         self._metrics.inc("retrace_store_batches_total")
         self.batches += 1
 
-    def _insert_with_retry(self, project: str, group: ProjectBatch, token: str) -> None:
+    def _insert_with_retry(self, batch: SpanBatch, token: str) -> None:
         delay = self._backoff_initial
-        spans = group.spans() if group.tables else spans_to_arrow(project, [])
         while True:
             began = time.perf_counter()
             try:
-                self._store.insert_arrow(project, spans, group.payloads, dedup_token=token)
+                self._store.insert_arrow(
+                    batch.project, batch.spans, batch.payloads, dedup_token=token
+                )
             except Exception as exc:
                 self._metrics.inc("retrace_store_insert_failures_total")
                 self.healthy = False
@@ -259,12 +234,12 @@ class SpoolWriter:
 
 
 @dataclass(frozen=True)
-class _Batch:
-    """A contiguous spool range, decoded and grouped per project, ready for the store."""
+class _SpoolRange:
+    """A contiguous spool range, decoded, its spans merged into one batch per project."""
 
     start: Position
     end: Position
-    groups: dict[str, ProjectBatch]
+    batches: list[SpanBatch]
 
 
 class _Stopping(Exception):

@@ -8,7 +8,7 @@ detail = store.get_trace(project, trace_id)
 
 from __future__ import annotations
 
-from collector.store._sql import SPAN_SCHEMA, spans_to_arrow
+from collector._span_batch import SPAN_SCHEMA, spans_to_arrow
 from collector.store.base import TraceStore
 from schemas.settings import Settings
 

@@ -15,12 +15,13 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector._span_batch import SPAN_SCHEMA
+from collector._span_batch import spans_to_arrow as spans_to_arrow  # the engine's q.*
 from schemas import attributes as attr
 from schemas.errors import InvalidInputError
 from schemas.migrations import MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL
@@ -33,7 +34,6 @@ from schemas.models import (
     SpanKind,
     SpanLink,
     SpanQuery,
-    SpanRecord,
     SpanView,
     StatsQuery,
     StatusCode,
@@ -140,48 +140,7 @@ RECORD_MIGRATION_SQL = (
 )
 
 
-# --- spans to columns --------------------------------------------------------------------------
-_MAP = pa.map_(pa.string(), pa.string())
-_TS = pa.timestamp("ns")
-
-SPAN_SCHEMA = pa.schema(
-    [
-        ("Timestamp", _TS),
-        ("TraceId", pa.string()),
-        ("SpanId", pa.string()),
-        ("ParentSpanId", pa.string()),
-        ("TraceState", pa.string()),
-        ("SpanName", pa.string()),
-        ("SpanKind", pa.string()),
-        ("ServiceName", pa.string()),
-        ("ResourceAttributes", _MAP),
-        ("ScopeName", pa.string()),
-        ("ScopeVersion", pa.string()),
-        ("SpanAttributes", _MAP),
-        ("Duration", pa.uint64()),
-        ("StatusCode", pa.string()),
-        ("StatusMessage", pa.string()),
-        ("Events.Timestamp", pa.list_(_TS)),
-        ("Events.Name", pa.list_(pa.string())),
-        ("Events.Attributes", pa.list_(_MAP)),
-        ("Links.TraceId", pa.list_(pa.string())),
-        ("Links.SpanId", pa.list_(pa.string())),
-        ("Links.TraceState", pa.list_(pa.string())),
-        ("Links.Attributes", pa.list_(_MAP)),
-        ("ProjectId", pa.string()),
-        ("Operation", pa.string()),
-        ("AgentName", pa.string()),
-        ("Model", pa.string()),
-        ("ToolName", pa.string()),
-        ("InputTokens", pa.uint64()),
-        ("OutputTokens", pa.uint64()),
-        ("StepIndex", pa.int32()),
-        ("PayloadRefs", _MAP),
-        ("InputPreview", pa.string()),
-        ("OutputPreview", pa.string()),
-    ]
-)
-
+# --- batches to columns (spans: SPAN_SCHEMA and spans_to_arrow in collector._span_batch) ---------
 PAYLOAD_SCHEMA = pa.schema(
     [
         ("ProjectId", pa.string()),
@@ -190,116 +149,6 @@ PAYLOAD_SCHEMA = pa.schema(
         ("Content", pa.binary()),
     ]
 )
-
-
-# Scalar columns and the SpanRecord field each one comes from.
-_SCALAR_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Timestamp", "start_time_unix_nano"),
-    ("TraceId", "trace_id"),
-    ("SpanId", "span_id"),
-    ("ParentSpanId", "parent_span_id"),
-    ("TraceState", "trace_state"),
-    ("SpanName", "name"),
-    ("SpanKind", "kind"),
-    ("ServiceName", "service_name"),
-    ("ScopeName", "scope_name"),
-    ("ScopeVersion", "scope_version"),
-    ("Duration", "duration_ns"),
-    ("StatusCode", "status_code"),
-    ("StatusMessage", "status_message"),
-    ("Operation", "operation"),
-    ("AgentName", "agent_name"),
-    ("Model", "model"),
-    ("ToolName", "tool_name"),
-    ("InputTokens", "input_tokens"),
-    ("OutputTokens", "output_tokens"),
-    ("StepIndex", "step_index"),
-    ("InputPreview", "input_preview"),
-    ("OutputPreview", "output_preview"),
-)
-_MAP_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ResourceAttributes", "resource_attributes"),
-    ("SpanAttributes", "attributes"),
-    ("PayloadRefs", "payload_refs"),
-)
-_scalars = attrgetter(*(f for _, f in _SCALAR_COLUMNS))
-_maps = attrgetter(*(f for _, f in _MAP_COLUMNS))
-
-
-def _map_array(dicts: Iterable[Mapping[str, str]]) -> pa.Array:
-    keys: list[str] = []
-    values: list[str] = []
-    offsets = [0]
-    for d in dicts:
-        keys.extend(d.keys())
-        values.extend(d.values())
-        offsets.append(len(keys))
-    return pa.MapArray.from_arrays(
-        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
-    )
-
-
-def _nested(
-    groups: Sequence[Sequence[Any]], fields: Sequence[tuple[str, pa.DataType]]
-) -> list[pa.Array]:
-    """Nested(...) sub-columns: one list column per field, from per-span lists of models."""
-    offsets = [0]
-    flat: list[Any] = []
-    for group in groups:
-        flat.extend(group)
-        offsets.append(len(flat))
-    offs = pa.array(offsets, pa.int32())
-    out = []
-    for name, dtype in fields:
-        if dtype == _MAP:
-            child: pa.Array = _map_array(getattr(item, name) for item in flat)
-        else:
-            child = pa.array([getattr(item, name) for item in flat], dtype)
-        out.append(pa.ListArray.from_arrays(offs, child))
-    return out
-
-
-def spans_to_arrow(project: str, spans: Sequence[SpanRecord]) -> pa.Table:
-    """One ``otel_traces`` batch in columnar form. Every span must belong to ``project``."""
-    for s in spans:
-        if s.project_id != project:
-            raise InvalidInputError(
-                f"span {s.span_id} of trace {s.trace_id} belongs to project {s.project_id!r}, "
-                f"not {project!r}"
-            )
-    arrays: dict[str, pa.Array] = {}
-    scalar_rows = list(zip(*map(_scalars, spans), strict=True)) or [()] * len(_SCALAR_COLUMNS)
-    for (column, _), values in zip(_SCALAR_COLUMNS, scalar_rows, strict=True):
-        arrays[column] = pa.array(values, SPAN_SCHEMA.field(column).type)
-    map_rows = list(zip(*map(_maps, spans), strict=True)) or [()] * len(_MAP_COLUMNS)
-    for (column, _), dicts in zip(_MAP_COLUMNS, map_rows, strict=True):
-        arrays[column] = _map_array(dicts)
-    ev_ts, ev_name, ev_attrs = _nested(
-        [s.events for s in spans],
-        [("timestamp_unix_nano", _TS), ("name", pa.string()), ("attributes", _MAP)],
-    )
-    arrays.update(
-        {"Events.Timestamp": ev_ts, "Events.Name": ev_name, "Events.Attributes": ev_attrs}
-    )
-    ln_trace, ln_span, ln_state, ln_attrs = _nested(
-        [s.links for s in spans],
-        [
-            ("trace_id", pa.string()),
-            ("span_id", pa.string()),
-            ("trace_state", pa.string()),
-            ("attributes", _MAP),
-        ],
-    )
-    arrays.update(
-        {
-            "Links.TraceId": ln_trace,
-            "Links.SpanId": ln_span,
-            "Links.TraceState": ln_state,
-            "Links.Attributes": ln_attrs,
-        }
-    )
-    arrays["ProjectId"] = pa.array([project] * len(spans), pa.string())
-    return pa.Table.from_arrays([arrays[name] for name in SPAN_SCHEMA.names], schema=SPAN_SCHEMA)
 
 
 def check_span_table(project: str, table: pa.Table) -> pa.Table:

@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector._decode_pool import DecodedSpans
+from collector._span_batch import SpanBatch
 from collector.metrics import CollectorMetrics
 from collector.spool import IngestRecord, Spool
 from collector.store import open_store
 from collector.writer import SpoolWriter, dedup_token
-from schemas.models import SpanQuery, SpanRecord
+from schemas.models import SpanQuery
 from schemas.settings import Settings
 from tests.collector.test_app_ingest import json_request, json_span
 from tests.fixtures.collector import REPO_ROOT, RunningCollector, free_port
@@ -105,18 +105,17 @@ def test_crash_between_store_insert_and_commit_is_not_duplicated(tmp_path: Path)
     trace_id = secrets.token_hex(16)
     from collector import otlp
 
-    def decode_one(record: IngestRecord) -> tuple[list[SpanRecord], dict[str, bytes]]:
-        batch = otlp.decode_export_request(
+    def decode_one(record: IngestRecord) -> SpanBatch:
+        return otlp.decode_export_request(
             record.body,
             content_type=record.content_type,
             content_encoding=record.content_encoding,
             project=record.project,
             max_body_bytes=1 << 24,
         )
-        return batch.spans, batch.payloads
 
-    def decode(records: list[IngestRecord]) -> list[DecodedSpans | Exception]:
-        return [DecodedSpans(*decode_one(r)) for r in records]
+    def decode(records: list[IngestRecord]) -> list[SpanBatch | Exception]:
+        return [decode_one(r) for r in records]
 
     spool = Spool(spool_dir, max_bytes=1 << 24)
     end = spool.append(
@@ -127,9 +126,9 @@ def test_crash_between_store_insert_and_commit_is_not_duplicated(tmp_path: Path)
     try:
         entries = spool.read(10, timeout=1)
         spool.mark_inflight(entries[0].start, entries[-1].end)
-        spans, payloads = decode_one(IngestRecord.decode(entries[0].data))
+        batch = decode_one(IngestRecord.decode(entries[0].data))
         token = dedup_token(entries[0].start, entries[-1].end, "default")
-        store.insert_spans("default", spans, payloads, dedup_token=token)
+        store.insert_arrow("default", batch.spans, batch.payloads, dedup_token=token)
         spool.close()  # "crash": committed position never advanced
 
         recovered = Spool(spool_dir, max_bytes=1 << 24)

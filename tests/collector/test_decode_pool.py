@@ -1,6 +1,6 @@
-"""The columnar ingest path: a decoded request becomes the store's Arrow table (in a worker or
-in-process), survives the trip between processes, and the writer inserts it as it is —
-project-scoped, payloads moved out, exactly once under a replayed dedup token."""
+"""The columnar ingest path: a decoded request becomes a ``SpanBatch`` holding the store's Arrow
+table (in a worker or in-process), survives the trip between processes, and the writer inserts it
+as it is — project-scoped, payloads moved out, exactly once under a replayed dedup token."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from collector import otlp
-from collector._decode_pool import ArrowSpans, DecodedSpans, DecodePool, decode_body
+from collector._decode_pool import DecodePool, decode_body
+from collector._span_batch import SpanBatch, span_records
 from collector.metrics import CollectorMetrics
 from collector.spool import SEGMENT_MAGIC, InFlight, IngestRecord, Position, Spool
 from collector.store import SPAN_SCHEMA, TraceStore, open_store, spans_to_arrow
@@ -46,10 +47,9 @@ def store(tmp_path: Path) -> Any:
 def test_a_decoded_request_is_an_arrow_table_of_its_project() -> None:
     trace_id = secrets.token_hex(16)
     body = json_request(_spans(trace_id, 3, "hello"))
-    result = decode_body(body, JSON, None, "team-a", LIMIT)
-    batch = result.batch
-    assert isinstance(batch, ArrowSpans)
-    assert (result.accepted, result.rejected, batch.span_count) == (3, 0, 3)
+    batch = decode_body(body, JSON, None, "team-a", LIMIT)
+    assert isinstance(batch, SpanBatch)
+    assert (batch.project, batch.span_count, batch.rejected, batch.message) == ("team-a", 3, 0, "")
     assert batch.spans.schema.equals(SPAN_SCHEMA)
     assert set(batch.spans.column("ProjectId").to_pylist()) == {"team-a"}
     assert set(batch.spans.column("TraceId").to_pylist()) == {trace_id}
@@ -59,14 +59,16 @@ def test_a_decoded_request_is_an_arrow_table_of_its_project() -> None:
     assert {r[A.GEN_AI_INPUT_MESSAGES] for r in refs} == set(batch.payloads)
     attrs = [dict(a) for a in batch.spans.column("SpanAttributes").to_pylist()]
     assert all(A.GEN_AI_INPUT_MESSAGES not in a for a in attrs)
-    # the same table the object path builds
+    # the same table the object path builds, and what decode_export_request returns
+    assert batch.spans.equals(spans_to_arrow("team-a", span_records(batch.spans)))
     decoded = otlp.decode_export_request(
         body, content_type=JSON, content_encoding=None, project="team-a", max_body_bytes=LIMIT
     )
-    assert batch.spans.equals(spans_to_arrow("team-a", decoded.spans))
+    assert decoded.spans.equals(batch.spans) and decoded.payloads == batch.payloads
     # what a worker process sends back arrives intact
     back = pickle.loads(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
     assert back.spans.equals(batch.spans) and back.payloads == batch.payloads
+    assert (back.project, back.rejected, back.message) == (batch.project, 0, "")
     assert batch.nbytes >= sum(len(v) for v in batch.payloads.values())
 
 
@@ -79,16 +81,15 @@ def test_worker_processes_and_in_process_decoding_agree() -> None:
         (from_worker,) = pool.decode_many([(body, JSON, None, "p", LIMIT)])
     finally:
         pool.close()
-    in_process = decode_body(body, JSON, None, "p", LIMIT).batch
-    assert isinstance(from_worker, ArrowSpans) and isinstance(in_process, ArrowSpans)
+    in_process = decode_body(body, JSON, None, "p", LIMIT)
+    assert isinstance(from_worker, SpanBatch) and isinstance(in_process, SpanBatch)
     assert from_worker.spans.equals(in_process.spans)
     assert from_worker.payloads == in_process.payloads
 
 
 def test_insert_arrow_is_scoped_resolves_payloads_and_dedups(store: TraceStore) -> None:
     trace_id = secrets.token_hex(16)
-    batch = decode_body(json_request(_spans(trace_id, 5, "msg")), JSON, None, "p", LIMIT).batch
-    assert isinstance(batch, ArrowSpans)
+    batch = decode_body(json_request(_spans(trace_id, 5, "msg")), JSON, None, "p", LIMIT)
     store.insert_arrow("p", batch.spans, batch.payloads, dedup_token="t-1")
     store.insert_arrow("p", batch.spans, batch.payloads, dedup_token="t-1")  # a replay
     detail = store.get_trace("p", trace_id)
@@ -105,37 +106,31 @@ def test_insert_arrow_is_scoped_resolves_payloads_and_dedups(store: TraceStore) 
         store.insert_arrow("p", batch.spans.drop_columns(["SpanId"]), {})
 
 
-def test_writer_inserts_columnar_and_object_batches_once_per_project(
+def test_writer_inserts_decoded_and_model_built_batches_once_per_project(
     tmp_path: Path, store: TraceStore
 ) -> None:
-    """One spool batch holding a worker's Arrow batch, an object batch and an uncached record
-    (decoded again, as after a restart), over two projects: each span stored once, in its own
-    project, and a second writer replaying the same range adds nothing."""
+    """One spool range holding a worker's batch, a batch built from span models
+    (``spans_to_arrow``) and an uncached record (decoded again, as after a restart), over two
+    projects: each span stored once, in its own project, and a second writer replaying the same
+    range adds nothing."""
     traces = {name: secrets.token_hex(16) for name in ("arrow", "objects", "replayed")}
     bodies = {name: json_request(_spans(t, 3, name)) for name, t in traces.items()}
     projects = {"arrow": "a", "objects": "b", "replayed": "a"}
 
-    def decode(records: list[IngestRecord]) -> list[ArrowSpans | DecodedSpans | Exception]:
-        out: list[ArrowSpans | DecodedSpans | Exception] = []
-        for r in records:
-            got = decode_body(r.body, r.content_type, r.content_encoding, r.project, LIMIT)
-            assert got.batch is not None
-            out.append(got.batch)
-        return out
+    def decode(records: list[IngestRecord]) -> list[SpanBatch | Exception]:
+        return [
+            decode_body(r.body, r.content_type, r.content_encoding, r.project, LIMIT)
+            for r in records
+        ]
 
     spool_dir = tmp_path / "spool"
     spool = Spool(spool_dir, max_bytes=1 << 24)
-    arrow = decode_body(bodies["arrow"], JSON, None, "a", LIMIT).batch
-    objects = otlp.decode_export_request(
-        bodies["objects"],
-        content_type=JSON,
-        content_encoding=None,
-        project="b",
-        max_body_bytes=LIMIT,
-    )
+    arrow = decode_body(bodies["arrow"], JSON, None, "a", LIMIT)
+    decoded = decode_body(bodies["objects"], JSON, None, "b", LIMIT)
+    models = span_records(decoded.spans)
     cached: dict[str, Any] = {
         "arrow": arrow,
-        "objects": DecodedSpans(objects.spans, objects.payloads),
+        "objects": SpanBatch("b", spans_to_arrow("b", models), decoded.payloads),
         "replayed": None,
     }
     end = None

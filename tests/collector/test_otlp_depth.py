@@ -26,15 +26,16 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector._decode_pool import DecodePool
-from collector.otlp import DecodedBatch, decode_export_request
+from collector.otlp import decode_export_request
 from schemas.attributes import SERVICE_NAME
+from tests.collector.test_otlp import Decoded, read_back
 from tests.fixtures.collector import RunningCollector, launch_collector
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 LIMIT = 4 << 20
 START = 1_700_000_000_000_000_000
-MAX_DEPTH = 32  # collector.otlp._MAX_ANY_VALUE_DEPTH: deeper values reject their span
+MAX_DEPTH = 32  # collector.otlp._values.MAX_ANY_VALUE_DEPTH: deeper values reject their span
 
 Kind = Literal["array", "kvlist"]
 Where = Literal["attributes", "event", "link"]
@@ -192,13 +193,19 @@ def json_body(resources: list[ResourceSpec]) -> bytes:
     return json.dumps({"resourceSpans": [r.json() for r in resources]}).encode()
 
 
-def decode(body: bytes, content_type: str) -> DecodedBatch:
-    return decode_export_request(
-        body, content_type=content_type, content_encoding=None, project="p", max_body_bytes=LIMIT
+def decode(body: bytes, content_type: str) -> Decoded:
+    return read_back(
+        decode_export_request(
+            body,
+            content_type=content_type,
+            content_encoding=None,
+            project="p",
+            max_body_bytes=LIMIT,
+        )
     )
 
 
-def both(resources: list[ResourceSpec]) -> dict[str, DecodedBatch]:
+def both(resources: list[ResourceSpec]) -> dict[str, Decoded]:
     return {
         "protobuf": decode(protobuf_body(resources), PROTOBUF),
         "json": decode(json_body(resources), JSON),
@@ -228,8 +235,8 @@ def test_a_span_nested_too_deeply_is_rejected_alone(kind: Kind, where: Where, de
     specs = [SpanSpec(1), SpanSpec(2, deep=depth, kind=kind, where=where), SpanSpec(3, deep=5)]
     for encoding, batch in both([ResourceSpec(specs)]).items():
         assert [s.name for s in batch.spans] == ["span-1", "span-3"], encoding
-        assert batch.rejected_spans == 1, encoding
-        message = batch.error_message
+        assert batch.rejected == 1, encoding
+        message = batch.message
         assert message.startswith("rejected 1 of 3 spans: resourceSpans[0].scopeSpans[0].spans[1]")
         assert "nested too deeply" in message, (encoding, message)
 
@@ -237,7 +244,7 @@ def test_a_span_nested_too_deeply_is_rejected_alone(kind: Kind, where: Where, de
 def test_values_at_the_depth_limit_are_kept() -> None:
     specs = [SpanSpec(1, deep=MAX_DEPTH), SpanSpec(2, deep=MAX_DEPTH, kind="kvlist")]
     batches = both([ResourceSpec(specs)])
-    assert batches["protobuf"].rejected_spans == batches["json"].rejected_spans == 0
+    assert batches["protobuf"].rejected == batches["json"].rejected == 0
     assert batches["protobuf"].spans == batches["json"].spans
     assert len(batches["protobuf"].spans) == 2
 
@@ -249,16 +256,16 @@ def test_a_resource_nested_too_deeply_rejects_its_spans_only() -> None:
     ]
     for encoding, batch in both(resources).items():
         assert [s.name for s in batch.spans] == ["span-3"], encoding
-        assert batch.rejected_spans == 3, encoding
-        assert "resourceSpans[0].resource" in batch.error_message, encoding
-        assert "resourceSpans[1].scopeSpans[0].spans[1]" in batch.error_message, encoding
+        assert batch.rejected == 3, encoding
+        assert "resourceSpans[0].resource" in batch.message, encoding
+        assert "resourceSpans[1].scopeSpans[0].spans[1]" in batch.message, encoding
 
 
 def test_a_deep_scope_attribute_loses_no_span() -> None:
     # Scope attributes are not stored, in either encoding: their depth cannot cost a span.
     for encoding, batch in both([ResourceSpec([SpanSpec(1), SpanSpec(2)], scope_deep=80)]).items():
         assert [s.name for s in batch.spans] == ["span-1", "span-2"], encoding
-        assert batch.rejected_spans == 0 and batch.spans[0].scope_name == "scope", encoding
+        assert batch.rejected == 0 and batch.spans[0].scope_name == "scope", encoding
 
 
 def test_a_span_that_is_not_protobuf_is_rejected_alone() -> None:
@@ -266,8 +273,8 @@ def test_a_span_that_is_not_protobuf_is_rejected_alone() -> None:
     broken = _field(1, _field(2, _field(2, b"\xff\xff\xff")))  # a Span of garbage
     batch = decode(_field(1, good) + broken, PROTOBUF)
     assert [s.name for s in batch.spans] == ["span-1"]
-    assert batch.rejected_spans == 1
-    assert "resourceSpans[1].scopeSpans[0].spans[0]" in batch.error_message
+    assert batch.rejected == 1
+    assert "resourceSpans[1].scopeSpans[0].spans[0]" in batch.message
 
 
 SPANS = st.lists(
@@ -298,8 +305,8 @@ def test_protobuf_and_json_keep_and_reject_the_same_spans(
     batches = both(resources)
     for encoding, batch in batches.items():
         assert [s.name for s in batch.spans] == expected, encoding
-        assert batch.rejected_spans == n - len(expected), encoding
-        assert bool(batch.error_message) == (n > len(expected)), encoding
+        assert batch.rejected == n - len(expected), encoding
+        assert bool(batch.message) == (n > len(expected)), encoding
     assert batches["protobuf"].spans == batches["json"].spans
 
 
@@ -317,7 +324,7 @@ def test_a_decode_worker_rejects_the_deep_span_alone() -> None:
         )
     finally:
         pool.close()
-    assert (result.accepted, result.rejected) == (2, 1)
+    assert (result.span_count, result.rejected) == (2, 1)
     assert "spans[1]: value nested too deeply" in result.message
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector._decode_pool import ArrowSpans, DecodedSpans, decode_body
+from collector._decode_pool import decode_body
+from collector._span_batch import SpanBatch
 from collector.metrics import CollectorMetrics
 from collector.spool import IngestRecord, Position, Spool
 from collector.store import TraceStore, open_store
@@ -42,13 +43,10 @@ class GatedStore:
         return getattr(self.store, name)
 
 
-def _decode(records: list[IngestRecord]) -> list[ArrowSpans | DecodedSpans | Exception]:
-    out: list[ArrowSpans | DecodedSpans | Exception] = []
-    for r in records:
-        batch = decode_body(r.body, r.content_type, r.content_encoding, r.project, 1 << 24).batch
-        assert batch is not None
-        out.append(batch)
-    return out
+def _decode(records: list[IngestRecord]) -> list[SpanBatch | Exception]:
+    return [
+        decode_body(r.body, r.content_type, r.content_encoding, r.project, 1 << 24) for r in records
+    ]
 
 
 def _append(spool: Spool, trace_id: str) -> Position:
