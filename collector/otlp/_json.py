@@ -1,5 +1,4 @@
-"""The OTLP JSON decoder: the protobuf JSON mapping of an export request, span by span, into the
-builder.
+"""The OTLP JSON decoder: a request in the OTLP JSON mapping, span by span, into the builder.
 
 Hex ids (base64 tolerated), enums as numbers or names, 64-bit integers as strings or numbers,
 lowerCamelCase field names (snake_case accepted). A malformed envelope is a 400 naming the JSON
