@@ -101,6 +101,11 @@ class ReplayOptions:
     script: str | None = None  # the offline model's script file
     prompt: str | None = None  # system prompt
     on_unmatched: OnUnmatched = "live"
+    # Steps before it are served from the recording (model and tools), live from it on; the
+    # report's alignment starts there. None: the mode decides for every step.
+    from_step: int | None = None
+    graph: str | None = None  # "module:attr" of a user's graph to re-drive (else the runner)
+    backend: str | None = None  # sandbox backend for live tools (else the recorded one)
 
 
 def _renamed(options: dict[str, Any]) -> dict[str, Any]:

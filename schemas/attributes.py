@@ -115,6 +115,12 @@ RETRACE_GUARDRAIL: Final = "retrace.guardrail"  # name of the guardrail that fir
 RETRACE_REPLAY_OF: Final = "retrace.replay_of"  # trace id of the original
 RETRACE_REPLAY_MODE: Final = "retrace.replay.mode"
 RETRACE_REPLAY_ID: Final = "retrace.replay.id"
+# A user's own graph (``instrument``): what replaying it needs, on the root span.
+RETRACE_GRAPH_REF: Final = "retrace.graph.ref"  # "pkg.module:attr" the replay imports
+RETRACE_GRAPH_INPUT: Final = "retrace.graph.input"  # JSON (langchain_core.load.dumpd) of the input
+RETRACE_GRAPH_CONFIG: Final = "retrace.graph.config"  # JSON of the run config, callbacks left out
+RETRACE_GRAPH_METHOD: Final = "retrace.graph.method"  # invoke | ainvoke | stream | astream
+RETRACE_RANDOM_STATE: Final = "retrace.random.state"  # the global random's state at the start
 RETRACE_REDACTED: Final = "retrace.redacted"  # count of secrets redacted on this span
 
 # Span event names.
@@ -137,6 +143,9 @@ PAYLOAD_KEYS: Final[frozenset[str]] = frozenset(
         RETRACE_RUN_INPUT,
         RETRACE_RUN_OUTPUT,
         RETRACE_AGENT_CONFIG,
+        RETRACE_GRAPH_INPUT,
+        RETRACE_GRAPH_CONFIG,
+        RETRACE_RANDOM_STATE,
         RETRACE_MODEL_RESPONSE,
         RETRACE_MODEL_TOOL_CALLS,
         RETRACE_MODEL_PARAMETERS,

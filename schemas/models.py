@@ -369,6 +369,12 @@ class Trajectory(_Model):
     clock_values: list[float] = Field(default_factory=list)
     random_values: list[float] = Field(default_factory=list)
     ids: list[str] = Field(default_factory=list)
+    # A user's own graph (recorded by ``instrument``; other SDKs' root input where they have one):
+    graph_ref: str = ""  # "pkg.module:attr"
+    graph_input: Any = None  # the input as langchain_core.load.dumpd gives it
+    graph_config: dict[str, Any] = Field(default_factory=dict)  # run config without callbacks
+    graph_method: str = ""  # invoke | ainvoke | stream | astream
+    random_state: str = ""  # the global random's state at the start (opaque to all but replay)
     replay_of: str = ""
     steps: list[Step] = Field(default_factory=list)
 
