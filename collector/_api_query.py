@@ -474,6 +474,19 @@ def _replay_model(state: Any, model: str) -> str:
     return model
 
 
+def _check_from_step(detail: TraceDetail, from_step: int) -> None:
+    """A replay from a step needs the trace to have that step (422 naming the range)."""
+    from replay import trajectory_from_detail
+
+    count = len(trajectory_from_detail(detail).steps)
+    if from_step >= count:
+        valid = f"0..{count - 1}" if count else "none: the trace has no steps"
+        raise InvalidInputError(
+            f"from_step {from_step} is out of range: trace {detail.trace.trace_id} has "
+            f"{count} step(s) (valid: {valid})"
+        )
+
+
 @router.post(
     "/traces/{trace_id}/replay",
     response_model=ReplayRecord,
@@ -485,7 +498,9 @@ def start_replay(
     request: Request, project: Project, trace_id: str, body: ReplayRequest
 ) -> ReplayRecord:
     state = _state(request)
-    _trace_or_404(request, project, trace_id)
+    detail = _trace_or_404(request, project, trace_id)
+    if body.from_step is not None:
+        _check_from_step(detail, body.from_step)
     script = _replay_script(state, body.script) if body.script else None
     model = _replay_model(state, body.model) if body.model else None
     now = datetime.now(UTC)
@@ -496,6 +511,7 @@ def start_replay(
         status="running",
         created_at=now,
         updated_at=now,
+        from_step=body.from_step,
     )
     with state.jobs.reserve(project, "replay", record.replay_id) as slot:
         state.store.save_replay(project, record)
@@ -508,6 +524,8 @@ def start_replay(
             *("--endpoint", state.self_url, "--replay-id", record.replay_id),
             f"--confine-to={data_dir}",
         ]
+        if body.from_step is not None:
+            argv.append(f"--from-step={body.from_step}")
         if model:
             argv.append(f"--model={model}")
         if script is not None:

@@ -274,11 +274,13 @@ class CollectorClient:
         script: str | None = None,
         prompt: str | None = None,
         policy: str | None = None,
+        from_step: int | None = None,
     ) -> ReplayRecord:
         """Ask the collector to run a replay in the background; returns the running record.
 
         ``script``: an offline model script for live-model (``policy`` is its deprecated name).
         ``prompt`` replaces the recorded system prompt (any mode; typically live-model).
+        ``from_step``: serve the steps before it from the recording, run from it on.
         """
         if policy is not None:
             warnings.warn(
@@ -287,7 +289,9 @@ class CollectorClient:
                 stacklevel=2,
             )
             script = script or policy
-        body = ReplayRequest(mode=ReplayMode(mode), model=model, script=script, prompt=prompt)
+        body = ReplayRequest(
+            mode=ReplayMode(mode), model=model, script=script, prompt=prompt, from_step=from_step
+        )
         return self._post_model(f"/api/v1/traces/{trace_id}/replay", ReplayRecord, body)
 
     # --- approvals ---------------------------------------------------------------------------

@@ -201,9 +201,13 @@ class RecordedToolExecutor:
     """A ``ToolExecutor`` serving recorded results where tool and arguments match.
 
     Unmatched calls go to ``live`` (when given and ``on_unmatched == "live"``), else raise
-    :class:`UnanswerableRequest`. ``always_live`` sends every call to ``live`` (live-tools mode);
-    ``before_live(step)`` runs first with the recorded step the call stands for (or None), which
-    is where live-tools restores the workspace.
+    :class:`UnanswerableRequest`. ``always_live`` sends every call from step ``live_from`` on to
+    ``live`` (live-tools mode; a matched call before it is served from the recording).
+    ``before_live(step)`` is where the replay restores the recorded workspace (the step's
+    ``snapshot_before``): with ``always_live`` it runs before every live call with the recorded
+    step the call stands for; otherwise before a live call that follows served recorded results
+    which changed the recorded workspace (the live workspace never saw those changes), with the
+    workspace the recording had after them.
     """
 
     def __init__(
@@ -214,6 +218,7 @@ class RecordedToolExecutor:
         live: ToolExecutor | None = None,
         on_unmatched: OnUnmatched = "stop",
         always_live: bool = False,
+        live_from: int = 0,
         before_live: Callable[[Step | None], Awaitable[None]] | None = None,
         config: DiffConfig = DEFAULT_CONFIG,
     ) -> None:
@@ -222,7 +227,11 @@ class RecordedToolExecutor:
         self._live = live
         self._on_unmatched: OnUnmatched = on_unmatched
         self._always_live = always_live
+        self._live_from = live_from
         self._before_live = before_live
+        # The recorded step whose workspace (snapshot after it) the live one lacks: set when a
+        # served recorded result changed the workspace, cleared once restored before a live call.
+        self._stale: Step | None = None
         self._config = config
         self._args = [normalize(s.arguments, config) for s in self._steps]
         self._cursor = _ToolCursor()
@@ -262,7 +271,8 @@ class RecordedToolExecutor:
         if found is not None:
             self._cursor.used.add(found)
         recorded = self._steps[found] if found is not None else None
-        if self._always_live or (recorded is None and self._on_unmatched == "live"):
+        always_live = self._always_live and (step_index >= self._live_from or recorded is None)
+        if always_live or (recorded is None and self._on_unmatched == "live"):
             if self._live is None:
                 raise UnanswerableRequest(
                     Unanswered(
@@ -272,7 +282,14 @@ class RecordedToolExecutor:
                     )
                 )
             if self._before_live is not None:
-                await self._before_live(recorded if recorded is not None else self._expected())
+                if self._always_live:
+                    await self._before_live(recorded if recorded is not None else self._expected())
+                elif self._stale is not None:
+                    stale = self._stale
+                    await self._before_live(
+                        stale.model_copy(update={"snapshot_before": stale.snapshot_after})
+                    )
+            self._stale = None
             self.executed_live += 1
             return await self._live.call(name, arguments, step_index=step_index, call_id=call_id)
         if recorded is None:
@@ -298,6 +315,8 @@ class RecordedToolExecutor:
                 )
             )
         self.served += 1
+        if recorded.snapshot_after and recorded.snapshot_after != recorded.snapshot_before:
+            self._stale = recorded
         return _tool_result(recorded)
 
 

@@ -52,11 +52,13 @@ from replay._recorded import (
 from replay._report import Unanswered, build_report
 from replay._trajectory import require_for_mode, trajectory_from_detail
 from runner.seams import ModelProvider, ToolExecutor, ToolResult, ToolSpec
-from schemas.errors import ConfigError, ReplayError, RetraceError
+from schemas.errors import ConfigError, InvalidInputError, ReplayError, RetraceError
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
 from schemas.settings import DEFAULT_PROJECT, Settings
 
 if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage, BaseMessage
+
     from collector.client import CollectorClient
     from runner.config import AgentConfig
 
@@ -80,6 +82,7 @@ class ReplayOutcome:
     source: str = ""
     duration_s: float = 0.0
     mismatches: list[RequestMismatch] = field(default_factory=list)
+    from_step: int | None = None
 
     @property
     def diverged(self) -> bool:
@@ -262,6 +265,7 @@ class Replayer:
             config.offline_script = str(Path(options.script).resolve())
         if options.prompt is not None:
             config.system_prompt = options.prompt
+        config = _with_backend(config, trajectory, options, confined=self.confine_to is not None)
         return confine_config(config, self.confine_to)  # the files a client's config names
 
     # --- one replay --------------------------------------------------------------------------
@@ -298,6 +302,7 @@ class Replayer:
             )
         started = time.perf_counter()
         trajectory = self.load(source)
+        _check_from_step(trajectory, opts.from_step)
         require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
         config = self._config(trajectory, opts)
         replay_id = replay_id or uuid.uuid4().hex
@@ -306,6 +311,7 @@ class Replayer:
             mode=opts.mode,
             replay_id=replay_id,
             source=source_label(source),
+            from_step=opts.from_step,
         )
         try:
             await self._run(trajectory, config, opts, outcome)
@@ -334,10 +340,9 @@ class Replayer:
             if opts.mode is not ReplayMode.RECORDED:
                 config = _with_workspace(config, workspace)
             cas = self.cas_dir or Path(tmp) / "cas"  # none of our own: the collector's blobs
-            async with self._providers(trajectory, config, opts, workspace, cas) as (
-                model,
-                tools,
-            ):
+            async with self._providers(
+                trajectory, config, opts, workspace, cas, recorded_model
+            ) as (model, tools):
                 try:
                     result = await run_agent(
                         trajectory.input,
@@ -372,7 +377,12 @@ class Replayer:
         outcome.replay_trace_id = replayed.trace_id
         outcome.mismatches = list(recorded_model.mismatches)
         outcome.report = build_report(
-            trajectory, replayed, opts.mode, unanswered=unanswered, config=self.diff_config
+            trajectory,
+            replayed,
+            opts.mode,
+            unanswered=unanswered,
+            config=self.diff_config,
+            from_step=opts.from_step,
         )
         if self.endpoint and spans:
             _export(spans, self.endpoint, self.api_key)
@@ -385,6 +395,7 @@ class Replayer:
         opts: ReplayOptions,
         workspace: Path,
         cas_dir: Path,
+        recorded_model: ModelProvider,
     ) -> AsyncIterator[tuple[ModelProvider | None, ToolExecutor]]:
         removed = _recorded_servers(trajectory) - {s.name for s in config.mcp_servers}
         specs = [
@@ -414,9 +425,8 @@ class Replayer:
             model: ModelProvider | None = None
             if opts.mode is ReplayMode.LIVE_MODEL:
                 model = (self.live_model or _offline_model)(config)
-            before = None
-            if opts.mode is ReplayMode.LIVE_TOOLS:
-                before = self._restorer(workspace, cas_dir)
+                if opts.from_step:  # the recording answers the LLM calls before the step
+                    model = _FromStep(recorded_model, model, opts.from_step)
             yield (
                 model,
                 RecordedToolExecutor(
@@ -425,7 +435,10 @@ class Replayer:
                     live=live,
                     on_unmatched=opts.on_unmatched,
                     always_live=opts.mode is ReplayMode.LIVE_TOOLS,
-                    before_live=before,
+                    live_from=opts.from_step or 0,
+                    # live-tools: every live call; live-model: a live call after recorded
+                    # answers changed the recorded workspace (the live one never saw them)
+                    before_live=self._restorer(workspace, cas_dir),
                     config=self.diff_config,
                 ),
             )
@@ -479,6 +492,7 @@ class Replayer:
             first_divergence_kind=first.kind.value if first is not None else "",
             report=report,
             error=outcome.error,
+            from_step=outcome.from_step,
         )
         self.client.save_replay(record)
 
@@ -678,6 +692,93 @@ def _approval_resolver(
         )
 
     return resolve
+
+
+SANDBOX_BACKENDS = ("gvisor", "bwrap", "process")
+
+
+def _check_from_step(trajectory: Trajectory, from_step: int | None) -> None:
+    """``from_step`` must name a recorded step (``InvalidInputError`` naming the range)."""
+    if from_step is None:
+        return
+    count = len(trajectory.steps)
+    if isinstance(from_step, bool) or not isinstance(from_step, int):
+        raise InvalidInputError(f"--from-step must be a step number, got {from_step!r}")
+    if not 0 <= from_step < count:
+        valid = f"0..{count - 1}" if count else "none: the recording has no steps"
+        raise InvalidInputError(
+            f"--from-step {from_step} is out of range: trace {trajectory.trace_id} has "
+            f"{count} step(s) (valid: {valid})"
+        )
+
+
+def recorded_backend(trajectory: Trajectory) -> str:
+    """The sandbox backend the recorded run's tools ran in ("" when it recorded none): the
+    backend on its ``execute_tool`` spans, else the recorded agent config's."""
+    for step in trajectory.steps:
+        if step.kind == "tool" and step.sandbox_backend in SANDBOX_BACKENDS:
+            return step.sandbox_backend
+    sandbox = trajectory.agent_config.get("sandbox")
+    backend = sandbox.get("backend") if isinstance(sandbox, dict) else None
+    return backend if backend in SANDBOX_BACKENDS else ""
+
+
+def _with_backend(
+    config: AgentConfig, trajectory: Trajectory, options: ReplayOptions, *, confined: bool
+) -> AgentConfig:
+    """The config with the sandbox backend live tools run in: ``options.backend``, else the
+    recorded one. A confined replay (the collector's) keeps the collector's own backend unless
+    one is asked for explicitly (``confine_tools`` then checks it)."""
+    from runner.mcp_bridge import is_sandbox_server
+
+    backend = options.backend
+    if backend is not None and backend not in SANDBOX_BACKENDS:
+        raise ConfigError(
+            f"--backend must be one of {', '.join(SANDBOX_BACKENDS)}, got {backend!r}"
+        )
+    if backend is not None and options.mode is ReplayMode.RECORDED:
+        raise ConfigError(
+            "a sandbox backend only applies to modes that run tools live (live-tools, "
+            "live-model); mode recorded serves the recorded tool results"
+        )
+    if backend is None and not confined:
+        backend = recorded_backend(trajectory) or None
+    if backend is None:
+        return config
+    config = config.model_copy(deep=True)
+    config.sandbox.backend = backend  # type: ignore[assignment]  # checked above
+    for server in config.mcp_servers:
+        if is_sandbox_server(server):
+            args = list(server.args)
+            for i, arg in enumerate(args):
+                if arg == "--backend" and i + 1 < len(args):
+                    args[i + 1] = backend
+                elif arg.startswith("--backend="):
+                    args[i] = f"--backend={backend}"
+            server.args = args
+    return config
+
+
+class _FromStep:
+    """live-model from a step: the recording answers the LLM calls before it, the live model
+    those from it on."""
+
+    def __init__(self, recorded: ModelProvider, live: ModelProvider, from_step: int) -> None:
+        self.name = getattr(live, "name", "live")
+        self._recorded = recorded
+        self._live = live
+        self._from_step = from_step
+
+    async def ainvoke(
+        self,
+        messages: list[BaseMessage],
+        tools: list[ToolSpec],
+        *,
+        step_index: int,
+        parameters: dict[str, Any],
+    ) -> AIMessage:
+        model = self._recorded if step_index < self._from_step else self._live
+        return await model.ainvoke(messages, tools, step_index=step_index, parameters=parameters)
 
 
 def _with_workspace(config: AgentConfig, workspace: Path) -> AgentConfig:

@@ -201,12 +201,21 @@ def build_report(
     *,
     unanswered: Sequence[Unanswered] = (),
     config: DiffConfig = DEFAULT_CONFIG,
+    from_step: int | None = None,
 ) -> DivergenceReport:
     """Align the two runs, list every divergence in run order and summarize.
 
     ``unanswered`` are requests the recording could not answer; each becomes an ``UNANSWERABLE``
     divergence placed at the replay step where it happened (ahead of other findings there).
+    ``from_step``: a replay from that step (the steps before it were served from the recording)
+    is compared from it on; the earlier steps of either run are left out of the report.
     """
+    start = from_step or 0
+    rec_steps = [s for s in recorded.steps if s.index >= start]
+    rep_steps = [s for s in replayed.steps if s.index >= start]
+    if start:
+        recorded = recorded.model_copy(update={"steps": rec_steps})
+        replayed = replayed.model_copy(update={"steps": rep_steps})
     rec_views = [_view(s, config) for s in recorded.steps]
     rep_views = [_view(s, config) for s in replayed.steps]
     pairs = align(rec_views, rep_views, _similarity)
@@ -216,8 +225,12 @@ def build_report(
     matched = 0
     position_of_replayed: dict[int, int] = {}
     for position, (ri, pi) in enumerate(pairs):
-        if pi is not None:
-            position_of_replayed[pi] = position
+        rx, px = ri, pi  # positions; from a step on, the steps' own indexes
+        if start:
+            rx = recorded.steps[ri].index if ri is not None else None
+            px = replayed.steps[pi].index if pi is not None else None
+        if px is not None:
+            position_of_replayed[px] = position
         if ri is not None and pi is not None:
             found = _compare(rec_views[ri], rep_views[pi], config)
             status = "diverged" if found else "match"
@@ -229,8 +242,8 @@ def build_report(
             status = "missing" if missing else "extra"
             gap = Divergence(
                 kind=DivergenceKind.MISSING_STEP if missing else DivergenceKind.EXTRA_STEP,
-                recorded_index=ri,
-                replayed_index=pi,
+                recorded_index=rx,
+                replayed_index=px,
                 step_kind=step.kind,
                 summary=(
                     f"{step_label(step)}: did not happen in the replay"
@@ -239,7 +252,7 @@ def build_report(
                 ),
             )
             ordered.append((position, 1, gap))
-        alignment.append(AlignedPair(recorded_index=ri, replayed_index=pi, status=status))
+        alignment.append(AlignedPair(recorded_index=rx, replayed_index=px, status=status))
 
     for item in unanswered:
         position = position_of_replayed.get(item.replayed_index, len(pairs))
@@ -287,6 +300,7 @@ def build_report(
         divergences=divergences,
         alignment=alignment,
         metrics=metrics,
+        from_step=from_step,
     )
 
 

@@ -60,6 +60,8 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
     )
     metrics = Table.grid(padding=(0, 2))
     metrics.add_row("replay trace", outcome.replay_trace_id or "–")
+    if report.from_step is not None:
+        metrics.add_row("from step", f"{report.from_step} (earlier steps served, not compared)")
     metrics.add_row(
         "steps matched", f"{m.steps_matched}/{m.steps_recorded} ({m.steps_replayed} replayed)"
     )
@@ -200,6 +202,20 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
     default=None,
     help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
 )
+@click.option(
+    "--from-step",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Serve steps before K from the recording (model and tools) and run from step K on "
+    "as the mode says, with the change applied; the report compares from step K on.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["gvisor", "bwrap", "process"]),
+    default=None,
+    help="Sandbox backend for tools run live (default: the one the run recorded).",
+)
 @click.option("--replay-id", default=None, help="Record the report under this replay id.")
 @click.option(
     "--confine-to",
@@ -223,6 +239,8 @@ def replay(
     agent_file: Path | None,
     on_unmatched: str,
     ignore: Path | None,
+    from_step: int | None,
+    backend: str | None,
     replay_id: str | None,
     confine_to: Path | None,
     as_json: bool,
@@ -244,6 +262,10 @@ def replay(
         diff_config=_diff_config(ignore),
     )
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
+    if from_step is not None:
+        options["from_step"] = from_step
+    if backend is not None:
+        options["backend"] = backend
     if model is not None:
         options["model"] = model
     if script is not None:
@@ -267,6 +289,7 @@ def replay(
             "original_trace_id": outcome.original_trace_id,
             "replay_trace_id": outcome.replay_trace_id,
             "run_status": outcome.run_status,
+            "from_step": outcome.from_step,
             "error": outcome.error,
             "report": outcome.report.model_dump(mode="json") if outcome.report else None,
         }

@@ -317,12 +317,13 @@ class _Session:
         try:
             started = self.runtime.now()
             specs = await self.tools.list_tools()
+            guardrails = Guardrails(config.guardrails, self.runtime, started)
             deps = AgentDeps(
                 model=self.model,
                 tools=self.tools,
                 tool_specs=specs,
                 tracer=tracer,
-                guardrails=Guardrails(config.guardrails, self.runtime, started),
+                guardrails=guardrails,
                 runtime=self.runtime,
                 policy=self.policy,
                 parameters=dict(config.model_parameters),
@@ -342,7 +343,15 @@ class _Session:
                         break
                     request = dict(out.interrupts[0].value)
                     if self.approval_resolver is not None:
-                        graph_input = Command(resume=await self.approval_resolver(request))
+                        # Where the recorded run paused and was resumed later (a replay), read
+                        # what that pause and resume read, in order: the pause's clock and
+                        # approval id, then the resumed segment's start, from which its time
+                        # budget counts (the wait for a human is not counted, as live).
+                        self.runtime.now()
+                        self.runtime.new_id()
+                        decision = await self.approval_resolver(request)
+                        guardrails.started_at = self.runtime.now()
+                        graph_input = Command(resume=decision)
                         continue
                     result = self._pause(
                         tracer,

@@ -443,6 +443,9 @@ class DivergenceReport(_Model):
     divergences: list[Divergence] = Field(default_factory=list)
     alignment: list[AlignedPair] = Field(default_factory=list)
     metrics: DivergenceMetrics
+    from_step: int | None = Field(
+        None, description="a replay from this step: earlier steps were served, not compared"
+    )
 
 
 class ReplayRecord(_Model):
@@ -459,6 +462,7 @@ class ReplayRecord(_Model):
     first_divergence_kind: str = ""
     report: DivergenceReport | None = None
     error: str = ""
+    from_step: int | None = None  # replayed from this step (served from the recording before)
 
 
 # --- API request/response envelopes -----------------------------------------------------------
@@ -478,6 +482,12 @@ class ReplayRequest(_Model):
     )
     prompt: str | None = Field(
         None, max_length=200_000, description="A system prompt to use instead of the recorded one"
+    )
+    from_step: int | None = Field(
+        None,
+        ge=0,
+        description="Serve the steps before this one from the recording, run live from it on "
+        "(the report compares from it on)",
     )
 
 
