@@ -33,6 +33,13 @@ _MODE_HELP = {
     ReplayMode.LIVE_MODEL: "a model runs live (choose it below), recorded tool results reused",
 }
 
+
+def _from_step_param() -> int | None:
+    """``from_step`` of the link ("Replay from step K" on a step of the Trace page)."""
+    raw = st.query_params.get("from_step", "")
+    return int(raw) if raw.isdigit() else None
+
+
 with st.form("launch"):
     mode = (
         st.radio(
@@ -54,6 +61,15 @@ with st.form("launch"):
         "",
         height=100,
     )
+    from_step = st.number_input(
+        "Replay from step (optional; empty replays every step)",
+        min_value=0,
+        value=_from_step_param(),
+        step=1,
+        key="replay-from-step",
+        help="Steps before it are served from the recording (model and tools); from it on the "
+        "mode applies, with the change above. The report compares from this step on.",
+    )
     launch = st.form_submit_button("Launch replay", type="primary")
 
 if launch:
@@ -64,14 +80,18 @@ if launch:
             model=(model.strip() or None) if mode == ReplayMode.LIVE_MODEL else None,
             script=script.strip() or None,
             prompt=prompt.strip() or None,
+            from_step=None if from_step is None else int(from_step),
         )
         st.query_params["replay"] = record.replay_id
         st.rerun()
 
 
 def _show_record(record: ReplayRecord) -> None:
+    how = record.mode.value
+    if record.from_step is not None:
+        how += f", from step {record.from_step}"
     if record.status == "running":
-        st.info(f"Replay {md_code(record.replay_id)} ({record.mode.value}) is running…")
+        st.info(f"Replay {md_code(record.replay_id)} ({how}) is running…")
     elif record.status == "failed":
         error = md_text(record.error or "no error message")
         st.error(f"Replay {md_code(record.replay_id)} failed: {error}")
@@ -83,7 +103,7 @@ def _show_record(record: ReplayRecord) -> None:
             else "matched the recording"
         )
         (st.warning if record.diverged else st.success)(
-            f"Replay {md_code(record.replay_id)} ({record.mode.value}) completed: {verdict}."
+            f"Replay {md_code(record.replay_id)} ({how}) completed: {verdict}."
         )
         st.page_link(
             "views/divergence.py",
@@ -123,6 +143,7 @@ else:
             {
                 "replay": [divergence_link(trace_id, r.replay_id) for r in replays],
                 "mode": [r.mode.value for r in replays],
+                "from step": [r.from_step for r in replays],
                 "status": [r.status for r in replays],
                 "diverged": [r.diverged for r in replays],
                 "first divergence": [

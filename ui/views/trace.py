@@ -7,6 +7,7 @@ import time
 import polars as pl
 import streamlit as st
 
+from schemas import attributes as A
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
 from ui._escape import md_code, md_text
@@ -166,3 +167,13 @@ span = next(r.span for r in shown if r.span.span_id == choice)
 st.divider()
 with st.container(border=True):
     render_span(span)
+    if span.step_index >= 0 and span.operation in (A.OP_CHAT, A.OP_EXECUTE_TOOL):
+        # A step of the run: replay it from here (earlier steps served from the recording).
+        st.page_link(
+            "views/replay.py",
+            label=f"Replay from step {span.step_index}",
+            icon=":material/fast_forward:",
+            query_params={"trace": trace_id, "from_step": str(span.step_index)},
+            help="Serve the steps before this one from the recording and run from this step "
+            "on (choose the mode and the change on the Replay page)",
+        )
