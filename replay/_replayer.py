@@ -741,6 +741,8 @@ def _with_backend(
             "a sandbox backend only applies to modes that run tools live (live-tools, "
             "live-model); mode recorded serves the recorded tool results"
         )
+    if options.mode is ReplayMode.RECORDED:
+        return config  # no tool runs
     if backend is None and not confined:
         backend = recorded_backend(trajectory) or None
     if backend is None:

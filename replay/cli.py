@@ -120,7 +120,14 @@ def _read(path: Path | None, what: str) -> str | None:
         raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, error: str) -> None:
+def _fail_record(
+    replayer: Replayer,
+    replay_id: str,
+    trace_id: str,
+    mode: str,
+    error: str,
+    from_step: int | None = None,
+) -> None:
     """Mark a collector-launched replay as failed so the UI does not show it running forever."""
     if replayer.client is None:
         return
@@ -140,6 +147,7 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
                 created_at=created,
                 updated_at=now,
                 error=error,
+                from_step=from_step,
             )
         )
     except RetraceError as exc:
@@ -281,7 +289,7 @@ def replay(
         outcome = replayer.replay(trace_id, mode, replay_id=replay_id, **options)
     except RetraceError as exc:
         if replay_id:
-            _fail_record(replayer, replay_id, trace_id, mode, exc.message)
+            _fail_record(replayer, replay_id, trace_id, mode, exc.message, from_step)
         raise
     if as_json:
         body = {

@@ -13,7 +13,12 @@ from replay import Replayer, report_fingerprint
 from runner.config import AgentConfig
 from runner.providers import offline_model
 from runner.seams import ModelProvider, ToolExecutor
-from schemas.errors import ConfigError, ReplayError, TrajectoryIncompleteError
+from schemas.errors import (
+    ConfigError,
+    InvalidInputError,
+    ReplayError,
+    TrajectoryIncompleteError,
+)
 from schemas.models import DivergenceKind, ReplayMode, Trajectory
 from schemas.settings import Settings
 from tests.replay.agent_fixture import SCRIPT, FileTools, agent_config, record, write_script
@@ -380,3 +385,45 @@ def test_the_policy_file_option_is_a_deprecated_name_for_script(
     new = Replayer().replay(golden, "live-model", script=str(script))
     assert old.report is not None and new.report is not None
     assert report_fingerprint(old.report) == report_fingerprint(new.report)
+
+
+def test_from_a_step_the_steps_before_it_are_the_recordings(
+    golden: Trajectory, tmp_path: Path
+) -> None:
+    # the new script asks another query at step 1 (its first LLM answer, step 0)
+    changed = write_script(
+        tmp_path, SCRIPT.replace("select region, total from sales", "select * from sales"), "c.yaml"
+    )
+    replayer = Replayer(live_tools=live_file_tools())  # type: ignore[arg-type]
+    whole = replayer.replay(golden, "live-model", script=str(changed)).report
+    assert whole is not None and whole.first_divergence is not None
+    assert whole.first_divergence.recorded_index == 0 and whole.from_step is None
+    # from step 2 on: steps 0-1 are served from the recording (the recorded query), and the new
+    # script's later moves are the recorded ones: nothing diverges
+    outcome = replayer.replay(golden, "live-model", script=str(changed), from_step=2)
+    report = outcome.report
+    assert outcome.error == "" and report is not None
+    assert not report.diverged, report.divergences
+    assert report.from_step == outcome.from_step == 2
+    assert [a.recorded_index for a in report.alignment] == [2, 3, 4, 5, 6]
+    assert report.metrics.steps_recorded == report.metrics.steps_matched == 5
+
+    # a script that skips the read: from step 4 the first divergence is at 4, none before
+    shorter = write_script(
+        tmp_path,
+        SCRIPT.replace("      - call: read_file\n        args: {path: report.csv}\n", ""),
+        name="shorter.yaml",
+    )
+    report = replayer.replay(golden, "live-model", script=str(shorter), from_step=4).report
+    assert report is not None and report.first_divergence is not None
+    assert (report.first_divergence.kind, report.first_divergence.recorded_index) == (
+        DivergenceKind.OTHER_OUTPUT,
+        4,
+    )
+    assert min(d.recorded_index for d in report.divergences if d.recorded_index is not None) == 4
+
+
+def test_a_step_the_recording_does_not_have_is_an_input_error(golden: Trajectory) -> None:
+    for bad in (7, -1):
+        with pytest.raises(InvalidInputError, match=rf"--from-step {bad} is out of range.*0\.\.6"):
+            Replayer().replay(golden, "recorded", from_step=bad)
