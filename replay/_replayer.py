@@ -78,6 +78,7 @@ class ReplayOutcome:
     run_status: str = ""
     error: str = ""
     source: str = ""
+    task: str = ""  # the run's input (its task), to name it in suite reports
     duration_s: float = 0.0
     mismatches: list[RequestMismatch] = field(default_factory=list)
 
@@ -306,6 +307,7 @@ class Replayer:
             mode=opts.mode,
             replay_id=replay_id,
             source=source_label(source),
+            task=trajectory.input,
         )
         try:
             await self._run(trajectory, config, opts, outcome)

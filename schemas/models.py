@@ -437,12 +437,23 @@ class DivergenceMetrics(_Model):
 class DivergenceReport(_Model):
     original_trace_id: str
     replay_trace_id: str = ""
-    mode: ReplayMode
+    mode: ReplayMode | None = Field(
+        description="The replay's mode; null for a diff of two recorded runs (A vs B)"
+    )
     diverged: bool
     first_divergence: Divergence | None = None
     divergences: list[Divergence] = Field(default_factory=list)
     alignment: list[AlignedPair] = Field(default_factory=list)
     metrics: DivergenceMetrics
+
+
+class TraceDiff(_Model):
+    """Two recorded runs compared (``GET /api/v1/diff``, ``retrace diff``): A in the recording's
+    place, B in the replay's, so ``report`` reads like a replay's."""
+
+    a: str
+    b: str
+    report: DivergenceReport
 
 
 class ReplayRecord(_Model):
