@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ELLIPSIS = "…"
+_WORD_SLACK = 12  # how far the context may reach back to start at a word's start
 
 
 def as_text(value: Any) -> str:
@@ -77,6 +78,9 @@ def _window(text: str, prefix: int, suffix: int, width: int, context: int) -> Ex
     if len(text) <= width:
         return Excerpt(text[:prefix], middle, text[len(text) - suffix :])
     head_start = max(prefix - context, 0)
+    word_start = max(head_start - _WORD_SLACK, 0)
+    while head_start > word_start and text[head_start - 1].isalnum() and text[head_start].isalnum():
+        head_start -= 1  # start the context at a word's start, not inside it
     before = text[head_start:prefix]
     if head_start > 0:
         before = ELLIPSIS + before
