@@ -23,7 +23,7 @@ from ui._divergence import (
     step_essentials,
     step_title,
 )
-from ui._escape import md_text
+from ui._escape import md_code, md_text
 from ui._span_panel import json_value, long_text
 
 _DIFF_DETAILS = 5  # diff entries also shown in full, side by side
@@ -40,11 +40,14 @@ class Sides:
 
     first: str  # "Recorded" | "A"
     second: str  # "Replayed" | "B"
-    second_steps: str  # the metric naming the second run's step count
+    first_column: str  # in the diff table: "recorded" | "A"
+    second_column: str
+    first_steps: str  # the metrics naming each run's step count
+    second_steps: str
 
 
-REPLAY = Sides("Recorded", "Replayed", "Steps replayed")
-COMPARE = Sides("A", "B", "Steps in B")
+REPLAY = Sides("Recorded", "Replayed", "recorded", "replayed", "Steps recorded", "Steps replayed")
+COMPARE = Sides("A", "B", "A", "B", "Steps in A", "Steps in B")
 
 
 def render_report(
@@ -60,7 +63,7 @@ def _metrics(report: DivergenceReport, sides: Sides) -> None:
     metrics = report.metrics
     cols = st.columns(6)
     cols[0].metric("Verdict", "diverged" if report.diverged else "identical")
-    cols[1].metric(f"Steps {sides.first.lower()}", metrics.steps_recorded)
+    cols[1].metric(sides.first_steps, metrics.steps_recorded)
     extra_steps = metrics.steps_replayed - metrics.steps_recorded
     cols[2].metric(sides.second_steps, metrics.steps_replayed, delta=extra_steps or None)
     cols[3].metric("Steps matched", metrics.steps_matched)
@@ -101,19 +104,22 @@ def _first_divergence(
                     {
                         "path": [d.path for d in first.diff],
                         "op": [d.op for d in first.diff],
-                        sides.first.lower(): [c[0] for c in cells],
-                        sides.second.lower(): [c[1] for c in cells],
                         "change": [c[2] for c in cells],
+                        sides.first_column: [c[0] for c in cells],
+                        sides.second_column: [c[1] for c in cells],
                     }
                 ),
                 hide_index=True,
                 key="first-divergence-diff",
             )
             for index, entry in enumerate(first.diff[:_DIFF_DETAILS]):
+                note = cells[index][2]
+                if note:
+                    st.markdown(f"{md_code(entry.path)}: {md_text(note)}")
                 columns = st.columns(2)
                 for column, label, value in (
-                    (columns[0], sides.first.lower(), entry.recorded),
-                    (columns[1], sides.second.lower(), entry.replayed),
+                    (columns[0], sides.first_column, entry.recorded),
+                    (columns[1], sides.second_column, entry.replayed),
                 ):
                     with column:
                         st.caption(f"{md_text(entry.path)} · {md_text(label)}")
@@ -152,7 +158,7 @@ def _aligned_steps(
         if isinstance(row, MatchRun):
             lo, hi = row.pairs[0].recorded_index, row.pairs[-1].recorded_index
             with st.expander(
-                f"{len(row.pairs)} matching steps ({sides.first.lower()} #{lo}–#{hi})",
+                f"{len(row.pairs)} matching steps ({sides.first_column} #{lo}–#{hi})",
                 icon=":material/check_circle:",
             ):
                 for pair in row.pairs:

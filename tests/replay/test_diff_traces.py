@@ -9,10 +9,7 @@ clean for a run against itself, and is scoped to the caller's project.
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +18,9 @@ import httpx
 import pytest
 
 from tests.fixtures.collector import RunningCollector, launch_collector
+from tests.fixtures.demo_runs import retrace, two_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "runner" / "demo"
-TASK = "Which product categories bring in the most revenue?"
 ALPHA = "rt_alpha_diff_key_0123456789abcdef"
 BETA = "rt_beta_diff_key_0123456789abcdef"
 
@@ -38,80 +33,12 @@ class Runs:
     tmp: Path
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
-    env["PYTHONPATH"] = str(REPO)
-    env["COLUMNS"] = "220"  # rich: wide enough that a diff row is not wrapped mid-word
-    return env
-
-
-def retrace(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retrace", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=240,
-        cwd=cwd,
-    )
-
-
-def _agent(directory: Path, script: Path | None) -> Path:
-    lines = [
-        "name: diff-agent",
-        "model: offline:data-scientist",
-        "mcp_servers:",
-        "  - name: data",
-        '    command: "{python}"',
-        '    args: ["-m", "runner.mcp_servers.data_server"]',
-        f"policy: {DEMO / 'policy.yaml'}",
-        "guardrails: {tool_retries: 0}",
-    ]
-    if script is not None:
-        lines.append(f"offline_script: {script}")
-    path = directory / "agent.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _run(collector: RunningCollector, agent: Path, data_dir: Path) -> str:
-    done = retrace(
-        "run",
-        TASK,
-        "--agent",
-        str(agent),
-        "--endpoint",
-        collector.url,
-        "--api-key",
-        ALPHA,
-        "--data-dir",
-        str(data_dir),
-        cwd=data_dir.parent,
-    )
-    match = re.search(r"^trace:\s+([0-9a-f]{32})", done.stdout, re.M)
-    assert done.returncode == 0 and match, done.stdout + done.stderr
-    return match.group(1)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     tmp = tmp_path_factory.mktemp("diff")
     collector = launch_collector(tmp / "collector", api_keys=[f"alpha:{ALPHA}", f"beta:{BETA}"])
     try:
-        script = (DEMO / "offline" / "data-scientist.yaml").read_text()
-        limited_script = script.replace(
-            "ORDER BY revenue DESC\n", "ORDER BY revenue DESC LIMIT 3\n"
-        )
-        assert limited_script != script
-        (tmp / "good").mkdir()
-        (tmp / "limited").mkdir()
-        (tmp / "limited" / "limited.yaml").write_text(limited_script)
-        good = _run(collector, _agent(tmp / "good", None), tmp / "good" / "data")
-        limited = _run(
-            collector,
-            _agent(tmp / "limited", tmp / "limited" / "limited.yaml"),
-            tmp / "limited" / "data",
-        )
+        good, limited = two_runs(collector.url, tmp, ALPHA)
         alpha = collector.client_for(ALPHA)
         for trace_id in (good, limited):
             alpha.wait_for_trace(trace_id, min_spans=4)
