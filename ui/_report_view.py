@@ -44,10 +44,27 @@ class Sides:
     second_column: str
     first_steps: str  # the metrics naming each run's step count
     second_steps: str
+    same: str  # what "no divergence" means here
 
 
-REPLAY = Sides("Recorded", "Replayed", "recorded", "replayed", "Steps recorded", "Steps replayed")
-COMPARE = Sides("A", "B", "A", "B", "Steps in A", "Steps in B")
+REPLAY = Sides(
+    "Recorded",
+    "Replayed",
+    "recorded",
+    "replayed",
+    "Steps recorded",
+    "Steps replayed",
+    "the replay took the same steps with the same inputs and outputs.",
+)
+COMPARE = Sides(
+    "A",
+    "B",
+    "A",
+    "B",
+    "Steps in A",
+    "Steps in B",
+    "B took the same steps as A with the same inputs and outputs.",
+)
 
 
 def render_report(
@@ -83,10 +100,7 @@ def _first_divergence(
 ) -> None:
     first = report.first_divergence
     if first is None:
-        st.success(
-            f"No divergence: {sides.second} took the same steps as {sides.first} with the same "
-            "inputs and outputs."
-        )
+        st.success(f"No divergence: {sides.same}")
         return
     with st.container(border=True, key="first-divergence"):
         st.error(
