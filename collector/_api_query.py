@@ -1,4 +1,4 @@
-"""The query API under ``/api/v1``: traces, spans, stats, payloads, replays, approvals.
+"""The query API under ``/api/v1``: traces, diffs, spans, stats, payloads, replays, approvals.
 
 Handlers are plain ``def`` (FastAPI runs them in its thread pool, so store calls never block the
 event loop). Each one gets the caller's project from the ``project`` dependency and passes it to
@@ -29,7 +29,7 @@ from schemas.errors import (
     PayloadTooLargeError,
     RetraceError,
 )
-from schemas.ids import is_safe_id
+from schemas.ids import check_id, is_safe_id
 from schemas.models import (
     MAX_ATTRIBUTE_FILTERS,
     MAX_BUCKET_SECONDS,
@@ -54,6 +54,7 @@ from schemas.models import (
     Stats,
     StatsQuery,
     TraceDetail,
+    TraceDiff,
     TracePage,
     TraceQuery,
     Trajectory,
@@ -233,6 +234,30 @@ def get_trajectory(request: Request, project: Project, trace_id: str) -> Traject
     from replay import trajectory_from_detail
 
     return trajectory_from_detail(_trace_or_404(request, project, trace_id))
+
+
+@router.get(
+    "/diff",
+    response_model=TraceDiff,
+    tags=["traces"],
+    summary="Two traces compared step by step: alignment and first divergence (A vs B)",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def diff_traces(
+    request: Request,
+    project: Project,
+    a: Annotated[str, Query(description="Trace id of run A (in the recording's place)")],
+    b: Annotated[str, Query(description="Trace id of run B (in the replay's place)")],
+) -> Response:
+    # The same conversion and analysis as a replay's report, imported on first use: replay's pure
+    # modules only (see tests/test_import_structure.py).
+    from replay import diff_trajectories, trajectory_from_detail
+
+    check_id(a, "trace id a")
+    check_id(b, "trace id b")
+    first = trajectory_from_detail(_trace_or_404(request, project, a))
+    second = first if b == a else trajectory_from_detail(_trace_or_404(request, project, b))
+    return _json(TraceDiff(a=a, b=b, report=diff_trajectories(first, second)))
 
 
 @router.get(

@@ -51,6 +51,7 @@ from schemas.models import (
     Stats,
     StatsQuery,
     TraceDetail,
+    TraceDiff,
     TracePage,
     TraceQuery,
     Trajectory,
@@ -200,6 +201,11 @@ class CollectorClient:
 
     def get_trajectory(self, trace_id: str) -> Trajectory:
         return self._get_model(f"/api/v1/traces/{trace_id}/trajectory", Trajectory)
+
+    def diff_traces(self, a: str, b: str) -> TraceDiff:
+        """Trace A compared with trace B (alignment, first divergence); ``NotFoundError`` if
+        either is unknown in this project, ``InvalidInputError`` for a malformed id."""
+        return self._get_model("/api/v1/diff", TraceDiff, params={"a": a, "b": b})
 
     def export_trace(
         self, trace_id: str, format: Literal["json", "parquet", "arrow"] = "json"

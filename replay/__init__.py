@@ -8,8 +8,10 @@
 ``Replayer(...)`` takes its collaborators (loader, live tools, live model, collector client)
 directly; ``Replayer.from_settings`` wires the ones the CLI uses. The trajectory conversion
 (``trajectory_from_detail``, golden-file ``load_trajectory`` / ``dump_trajectory``, what a mode
-needs), the recorded providers, alignment, diff and report builders are public for tests and
-tools that want the pieces; the CLI (``retrace replay|export|ci``) lives in ``replay.cli``.
+needs), the recorded providers, alignment, diff and report builders (``diff_trajectories``
+compares two recorded runs; ``change_excerpts`` shows where two long values differ) are public
+for tests and tools that want the pieces; the CLI (``retrace replay|export|ci|diff``) lives in
+``replay.cli``.
 
 The pure pieces import only ``schemas`` and the standard library, so the collector (which serves
 ``/trajectory`` with them) stays free of LangGraph: the names that need the runner
@@ -23,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from replay._align import align
 from replay._diff import DEFAULT_CONFIG, DiffConfig, canonical_message, json_diff, normalize
+from replay._excerpt import Excerpt, change_excerpts, change_note
 from replay._loading import DefaultTrajectoryLoader, TrajectoryLoader, TrajectorySource
-from replay._report import Unanswered, build_report, report_fingerprint
+from replay._report import Unanswered, build_report, diff_trajectories, report_fingerprint
 from replay._trajectory import (
     dump_trajectory,
     load_trajectory,
@@ -76,6 +79,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "DefaultTrajectoryLoader",
     "DiffConfig",
+    "Excerpt",
     "LiveModelFactory",
     "LiveToolsFactory",
     "RecordedModelProvider",
@@ -92,6 +96,9 @@ __all__ = [
     "align",
     "build_report",
     "canonical_message",
+    "change_excerpts",
+    "change_note",
+    "diff_trajectories",
     "dump_trajectory",
     "json_diff",
     "load_trajectory",

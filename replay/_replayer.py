@@ -80,6 +80,7 @@ class ReplayOutcome:
     run_status: str = ""
     error: str = ""
     source: str = ""
+    task: str = ""  # the run's input (its task), to name it in suite reports
     duration_s: float = 0.0
     mismatches: list[RequestMismatch] = field(default_factory=list)
     from_step: int | None = None
@@ -312,6 +313,7 @@ class Replayer:
             replay_id=replay_id,
             source=source_label(source),
             from_step=opts.from_step,
+            task=trajectory.input,
         )
         try:
             await self._run(trajectory, config, opts, outcome)

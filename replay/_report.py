@@ -49,6 +49,19 @@ class Unanswered:
 
 
 @dataclass(frozen=True)
+class Sides:
+    """How summaries name the two runs: a recording and its replay, or two traces A and B."""
+
+    first: str = "the recording"
+    second: str = "the replay"
+    second_step: str = "replay"  # prefixes a step found only in the second run
+
+
+REPLAY_SIDES = Sides()
+DIFF_SIDES = Sides(first="A", second="B", second_step="B")
+
+
+@dataclass(frozen=True)
 class _View:
     """The comparable content of one step, normalized once."""
 
@@ -125,7 +138,7 @@ def _similarity(a: _View, b: _View) -> int:
     return score
 
 
-def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
+def _compare(a: _View, b: _View, config: DiffConfig, sides: Sides) -> list[Divergence]:
     """Every aspect in which a replayed step differs from its recorded partner."""
     rec, rep = a.step, b.step
     out: list[Divergence] = []
@@ -147,7 +160,7 @@ def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
         if a.name != b.name:
             add(
                 DivergenceKind.OTHER_TOOL,
-                f"{label}: the replay called {b.name!r} instead of {a.name!r}",
+                f"{label}: {sides.second} called {b.name!r} instead of {a.name!r}",
                 [DiffEntry(path="/tool_name", op="change", recorded=a.name, replayed=b.name)],
             )
         if a.keys["policy"] != b.keys["policy"]:
@@ -175,8 +188,8 @@ def _compare(a: _View, b: _View, config: DiffConfig) -> list[Divergence]:
     if a.failed != b.failed:
         add(
             DivergenceKind.ERROR_STATUS,
-            f"{label}: {'failed' if b.failed else 'succeeded'} in the replay, "
-            f"{'failed' if a.failed else 'succeeded'} in the recording",
+            f"{label}: {'failed' if b.failed else 'succeeded'} in {sides.second}, "
+            f"{'failed' if a.failed else 'succeeded'} in {sides.first}",
             [DiffEntry(path="/error", op="change", recorded=rec.error, replayed=rep.error)],
         )
     elif a.keys["output"] != b.keys["output"] and not (rec.kind == "tool" and a.name != b.name):
@@ -197,11 +210,12 @@ def _tokens(steps: Sequence[Step]) -> tuple[int, int]:
 def build_report(
     recorded: Trajectory,
     replayed: Trajectory,
-    mode: ReplayMode,
+    mode: ReplayMode | None,
     *,
     unanswered: Sequence[Unanswered] = (),
     config: DiffConfig = DEFAULT_CONFIG,
     from_step: int | None = None,
+    sides: Sides = REPLAY_SIDES,
 ) -> DivergenceReport:
     """Align the two runs, list every divergence in run order and summarize.
 
@@ -209,6 +223,7 @@ def build_report(
     divergence placed at the replay step where it happened (ahead of other findings there).
     ``from_step``: a replay from that step (the steps before it were served from the recording)
     is compared from it on; the earlier steps of either run are left out of the report.
+    ``mode`` is None for a comparison of two runs that is not a replay (``diff_trajectories``).
     """
     start = from_step or 0
     rec_steps = [s for s in recorded.steps if s.index >= start]
@@ -232,7 +247,7 @@ def build_report(
         if px is not None:
             position_of_replayed[px] = position
         if ri is not None and pi is not None:
-            found = _compare(rec_views[ri], rep_views[pi], config)
+            found = _compare(rec_views[ri], rep_views[pi], config, sides)
             status = "diverged" if found else "match"
             matched += not found
             ordered.extend((position, 1, d) for d in found)
@@ -246,9 +261,9 @@ def build_report(
                 replayed_index=px,
                 step_kind=step.kind,
                 summary=(
-                    f"{step_label(step)}: did not happen in the replay"
+                    f"{step_label(step)}: did not happen in {sides.second}"
                     if missing
-                    else f"replay {step_label(step)}: not in the recording"
+                    else f"{sides.second_step} {step_label(step)}: not in {sides.first}"
                 ),
             )
             ordered.append((position, 1, gap))
@@ -302,6 +317,18 @@ def build_report(
         metrics=metrics,
         from_step=from_step,
     )
+
+
+def diff_trajectories(
+    a: Trajectory, b: Trajectory, *, config: DiffConfig = DEFAULT_CONFIG
+) -> DivergenceReport:
+    """Compare two recorded runs (say a complaint's run against a good run of the same task).
+
+    The same alignment and first-divergence analysis as a replay, with run A in the recording's
+    place and run B in the replay's: ``original_trace_id`` is A, ``replay_trace_id`` is B,
+    ``recorded_index``/``replayed_index`` index A's and B's steps, and ``mode`` is None.
+    """
+    return build_report(a, b, None, config=config, sides=DIFF_SIDES)
 
 
 def report_fingerprint(report: DivergenceReport) -> dict[str, Any]:

@@ -1,27 +1,67 @@
-"""Suite results for CI: JUnit XML and a markdown summary of many replay outcomes. Pure."""
+"""Suite results for CI: JUnit XML and a markdown summary of many replay outcomes. Pure.
+
+Each trajectory is named after its run's task (its input, shortened to a slug) and its trace id,
+``which-product-categories-bring-in[4bf92f35…]``, so a failing case says which task broke.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
+from replay._excerpt import change_excerpts, change_note
 from replay._replayer import ReplayOutcome
-from schemas.models import DivergenceReport
+from schemas.models import DiffEntry, DivergenceReport
+
+_NOT_WORD = re.compile(r"[^0-9a-z]+")
+_SLUG_CHARS = 48
 
 
-def _value(value: Any, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def task_slug(task: str, limit: int = _SLUG_CHARS) -> str:
+    """A run's task as a short name safe in test ids and file names: lowercase words joined by
+    ``-``, cut at a word boundary to at most ``limit`` characters."""
+    slug = _NOT_WORD.sub("-", task.lower()).strip("-")
+    if len(slug) <= limit:
+        return slug
+    cut = slug[: limit + 1].rsplit("-", 1)[0]
+    return cut if cut else slug[:limit]
+
+
+def case_name(task: str, trace_id: str, fallback: str = "") -> str:
+    """A test case's name: ``<task slug>[<trace id>]``; either part alone when the other is
+    unknown, else ``fallback`` (e.g. a golden file's stem)."""
+    slug = task_slug(task)
+    if slug and trace_id:
+        return f"{slug}[{trace_id}]"
+    return slug or trace_id or fallback
+
+
+def _entry(entry: DiffEntry) -> str:
+    """One diff entry on one line, each value as a window around where the two differ."""
+    before, after = change_excerpts(entry.recorded, entry.replayed, width=120)
+    note = change_note(entry.recorded, entry.replayed)
+    line = f"  {entry.op:6} {entry.path}: {before} -> {after}"
+    return f"{line}  ({note})" if note else line
+
+
+def _answer(recorded: Any, replayed: Any) -> str:
+    before, after = change_excerpts(recorded, replayed, width=120)
+    note = change_note(recorded, replayed)
+    return f"final answer: {before} -> {after}" + (f"  ({note})" if note else "")
 
 
 def describe(report: DivergenceReport, *, max_divergences: int = 10) -> str:
     """A plain-text account of a report: the first divergence with its diff, then the rest."""
     m = report.metrics
+    what = (
+        f"replay of {report.original_trace_id} ({report.mode.value})"
+        if report.mode is not None
+        else f"trace {report.replay_trace_id} vs {report.original_trace_id}"
+    )
     lines = [
-        f"replay of {report.original_trace_id} ({report.mode.value}): "
-        + ("DIVERGED" if report.diverged else "no divergence"),
+        f"{what}: " + ("DIVERGED" if report.diverged else "no divergence"),
         f"steps: {m.steps_matched}/{m.steps_recorded} matched, {m.steps_replayed} replayed; "
         f"tokens Δ in {m.input_tokens_delta:+d} out {m.output_tokens_delta:+d}; "
         f"final answer {'changed' if m.final_answer_changed else 'unchanged'}",
@@ -29,12 +69,9 @@ def describe(report: DivergenceReport, *, max_divergences: int = 10) -> str:
     first = report.first_divergence
     if first is not None:
         lines.append(f"first divergence: [{first.kind.value}] {first.summary}")
-        for entry in first.diff[:20]:
-            lines.append(
-                f"  {entry.op:6} {entry.path}: {_value(entry.recorded)} -> {_value(entry.replayed)}"
-            )
+        lines += [_entry(entry) for entry in first.diff[:20]]
     elif m.final_answer_changed:
-        lines.append(f"final answer: {_value(m.recorded_answer)} -> {_value(m.replayed_answer)}")
+        lines.append(_answer(m.recorded_answer, m.replayed_answer))
     rest = report.divergences[1 : 1 + max_divergences]
     if rest:
         lines.append("other divergences:")
@@ -44,9 +81,11 @@ def describe(report: DivergenceReport, *, max_divergences: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _name(outcome: ReplayOutcome) -> str:
+def outcome_name(outcome: ReplayOutcome) -> str:
+    """The test-case name of one replay outcome (see ``case_name``)."""
     source = outcome.source or outcome.original_trace_id
-    return source.rsplit("/", 1)[-1].removesuffix(".json") or outcome.original_trace_id
+    stem = source.rsplit("/", 1)[-1].removesuffix(".json")
+    return case_name(outcome.task, outcome.original_trace_id, stem)
 
 
 def junit_xml(outcomes: Sequence[ReplayOutcome], *, suite_name: str = "retrace-replay") -> str:
@@ -78,7 +117,7 @@ def junit_xml(outcomes: Sequence[ReplayOutcome], *, suite_name: str = "retrace-r
             suite,
             "testcase",
             classname=f"retrace.replay.{outcome.mode.value}",
-            name=_name(outcome),
+            name=outcome_name(outcome),
             time=f"{outcome.duration_s:.3f}",
         )
         if outcome.error:
@@ -96,6 +135,7 @@ def junit_xml(outcomes: Sequence[ReplayOutcome], *, suite_name: str = "retrace-r
             failure.text = describe(outcome.report)
         props = ET.SubElement(case, "properties")
         ET.SubElement(props, "property", name="original_trace_id", value=outcome.original_trace_id)
+        ET.SubElement(props, "property", name="task", value=outcome.task)
         ET.SubElement(props, "property", name="replay_trace_id", value=outcome.replay_trace_id)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
@@ -105,16 +145,25 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def markdown_summary(outcomes: Sequence[ReplayOutcome], *, title: str = "Retrace replay") -> str:
     """A markdown table of the suite (for a CI job summary or a PR comment)."""
     passed = sum(1 for o in outcomes if o.ok)
     diverged = sum(1 for o in outcomes if not o.error and o.diverged)
     errors = sum(1 for o in outcomes if o.error)
-    verdict = "✅ no divergence" if passed == len(outcomes) else "❌ divergence"
+    problems = [
+        *([_count(diverged, "divergence")] if diverged else []),
+        *([_count(errors, "error")] if errors else []),
+    ]
+    verdict = "❌ " + ", ".join(problems) if problems else "✅ no divergence"
     lines = [
         f"## {title}: {verdict}",
         "",
-        f"{len(outcomes)} trajectories · {passed} passed · {diverged} diverged · {errors} errors",
+        f"{len(outcomes)} trajectories · {passed} passed · {_count(diverged, 'divergence')} · "
+        f"{_count(errors, 'error')}",
         "",
         "| trajectory | mode | result | first divergence | steps matched |",
         "|---|---|---|---|---|",
@@ -126,7 +175,7 @@ def markdown_summary(outcomes: Sequence[ReplayOutcome], *, title: str = "Retrace
             report = o.report
             assert report is not None
             m = report.metrics
-            result = "diverged" if report.diverged else "passed"
+            result = "divergence" if report.diverged else "passed"
             d = report.first_divergence
             first = (
                 f"`{d.kind.value}` {_cell(d.summary)}"
@@ -134,5 +183,7 @@ def markdown_summary(outcomes: Sequence[ReplayOutcome], *, title: str = "Retrace
                 else ("final answer changed" if m.final_answer_changed else "")
             )
             matched = f"{m.steps_matched}/{m.steps_recorded}"
-        lines.append(f"| {_cell(_name(o))} | {o.mode.value} | {result} | {first} | {matched} |")
+        lines.append(
+            f"| {_cell(outcome_name(o))} | {o.mode.value} | {result} | {first} | {matched} |"
+        )
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""``retrace replay``, ``retrace export`` and ``retrace ci``: thin shells around the Replayer.
+"""``retrace replay``, ``export``, ``ci`` and ``diff``: thin shells around the Replayer (and, for
+``diff``, the same report builder comparing two recorded runs).
 
 Exit codes: 0 no divergence, 1 divergence, 2 usage or input error (unknown trace, missing data,
 bad option — ``RetraceError``s are turned into one line and their exit code by ``retrace.cli``).
@@ -13,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import click
@@ -24,13 +25,26 @@ from rich.table import Table
 from rich.text import Text
 
 from replay._diff import DEFAULT_CONFIG, DiffConfig
+from replay._excerpt import Excerpt, change_excerpts, change_note
 from replay._loading import TrajectorySource
 from replay._replayer import Replayer, ReplayOutcome
-from replay._suite import describe, junit_xml, markdown_summary
-from replay._trajectory import dump_trajectory, trajectory_from_detail
-from schemas.errors import InvalidInputError, RetraceError
-from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, TraceQuery
+from replay._report import diff_trajectories
+from replay._suite import describe, junit_xml, markdown_summary, outcome_name
+from replay._trajectory import dump_trajectory, load_trajectory, trajectory_from_detail
+from schemas.errors import InvalidInputError, NotFoundError, RetraceError
+from schemas.ids import check_id
+from schemas.models import (
+    DivergenceReport,
+    ReplayMode,
+    ReplayRecord,
+    TraceDiff,
+    TraceQuery,
+    Trajectory,
+)
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from collector.client import CollectorClient
 
 _MODES = click.Choice([m.value for m in ReplayMode])
 
@@ -40,30 +54,57 @@ def render_text(report: DivergenceReport) -> str:
     return describe(report)
 
 
-def _short(value: Any, limit: int = 90) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _changed_text(excerpt: Excerpt, style: str) -> Text:
+    """One side of a change: the changed part stands out from the context around it."""
+    changed = (excerpt.changed, f"bold underline {style}")
+    return Text.assemble((excerpt.before, style), changed, (excerpt.after, style))
+
+
+def _verdict(report: DivergenceReport) -> Text:
+    if report.diverged:
+        return Text("DIVERGED", style="bold red")
+    return Text("no divergence", style="bold green")
 
 
 def render_rich(outcome: ReplayOutcome) -> Panel:
     """The report as a rich panel: verdict, metrics, first divergence with its diff, the rest."""
     report = outcome.report
     assert report is not None
+    mode = report.mode.value if report.mode is not None else "–"
+    head = Text.assemble(f"replay of {report.original_trace_id} in mode {mode}: ", _verdict(report))
+    return _report_panel(
+        report,
+        head,
+        [("replay trace", outcome.replay_trace_id or "–")],
+        title="retrace replay",
+        sides=("recorded", "replayed"),
+    )
+
+
+def render_diff(result: TraceDiff) -> Panel:
+    """A diff of two traces as a rich panel, in the shape of a replay's."""
+    head = Text.assemble(f"trace A {result.a} vs trace B {result.b}: ", _verdict(result.report))
+    return _report_panel(result.report, head, [], title="retrace diff", sides=("A", "B"))
+
+
+def _report_panel(
+    report: DivergenceReport,
+    head: Text,
+    rows: list[tuple[str, str]],
+    *,
+    title: str,
+    sides: tuple[str, str],
+) -> Panel:
     m = report.metrics
-    verdict = (
-        Text("DIVERGED", style="bold red")
-        if report.diverged
-        else Text("no divergence", style="bold green")
-    )
-    head = Text.assemble(
-        f"replay of {report.original_trace_id} in mode {report.mode.value}: ", verdict
-    )
+    first_side, second_side = sides
     metrics = Table.grid(padding=(0, 2))
-    metrics.add_row("replay trace", outcome.replay_trace_id or "–")
+    for name, value in rows:
+        metrics.add_row(name, value)
     if report.from_step is not None:
         metrics.add_row("from step", f"{report.from_step} (earlier steps served, not compared)")
+    other = "replayed" if report.mode is not None else "in B"
     metrics.add_row(
-        "steps matched", f"{m.steps_matched}/{m.steps_recorded} ({m.steps_replayed} replayed)"
+        "steps matched", f"{m.steps_matched}/{m.steps_recorded} ({m.steps_replayed} {other})"
     )
     metrics.add_row("tokens Δ", f"in {m.input_tokens_delta:+d}, out {m.output_tokens_delta:+d}")
     metrics.add_row("latency Δ", f"{m.latency_delta_ms:+.1f} ms")
@@ -77,24 +118,28 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
             diff = Table(header_style="bold")
             diff.add_column("op", no_wrap=True)
             diff.add_column("path", overflow="fold")
-            diff.add_column("recorded")
-            diff.add_column("replayed")
+            diff.add_column(first_side)
+            diff.add_column(second_side)
+            diff.add_column("change")
             for entry in first.diff[:30]:
+                before, after = change_excerpts(entry.recorded, entry.replayed)
                 diff.add_row(
                     entry.op,
                     entry.path,
-                    Text(_short(entry.recorded), style="red"),
-                    Text(_short(entry.replayed), style="green"),
+                    _changed_text(before, "red"),
+                    _changed_text(after, "green"),
+                    change_note(entry.recorded, entry.replayed),
                 )
             parts.append(diff)
     if m.final_answer_changed:
-        parts.append(Text(f"\nrecorded answer: {_short(m.recorded_answer, 200)}", style="red"))
-        parts.append(Text(f"replayed answer: {_short(m.replayed_answer, 200)}", style="green"))
+        before, after = change_excerpts(m.recorded_answer, m.replayed_answer, width=200)
+        parts.append(Text.assemble(f"\n{first_side} answer: ", _changed_text(before, "red")))
+        parts.append(Text.assemble(f"{second_side} answer: ", _changed_text(after, "green")))
     if len(report.divergences) > 1:
         parts.append(Text(f"\n{len(report.divergences) - 1} more divergence(s):", style="bold"))
         for d in report.divergences[1:11]:
             parts.append(Text(f"  [{d.kind.value}] {d.summary}"))
-    return Panel(Group(*parts), title="retrace replay", expand=False)
+    return Panel(Group(*parts), title=title, expand=False)
 
 
 def _settings(endpoint: str | None, api_key: str | None) -> Settings:
@@ -452,7 +497,9 @@ def ci(
         markdown.write_text(summary, encoding="utf-8")
     for outcome in outcomes:
         if not outcome.ok:
-            label = outcome.source or outcome.original_trace_id
+            label = outcome_name(outcome)
+            if outcome.source and outcome.source != outcome.original_trace_id:
+                label += f" ({outcome.source})"
             text = (
                 f"error: {outcome.error}"
                 if outcome.error
@@ -462,3 +509,78 @@ def ci(
     passed = sum(o.ok for o in outcomes)
     click.echo(f"{passed}/{len(outcomes)} trajectories replayed without divergence")
     sys.exit(0 if passed == len(outcomes) else 1)
+
+
+def _local_trajectory(ref: str, client: CollectorClient | None, endpoint: str) -> Trajectory:
+    """A golden file, or a trace id read from the collector (``client``)."""
+    path = Path(ref)
+    if path.is_file():
+        text = _read(path, "trajectory file")
+        assert text is not None
+        return load_trajectory(text)
+    check_id(ref, "trace id")
+    assert client is not None  # the caller connects unless both are files
+    try:
+        return client.get_trajectory(ref)
+    except NotFoundError:
+        raise InvalidInputError(f"unknown trace {ref!r} at {endpoint}") from None
+
+
+@click.command()
+@click.argument("trace_a")
+@click.argument("trace_b")
+@click.option("--endpoint", default=None, help="Collector URL (default: RETRACE_ENDPOINT).")
+@click.option("--api-key", default=None, help="Collector API key (default: RETRACE_API_KEY).")
+@click.option(
+    "--ignore",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def diff(
+    trace_a: str,
+    trace_b: str,
+    endpoint: str | None,
+    api_key: str | None,
+    ignore: Path | None,
+    as_json: bool,
+) -> None:
+    """Compare two recorded runs step by step and report where B first departs from A.
+
+    TRACE_A and TRACE_B are trace ids on the collector (or golden trajectory files), e.g. the
+    run a user complained about and a good run of the same task. Exit 0 if they took the same
+    steps with the same inputs and outputs, 1 if they differ, 2 for bad input (an unknown or
+    malformed trace id).
+    """
+    from collector.client import CollectorClient
+
+    settings = _settings(endpoint, api_key)
+    local = ignore is not None or Path(trace_a).is_file() or Path(trace_b).is_file()
+    if local:
+        # Ignore rules and golden files are the caller's: compare here with the same analysis.
+        needs_collector = not (Path(trace_a).is_file() and Path(trace_b).is_file())
+        with contextlib.ExitStack() as stack:
+            client = (
+                stack.enter_context(CollectorClient(settings.endpoint, api_key=_key(settings)))
+                if needs_collector
+                else None
+            )
+            first = _local_trajectory(trace_a, client, settings.endpoint)
+            second = _local_trajectory(trace_b, client, settings.endpoint)
+        result = TraceDiff(
+            a=first.trace_id,
+            b=second.trace_id,
+            report=diff_trajectories(first, second, config=_diff_config(ignore)),
+        )
+    else:
+        with CollectorClient(settings.endpoint, api_key=_key(settings)) as client:
+            try:
+                result = client.diff_traces(trace_a, trace_b)
+            except NotFoundError as exc:
+                raise InvalidInputError(f"{exc.message} at {settings.endpoint}") from None
+    if as_json:
+        click.echo(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
+    else:
+        Console().print(render_diff(result))
+    sys.exit(1 if result.report.diverged else 0)

@@ -3,13 +3,15 @@
 Enable by naming the directory (ini ``retrace_golden_dir`` or ``--retrace-golden DIR``) and
 collecting it (``pytest DIR`` or via ``testpaths``). Each ``*.json`` file under it is replayed in
 ``recorded`` mode (``retrace_replay_mode`` / ``--retrace-mode`` to change) and fails with the
-first divergence and its diff. Nothing happens unless a golden directory is configured, so the
-plugin is inert in projects that do not use it. ``Settings`` (``RETRACE_*``) are read once per
-session; golden replays send nothing anywhere.
+first divergence and its diff. Each test is named after the run's task and trace id
+(``which-product-categories-bring-in[4bf92f35…]``). Nothing happens unless a golden directory is
+configured, so the plugin is inert in projects that do not use it. ``Settings`` (``RETRACE_*``)
+are read once per session; golden replays send nothing anywhere.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +80,26 @@ class GoldenFile(pytest.File):
     """One golden trajectory file: one test."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        yield GoldenItem.from_parent(self, name=self.path.stem)
+        yield GoldenItem.from_parent(self, name=_item_name(self.path))
+
+
+def _item_name(path: Path) -> str:
+    """``<task slug>[<trace id>]`` from the file's run; its stem if the file cannot be read
+    (the test then fails saying why)."""
+    from replay._suite import case_name
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return path.stem
+    if not isinstance(data, dict):
+        return path.stem
+    task, trace_id = data.get("input"), data.get("trace_id")
+    return case_name(
+        task if isinstance(task, str) else "",
+        trace_id if isinstance(trace_id, str) else "",
+        path.stem,
+    )
 
 
 class GoldenDivergence(Exception):

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay.cli:replay",
     "export": "replay.cli:export",
     "ci": "replay.cli:ci",
+    "diff": "replay.cli:diff",
     "ui": "ui.cli:ui",
 }
 

@@ -437,7 +437,9 @@ class DivergenceMetrics(_Model):
 class DivergenceReport(_Model):
     original_trace_id: str
     replay_trace_id: str = ""
-    mode: ReplayMode
+    mode: ReplayMode | None = Field(
+        description="The replay's mode; null for a diff of two recorded runs (A vs B)"
+    )
     diverged: bool
     first_divergence: Divergence | None = None
     divergences: list[Divergence] = Field(default_factory=list)
@@ -446,6 +448,15 @@ class DivergenceReport(_Model):
     from_step: int | None = Field(
         None, description="a replay from this step: earlier steps were served, not compared"
     )
+
+
+class TraceDiff(_Model):
+    """Two recorded runs compared (``GET /api/v1/diff``, ``retrace diff``): A in the recording's
+    place, B in the replay's, so ``report`` reads like a replay's."""
+
+    a: str
+    b: str
+    report: DivergenceReport
 
 
 class ReplayRecord(_Model):

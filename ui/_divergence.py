@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.models import AlignedPair, DivergenceReport, Step
+from replay import change_excerpts, change_note
+from schemas.models import AlignedPair, DiffEntry, DivergenceReport, Step
 from ui._payloads import parse_messages
 
 
@@ -109,6 +110,8 @@ def step_essentials(step: Step) -> dict[str, Any]:
     }
 
 
-def short_json(value: Any, limit: int = 400) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + "…"
+def diff_cells(entry: DiffEntry, width: int = 120) -> tuple[str, str, str]:
+    """A diff entry's two values, each as a window around where they differ, and a note on what
+    changed (``inserted " LIMIT 3"``): a long value's change is visible in a one-line cell."""
+    before, after = change_excerpts(entry.recorded, entry.replayed, width=width)
+    return str(before), str(after), change_note(entry.recorded, entry.replayed)

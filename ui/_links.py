@@ -20,6 +20,11 @@ def divergence_link(trace_id: str, replay_id: str) -> str:
     return f"divergence?{urlencode({'trace': trace_id, 'replay': replay_id})}"
 
 
+def compare_link(a: str, b: str = "") -> str:
+    params = {"a": a} | ({"b": b} if b else {})
+    return f"compare?{urlencode(params)}"
+
+
 def same_tab_link(href: str, text: str, *, code: bool = False) -> str:
     """An HTML anchor that opens in this tab (Streamlit's markdown links open a new tab).
 

@@ -1,7 +1,8 @@
 """Retrace UI entry point (``streamlit run ui/app.py``; normally started by ``retrace ui``).
 
 Pages are files under ``ui/views/``; each is reachable by URL (``/traces``, ``/trace?trace=<id>``,
-``/replay``, ``/divergence``, ``/approvals``, ``/overview``). ``/?trace=<id>`` opens the trace too.
+``/replay``, ``/divergence``, ``/compare?a=<id>&b=<id>``, ``/approvals``, ``/overview``).
+``/?trace=<id>`` opens the trace too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ pages = {
         title="Divergence",
         icon=":material/difference:",
         url_path="divergence",
+    ),
+    "compare": st.Page(
+        _VIEWS / "compare.py",
+        title="Compare traces",
+        icon=":material/compare_arrows:",
+        url_path="compare",
     ),
     "approvals": st.Page(
         _VIEWS / "approvals.py",

@@ -55,7 +55,11 @@ def test_ci_passes_on_an_unchanged_agent(golden: Trajectory, tmp_path: Path) -> 
     xml = JUnitXml.fromfile(str(junit))
     suites = list(xml)
     assert len(suites) == 1 and suites[0].tests == 2 and suites[0].failures == 0
-    assert {case.name for case in suites[0]} == {"case-0", "case-1"}
+    # named after the run's task and its trace id, not only the file or the id
+    assert {case.name for case in suites[0]} == {
+        f"build-the-sales-report[{0:032x}]",
+        f"build-the-sales-report[{1:032x}]",
+    }
     assert all(case.is_passed for case in suites[0])
     assert "✅ no divergence" in md.read_text()
 
@@ -78,15 +82,18 @@ def test_ci_fails_on_divergence_and_reports_it(golden: Trajectory, tmp_path: Pat
     (ts,) = list(JUnitXml.fromfile(str(junit)))
     assert (ts.tests, ts.failures, ts.errors) == (4, 1, 1)
     results = {case.name: case.result for case in ts}
-    failure = results["case-2"][0]
+    failure = results[f"build-the-sales-report[{2:032x}]"][0]
     assert isinstance(failure, Failure)
     assert failure.type == "other_messages"
     assert "step 2 (chat test-ds)" in failure.message
     assert "/input_messages/3/content" in (failure.text or "")
-    error = results["case-9"][0]
+    error = results["case-9"][0]  # unreadable: no task, no trace id, so the file's name
     assert isinstance(error, Error) and "newer than" in error.message
     summary = md.read_text()
-    assert "❌ divergence" in summary and "| case-2 | recorded | diverged |" in summary
+    assert "❌ 1 divergence, 1 error" in summary
+    assert "4 trajectories · 2 passed · 1 divergence · 1 error" in summary
+    assert f"| build-the-sales-report[{2:032x}] | recorded | divergence |" in summary
+    assert "| case-9 | recorded | error | " in summary
 
 
 def test_ci_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -163,6 +170,7 @@ def test_pytest_plugin_turns_golden_files_into_tests(golden: Trajectory, tmp_pat
     assert proc.returncode == 1, out
     assert "1 failed, 2 passed" in out
     assert "case-2" in out and "other_messages" in out
+    assert f"case-2.json::build-the-sales-report[{2:032x}]" in out
 
 
 def test_replay_command_live_model_with_another_model(golden: Trajectory, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ PRODUCT_COMMANDS = [
     "approve",
     "ci",
     "demo",
+    "diff",
     "doctor",
     "export",
     "keys",

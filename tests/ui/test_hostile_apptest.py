@@ -164,3 +164,14 @@ def test_values_from_the_link(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -
     url = seeded.collector.url
     _inert_and_literal(_open(monkeypatch, url, "trace", trace=h("urltrace")), "urltrace")
     _inert_and_literal(_open(monkeypatch, url, "divergence", trace=h("urldiv")), "urldiv")
+
+
+def test_compare_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = seeded.traces
+    url = seeded.collector.url
+    at = _open(monkeypatch, url, "compare", a=t.trace, b=t.json_trace)
+    _inert_and_literal(at, "tool", "model")
+    # choosing B: the other runs are listed by their (hostile) input
+    _inert_and_literal(_open(monkeypatch, url, "compare", a=t.trace))
+    at = _open(monkeypatch, url, "compare", a=t.trace, b=h("urlcmp"))
+    _inert_and_literal(at, "urlcmp")

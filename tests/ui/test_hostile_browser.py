@@ -275,6 +275,16 @@ def _divergence_pages(audit: _Audit) -> None:
     audit.nothing_active()
 
 
+def _compare_pages(audit: _Audit) -> None:
+    t = audit.stack.traces
+    audit.open(f"/compare?a={t.trace}&b={t.json_trace}", "Aligned steps")
+    audit.value("tool", "a step title (tool name)", prefix="tool ")
+    audit.nothing_active()
+    audit.open(f"/compare?a={t.trace}", "Pick two traces")
+    audit.value("agent", "the agent name of trace A")
+    audit.nothing_active()
+
+
 def _approvals_page(audit: _Audit) -> None:
     audit.open("/approvals", "Recently decided")
     audit.value("apprtool", "the tool name in the approval heading")
@@ -303,6 +313,9 @@ def _values_from_the_link(audit: _Audit) -> None:
     audit.open(f"/divergence?trace={quote(h('urldiv'))}", "Divergence")
     audit.literal(shown + "urldiv)", "a trace id from the link in a message")
     audit.nothing_active()
+    audit.open(f"/compare?a={quote(h('urlcmpa'))}&b={quote(h('urlcmpb'))}", "Could not compare")
+    audit.literal(shown + "urlcmpa)", "a trace id from the link in an error")
+    audit.nothing_active()
 
 
 def test_hostile_values_render_as_text_and_fetch_nothing(hostile_stack: HostileStack) -> None:
@@ -314,6 +327,7 @@ def test_hostile_values_render_as_text_and_fetch_nothing(hostile_stack: HostileS
         _trace_tool,
         _replay_pages,
         _divergence_pages,
+        _compare_pages,
         _approvals_page,
         _overview_page,
         _values_from_the_link,

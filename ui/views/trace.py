@@ -65,11 +65,18 @@ if summary.replay_of:
         + same_tab_link(trace_link(summary.replay_of), summary.replay_of, code=True),
         unsafe_allow_html=True,
     )
-st.page_link(
+links = st.columns(2)
+links[0].page_link(
     "views/replay.py",
     label="Replay this trace",
     icon=":material/replay:",
     query_params={"trace": trace_id},
+)
+links[1].page_link(
+    "views/compare.py",
+    label="Compare with…",
+    icon=":material/compare_arrows:",
+    query_params={"a": trace_id},
 )
 if summary.input_preview or summary.output_preview:
     with st.expander("Input and answer", expanded=False):
