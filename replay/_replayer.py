@@ -52,7 +52,7 @@ from replay._recorded import (
 from replay._report import Unanswered, build_report
 from replay._trajectory import require_for_mode, trajectory_from_detail
 from runner.seams import ModelProvider, ToolExecutor, ToolResult, ToolSpec
-from schemas.errors import ConfigError, ReplayError, RetraceError
+from schemas.errors import ConfigError, ReplayError, RetraceError, TrajectoryIncompleteError
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
 from schemas.settings import DEFAULT_PROJECT, Settings
 
@@ -291,15 +291,8 @@ class Replayer:
         only for setup problems: an unknown trace, missing data, a bad option.
         """
         opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
-        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
-            raise ConfigError(
-                "a live-tools replay needs live tools: build the Replayer with "
-                "Replayer.from_settings(settings) or pass live_tools="
-            )
         started = time.perf_counter()
         trajectory = self.load(source)
-        require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
-        config = self._config(trajectory, opts)
         replay_id = replay_id or uuid.uuid4().hex
         outcome = ReplayOutcome(
             original_trace_id=trajectory.trace_id,
@@ -307,6 +300,30 @@ class Replayer:
             replay_id=replay_id,
             source=source_label(source),
         )
+        if opts.graph or (trajectory.graph_ref and opts.config is None):
+            # A user's own graph (instrument(graph_ref=...)): re-driven by replay/_graph.py.
+            from replay._graph import replay_graph
+
+            await replay_graph(self, trajectory, opts, outcome)
+            outcome.duration_s = time.perf_counter() - started
+            if self.client is not None and self.store_report:
+                self._store(outcome, trajectory)
+            return outcome
+        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
+            raise ConfigError(
+                "a live-tools replay needs live tools: build the Replayer with "
+                "Replayer.from_settings(settings) or pass live_tools="
+            )
+        try:
+            require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
+        except TrajectoryIncompleteError as exc:
+            if trajectory.agent_config or opts.config is not None:
+                raise
+            raise TrajectoryIncompleteError(
+                f"{exc.message}; a trace of your own graph (instrument()) replays with "
+                "--graph MODULE:ATTR"
+            ) from None
+        config = self._config(trajectory, opts)
         try:
             await self._run(trajectory, config, opts, outcome)
         except RetraceError as exc:

@@ -201,14 +201,26 @@ def build_report(
     *,
     unanswered: Sequence[Unanswered] = (),
     config: DiffConfig = DEFAULT_CONFIG,
+    from_step: int = 0,
 ) -> DivergenceReport:
     """Align the two runs, list every divergence in run order and summarize.
 
     ``unanswered`` are requests the recording could not answer; each becomes an ``UNANSWERABLE``
     divergence placed at the replay step where it happened (ahead of other findings there).
+    ``from_step``: only steps from that index on are aligned and compared (a replay whose
+    earlier steps were served from the recording); indexes stay the runs' own.
     """
-    rec_views = [_view(s, config) for s in recorded.steps]
-    rep_views = [_view(s, config) for s in replayed.steps]
+    rec_steps = [s for s in recorded.steps if s.index >= from_step] if from_step else recorded.steps
+    rep_steps = [s for s in replayed.steps if s.index >= from_step] if from_step else replayed.steps
+
+    def rec_index(i: int) -> int:
+        return rec_steps[i].index if from_step else i
+
+    def rep_index(i: int) -> int:
+        return rep_steps[i].index if from_step else i
+
+    rec_views = [_view(s, config) for s in rec_steps]
+    rep_views = [_view(s, config) for s in rep_steps]
     pairs = align(rec_views, rep_views, _similarity)
 
     alignment: list[AlignedPair] = []
@@ -217,7 +229,7 @@ def build_report(
     position_of_replayed: dict[int, int] = {}
     for position, (ri, pi) in enumerate(pairs):
         if pi is not None:
-            position_of_replayed[pi] = position
+            position_of_replayed[rep_index(pi)] = position
         if ri is not None and pi is not None:
             found = _compare(rec_views[ri], rep_views[pi], config)
             status = "diverged" if found else "match"
@@ -225,12 +237,12 @@ def build_report(
             ordered.extend((position, 1, d) for d in found)
         else:  # a gap: a recorded step missing from the replay, or an extra replayed one
             missing = ri is not None
-            step = recorded.steps[ri] if ri is not None else replayed.steps[pi or 0]
+            step = rec_steps[ri] if ri is not None else rep_steps[pi or 0]
             status = "missing" if missing else "extra"
             gap = Divergence(
                 kind=DivergenceKind.MISSING_STEP if missing else DivergenceKind.EXTRA_STEP,
-                recorded_index=ri,
-                replayed_index=pi,
+                recorded_index=None if ri is None else rec_index(ri),
+                replayed_index=None if pi is None else rep_index(pi),
                 step_kind=step.kind,
                 summary=(
                     f"{step_label(step)}: did not happen in the replay"
@@ -239,7 +251,13 @@ def build_report(
                 ),
             )
             ordered.append((position, 1, gap))
-        alignment.append(AlignedPair(recorded_index=ri, replayed_index=pi, status=status))
+        alignment.append(
+            AlignedPair(
+                recorded_index=None if ri is None else rec_index(ri),
+                replayed_index=None if pi is None else rep_index(pi),
+                status=status,
+            )
+        )
 
     for item in unanswered:
         position = position_of_replayed.get(item.replayed_index, len(pairs))
@@ -260,16 +278,16 @@ def build_report(
     ordered.sort(key=lambda entry: (entry[0], entry[1]))
     divergences = [d for _, _, d in ordered]
 
-    rec_in, rec_out = _tokens(recorded.steps)
-    rep_in, rep_out = _tokens(replayed.steps)
-    rec_ns = sum(s.duration_ns for s in recorded.steps)
-    rep_ns = sum(s.duration_ns for s in replayed.steps)
+    rec_in, rec_out = _tokens(rec_steps)
+    rep_in, rep_out = _tokens(rep_steps)
+    rec_ns = sum(s.duration_ns for s in rec_steps)
+    rep_ns = sum(s.duration_ns for s in rep_steps)
     answer_changed = _key(normalize(recorded.output, config)) != _key(
         normalize(replayed.output, config)
     )
     metrics = DivergenceMetrics(
-        steps_recorded=len(recorded.steps),
-        steps_replayed=len(replayed.steps),
+        steps_recorded=len(rec_steps),
+        steps_replayed=len(rep_steps),
         steps_matched=matched,
         input_tokens_delta=rep_in - rec_in,
         output_tokens_delta=rep_out - rec_out,

@@ -67,6 +67,14 @@ def render_rich(outcome: ReplayOutcome) -> Panel:
     metrics.add_row("latency Δ", f"{m.latency_delta_ms:+.1f} ms")
     metrics.add_row("final answer", "changed" if m.final_answer_changed else "unchanged")
     parts: list[Any] = [head, metrics]
+    if report.nondeterministic:
+        parts.append(
+            Text(
+                f"non-deterministic: {report.nondeterminism} (a second replay of the same code "
+                "differed: unpinned randomness, ids, clock or threads, not a code change)",
+                style="bold magenta",
+            )
+        )
     first = report.first_divergence
     if first is not None:
         parts.append(Text(f"\nfirst divergence [{first.kind.value}]", style="bold yellow"))
@@ -200,6 +208,22 @@ def _fail_record(replayer: Replayer, replay_id: str, trace_id: str, mode: str, e
     default=None,
     help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
 )
+@click.option(
+    "--graph",
+    "graph",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Re-drive your own LangGraph graph (importable from the current directory: a compiled "
+    "graph, an instrument()ed one or a zero-argument factory); default: the graph the trace "
+    "recorded (instrument(graph_ref=...)).",
+)
+@click.option(
+    "--from-step",
+    "from_step",
+    type=click.IntRange(0),
+    default=None,
+    help="Serve the steps before this one from the recording whatever the mode; compare from it.",
+)
 @click.option("--replay-id", default=None, help="Record the report under this replay id.")
 @click.option(
     "--confine-to",
@@ -223,6 +247,8 @@ def replay(
     agent_file: Path | None,
     on_unmatched: str,
     ignore: Path | None,
+    graph: str | None,
+    from_step: int | None,
     replay_id: str | None,
     confine_to: Path | None,
     as_json: bool,
@@ -244,6 +270,10 @@ def replay(
         diff_config=_diff_config(ignore),
     )
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
+    if graph is not None:
+        options["graph"] = graph
+    if from_step is not None:
+        options["from_step"] = from_step
     if model is not None:
         options["model"] = model
     if script is not None:
@@ -273,6 +303,12 @@ def replay(
         click.echo(json.dumps(body, indent=2, sort_keys=True))
     elif outcome.report is not None:
         Console().print(render_rich(outcome))
+    if outcome.report is not None and outcome.report.nondeterministic:
+        click.echo(
+            "note: the divergence comes from non-determinism in the graph, not (only) a code "
+            f"change: {outcome.report.nondeterminism}",
+            err=True,
+        )
     if outcome.error:
         click.echo(f"error: the replay could not run: {outcome.error}", err=True)
         sys.exit(2)
@@ -370,6 +406,14 @@ def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[T
     default=None,
     help="YAML/JSON ignore rules for the diff.",
 )
+@click.option(
+    "--graph",
+    "graph",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Re-drive your own LangGraph graph for every trajectory (default: each one's recorded "
+    "graph, else Retrace's runner).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ci(
     target: str,
@@ -380,6 +424,7 @@ def ci(
     endpoint: str | None,
     api_key: str | None,
     ignore: Path | None,
+    graph: str | None,
     quiet: bool,
 ) -> None:
     """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
@@ -411,7 +456,8 @@ def ci(
             failed += not outcome.ok
             progress.update(task, advance=1, failed=failed)
 
-        outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done)
+        options: dict[str, Any] = {"graph": graph} if graph is not None else {}
+        outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done, **options)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(junit_xml(outcomes), encoding="utf-8")
