@@ -719,11 +719,14 @@ async def _run_once(
                 dict(trajectory.graph_config),
                 dict(trajectory.graph_kwargs),
             )
-        except UnanswerableRequest:
-            run.status = "incomplete"
-        except Exception as exc:  # the user's graph raised: carried, compared, not raised
-            run.status = "failed"
-            run.error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            if session.unanswered:  # UnanswerableRequest, maybe inside a task group's group
+                run.status = "incomplete"
+            elif isinstance(exc, Exception):  # the graph raised: carried, compared, not raised
+                run.status = "failed"
+                run.error = f"{type(exc).__name__}: {exc}"
+            else:
+                raise
         finally:
             MCP_SEAM.reset(tokens[1])
             _SESSION.reset(tokens[0])
@@ -795,6 +798,14 @@ async def replay_graph(
     """Replay ``trajectory`` through the user's graph (``opts.graph``, else the recorded ref);
     fills ``outcome``. Raises ``RetraceError`` for setup problems only."""
     ref = opts.graph or trajectory.graph_ref
+    if replayer.confine_to is not None:
+        # A replay the collector runs for an API client: the graph ref is client data, and
+        # importing it would run a module a client chose on the collector's host.
+        raise ConfigError(
+            f"trace {trajectory.trace_id} is a run of a user's own graph ({ref or 'no ref'}): "
+            "it replays only where its code lives, with `retrace replay TRACE --graph "
+            "MODULE:ATTR` run in the project's directory, never through the collector"
+        )
     if not ref:
         raise ReplayError(
             f"trace {trajectory.trace_id} names no graph to re-drive: pass --graph MODULE:ATTR"

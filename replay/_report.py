@@ -261,6 +261,10 @@ def build_report(
 
     for item in unanswered:
         position = position_of_replayed.get(item.replayed_index, len(pairs))
+        # The replay stopped there: recorded steps the aligner put between the replay's earlier
+        # steps and this request (missing because the run ended) come after it.
+        before = [p for i, p in position_of_replayed.items() if i < item.replayed_index]
+        position = min(position, max(before) + 1 if before else 0)
         ordered.append(
             (
                 position,
