@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -50,7 +51,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool, ToolException
 
 from replay._capture import CaptureExporter, detail_from_spans
-from replay._diff import DiffConfig, canonical_messages, canonical_tool, json_diff, normalize
+from replay._diff import (
+    DEFAULT_CONFIG,
+    DiffConfig,
+    canonical_messages,
+    canonical_tool,
+    json_diff,
+    normalize,
+)
 from replay._recorded import (
     OnUnmatched,
     RequestMismatch,
@@ -71,11 +79,12 @@ from runner.seams import ModelProvider, ToolSpec
 from schemas import attributes as A
 from schemas.errors import ConfigError, ReplayError, TrajectoryIncompleteError
 from schemas.models import DivergenceReport, ReplayMode, Step, Trajectory
+from schemas.settings import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from replay._replayer import Replayer, ReplayOptions, ReplayOutcome
+    from runner.config import AgentConfig
 
 _T = TypeVar("_T")
 
@@ -666,10 +675,7 @@ async def _run_once(
     graph: Any,
     ref: str,
     trajectory: Trajectory,
-    opts: ReplayOptions,
-    replay_id: str,
-    project: str,
-    diff_config: DiffConfig,
+    opts: GraphReplay,
     substitute: ModelProvider | None,
 ) -> _Run:
     capture = CaptureExporter()
@@ -683,12 +689,12 @@ async def _run_once(
         _fresh_checkpointer(inner),
         span_exporter=capture,
         agent_name=agent_name,
-        project=project,
+        project=opts.project,
         graph_ref=ref,
         root_attributes={
             A.RETRACE_REPLAY_OF: trajectory.trace_id,
             A.RETRACE_REPLAY_MODE: opts.mode.value,
-            A.RETRACE_REPLAY_ID: replay_id,
+            A.RETRACE_REPLAY_ID: opts.replay_id,
         },
     )
     wrapped.replay_pins = ReplayPins(
@@ -702,7 +708,7 @@ async def _run_once(
         mode=opts.mode,
         from_step=max(0, opts.from_step or 0),
         on_unmatched=opts.on_unmatched,
-        config=diff_config,
+        config=opts.diff_config,
         substitute=substitute,
     )
     payload = _revive(trajectory)
@@ -735,7 +741,7 @@ async def _run_once(
     return run
 
 
-def _substitute(replayer: Replayer, opts: ReplayOptions) -> ModelProvider | None:
+def _substitute(opts: GraphReplay) -> ModelProvider | None:
     """live-model's ``--model``/``--script`` model, built as the runner builds it (None: the
     graph's own model answers)."""
     if opts.model is None and opts.script is None:
@@ -745,8 +751,6 @@ def _substitute(replayer: Replayer, opts: ReplayOptions) -> ModelProvider | None
             "a model or an offline model script only applies to mode live-model "
             f"(mode {opts.mode.value} serves the recorded model answers)"
         )
-    from pathlib import Path
-
     from runner.config import AgentConfig
 
     model = opts.model or "offline:script"
@@ -756,8 +760,8 @@ def _substitute(replayer: Replayer, opts: ReplayOptions) -> ModelProvider | None
     config = AgentConfig(model=model)
     if opts.script is not None:
         config.offline_script = str(Path(opts.script).resolve())
-    if replayer.live_model is not None:
-        return replayer.live_model(config)
+    if opts.live_model is not None:
+        return opts.live_model(config)
     from runner.providers import offline_model
 
     return offline_model(config)
@@ -792,13 +796,40 @@ def _nondeterminism(
     return ""
 
 
-async def replay_graph(
-    replayer: Replayer, trajectory: Trajectory, opts: ReplayOptions, outcome: ReplayOutcome
-) -> None:
-    """Replay ``trajectory`` through the user's graph (``opts.graph``, else the recorded ref);
-    fills ``outcome``. Raises ``RetraceError`` for setup problems only."""
+@dataclass(frozen=True)
+class GraphReplay:
+    """What :func:`replay_graph` is asked to do (the Replayer's options and collaborators)."""
+
+    mode: ReplayMode = ReplayMode.RECORDED
+    graph: str | None = None  # "module:attr"; None: the recorded graph_ref
+    from_step: int | None = None
+    on_unmatched: OnUnmatched = "live"
+    model: str | None = None  # live-model: provider:model instead of the graph's own model
+    script: str | None = None  # live-model: an offline model script
+    replay_id: str = ""
+    project: str = DEFAULT_PROJECT
+    diff_config: DiffConfig = DEFAULT_CONFIG
+    live_model: Callable[[AgentConfig], ModelProvider] | None = None
+    confine_to: Path | None = None  # a replay the collector runs for a client: refused
+
+
+@dataclass
+class GraphResult:
+    """One replay of a user's graph: the report and the replay's own spans (to export)."""
+
+    report: DivergenceReport
+    replay_trace_id: str
+    run_status: str
+    error: str = ""
+    mismatches: list[RequestMismatch] = field(default_factory=list)
+    spans: list[ReadableSpan] = field(default_factory=list)
+
+
+async def replay_graph(trajectory: Trajectory, opts: GraphReplay) -> GraphResult:
+    """Replay ``trajectory`` through the user's graph (``opts.graph``, else the recorded ref).
+    Raises ``RetraceError`` for setup problems only; what the graph did is in the result."""
     ref = opts.graph or trajectory.graph_ref
-    if replayer.confine_to is not None:
+    if opts.confine_to is not None:
         # A replay the collector runs for an API client: the graph ref is client data, and
         # importing it would run a module a client chose on the collector's host.
         raise ConfigError(
@@ -824,39 +855,33 @@ async def replay_graph(
                 f"trace {trajectory.trace_id} cannot be replayed in mode {opts.mode.value}: "
                 f"no recorded model response at {', '.join(missing)}"
             )
-    substitute = _substitute(replayer, opts)
+    substitute = _substitute(opts)
     graph = resolve_graph(ref)
     from_step = max(0, opts.from_step or 0)
-    args = (graph, ref, trajectory, opts)
-    first = await _run_once(
-        *args, outcome.replay_id, replayer.project, replayer.diff_config, substitute
-    )
+    first = await _run_once(graph, ref, trajectory, opts, substitute)
     replayed = _replayed(first)
-    outcome.replay_trace_id = replayed.trace_id
-    outcome.run_status = first.status
-    outcome.mismatches = list(first.session.mismatches)
-    if first.error and trajectory.run_status != "failed":
-        outcome.error = f"the replayed graph failed: {first.error}"
     report = build_report(
         trajectory,
         replayed,
         opts.mode,
         unanswered=first.session.unanswered[:1],
-        config=replayer.diff_config,
+        config=opts.diff_config,
         from_step=from_step,
     )
     if report.diverged:  # once more: a code change diverges the same way every time
-        second = await _run_once(
-            *args, outcome.replay_id, replayer.project, replayer.diff_config, substitute
-        )
-        reason = _nondeterminism(
-            report, replayed, _replayed(second), from_step, replayer.diff_config
-        )
+        second = await _run_once(graph, ref, trajectory, opts, substitute)
+        reason = _nondeterminism(report, replayed, _replayed(second), from_step, opts.diff_config)
         if reason:
             report.nondeterministic = True
             report.nondeterminism = reason
-    outcome.report = report
-    if replayer.endpoint and first.spans:
-        from replay._replayer import _export
-
-        _export(first.spans, replayer.endpoint, replayer.api_key)
+    error = ""
+    if first.error and trajectory.run_status != "failed":
+        error = f"the replayed graph failed: {first.error}"
+    return GraphResult(
+        report=report,
+        replay_trace_id=replayed.trace_id,
+        run_status=first.status,
+        error=error,
+        mismatches=list(first.session.mismatches),
+        spans=first.spans,
+    )

@@ -302,9 +302,29 @@ class Replayer:
         )
         if opts.graph or (trajectory.graph_ref and opts.config is None):
             # A user's own graph (instrument(graph_ref=...)): re-driven by replay/_graph.py.
-            from replay._graph import replay_graph
+            from replay._graph import GraphReplay, replay_graph
 
-            await replay_graph(self, trajectory, opts, outcome)
+            result = await replay_graph(
+                trajectory,
+                GraphReplay(
+                    mode=opts.mode,
+                    graph=opts.graph,
+                    from_step=opts.from_step,
+                    on_unmatched=opts.on_unmatched,
+                    model=opts.model,
+                    script=opts.script,
+                    replay_id=replay_id,
+                    project=self.project,
+                    diff_config=self.diff_config,
+                    live_model=self.live_model,
+                    confine_to=self.confine_to,
+                ),
+            )
+            outcome.report, outcome.error = result.report, result.error
+            outcome.replay_trace_id, outcome.run_status = result.replay_trace_id, result.run_status
+            outcome.mismatches = result.mismatches
+            if self.endpoint and result.spans:
+                _export(result.spans, self.endpoint, self.api_key)
             outcome.duration_s = time.perf_counter() - started
             if self.client is not None and self.store_report:
                 self._store(outcome, trajectory)
