@@ -7,8 +7,10 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
@@ -18,6 +20,7 @@ from replay import Replayer
 from replay._capture import detail_from_spans
 from replay._trajectory import trajectory_from_detail
 from runner.instrumentation import decode_random_state, encode_random_state, instrument
+from schemas.errors import ConfigError
 from schemas.models import Trajectory
 
 REF = "tests.replay.test_user_graph_pins:build_graph"
@@ -90,3 +93,9 @@ def test_live_tools_runs_the_tool_for_real() -> None:
     assert live.report is not None and live.report.first_divergence is not None
     assert live.report.first_divergence.kind.value == "other_output"
     assert " 7 " not in str(live.report.metrics.replayed_answer)
+
+
+def test_a_replay_run_for_a_collector_client_never_imports_a_graph(tmp_path: Path) -> None:
+    recorded = record()
+    with pytest.raises(ConfigError, match="never through the collector"):
+        Replayer(confine_to=tmp_path).replay(recorded, "recorded")
