@@ -10,8 +10,9 @@ What a replay of the graph needs goes on the root span too (``graph_ref=``, the 
 ``langchain_core.load.dumpd`` gives it, the run config without callbacks, the method, the global
 ``random`` state at the start, the ``uuid.uuid4()`` values drawn during the run and the clock at
 the start): ``retrace replay TRACE --graph MODULE:ATTR`` (replay/_graph.py) re-drives the graph
-from them. ``uuid.uuid4`` and ``time.time`` are wrapped once per process; the wrappers only act
-inside an instrumented run (a context variable), see docs/replay.md for what is pinned.
+from them. ``uuid.uuid4`` (and in a replay ``time.time``) is wrapped once per process; the
+wrappers only act inside an instrumented run (a context variable), see docs/replay.md for what
+is pinned.
 """
 
 from __future__ import annotations
@@ -104,13 +105,13 @@ _pinned_time.__doc__ = time.time.__doc__
 _PIN_LOCK = threading.Lock()
 
 
-def _install_pins() -> None:
-    """Wrap ``uuid.uuid4`` and ``time.time`` (once per process). Outside an instrumented run the
-    wrappers call the originals."""
+def _install_pins(*, clock: bool = False) -> None:
+    """Wrap ``uuid.uuid4`` (and, for a replay, ``time.time``) once per process. Outside an
+    instrumented run (a replayed one for the clock) the wrappers call the originals."""
     with _PIN_LOCK:
         if uuid.uuid4 is not _pinned_uuid4:
             uuid.uuid4 = _pinned_uuid4
-        if time.time is not _pinned_time:
+        if clock and time.time is not _pinned_time:
             time.time = _pinned_time
 
 
@@ -327,6 +328,7 @@ class InstrumentedGraph:
             ids = IdSource(pins.ids, seed=pins.seed)
             pins.id_source = ids
             if pins.clock_start is not None:
+                _install_pins(clock=True)
                 tokens.append(
                     (_CLOCK_OFFSET, _CLOCK_OFFSET.set(pins.clock_start - _ORIGINAL_TIME()))
                 )
