@@ -291,63 +291,73 @@ class Replayer:
         only for setup problems: an unknown trace, missing data, a bad option.
         """
         opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
+        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None and opts.graph is None:
+            raise ConfigError(
+                "a live-tools replay needs live tools: build the Replayer with "
+                "Replayer.from_settings(settings) or pass live_tools="
+            )
         started = time.perf_counter()
         trajectory = self.load(source)
         replay_id = replay_id or uuid.uuid4().hex
+        if opts.graph or (trajectory.graph_ref and opts.config is None):
+            return await self._replay_user_graph(trajectory, opts, source, replay_id, started)
+        _require_for_mode(trajectory, opts)
+        config = self._config(trajectory, opts)
         outcome = ReplayOutcome(
             original_trace_id=trajectory.trace_id,
             mode=opts.mode,
             replay_id=replay_id,
             source=source_label(source),
         )
-        if opts.graph or (trajectory.graph_ref and opts.config is None):
-            # A user's own graph (instrument(graph_ref=...)): re-driven by replay/_graph.py.
-            from replay._graph import GraphReplay, replay_graph
-
-            result = await replay_graph(
-                trajectory,
-                GraphReplay(
-                    mode=opts.mode,
-                    graph=opts.graph,
-                    from_step=opts.from_step,
-                    on_unmatched=opts.on_unmatched,
-                    model=opts.model,
-                    script=opts.script,
-                    replay_id=replay_id,
-                    project=self.project,
-                    diff_config=self.diff_config,
-                    live_model=self.live_model,
-                    confine_to=self.confine_to,
-                ),
-            )
-            outcome.report, outcome.error = result.report, result.error
-            outcome.replay_trace_id, outcome.run_status = result.replay_trace_id, result.run_status
-            outcome.mismatches = result.mismatches
-            if self.endpoint and result.spans:
-                _export(result.spans, self.endpoint, self.api_key)
-            outcome.duration_s = time.perf_counter() - started
-            if self.client is not None and self.store_report:
-                self._store(outcome, trajectory)
-            return outcome
-        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
-            raise ConfigError(
-                "a live-tools replay needs live tools: build the Replayer with "
-                "Replayer.from_settings(settings) or pass live_tools="
-            )
-        try:
-            require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
-        except TrajectoryIncompleteError as exc:
-            if trajectory.agent_config or opts.config is not None:
-                raise
-            raise TrajectoryIncompleteError(
-                f"{exc.message}; a trace of your own graph (instrument()) replays with "
-                "--graph MODULE:ATTR"
-            ) from None
-        config = self._config(trajectory, opts)
         try:
             await self._run(trajectory, config, opts, outcome)
         except RetraceError as exc:
             outcome.error = exc.message
+        outcome.duration_s = time.perf_counter() - started
+        if self.client is not None and self.store_report:
+            self._store(outcome, trajectory)
+        return outcome
+
+    async def _replay_user_graph(
+        self,
+        trajectory: Trajectory,
+        opts: ReplayOptions,
+        source: TrajectorySource,
+        replay_id: str,
+        started: float,
+    ) -> ReplayOutcome:
+        """A user's own graph (``instrument(graph_ref=...)``): re-driven by replay/_graph.py."""
+        from replay._graph import GraphReplay, replay_graph
+
+        result = await replay_graph(
+            trajectory,
+            GraphReplay(
+                mode=opts.mode,
+                graph=opts.graph,
+                from_step=opts.from_step,
+                on_unmatched=opts.on_unmatched,
+                model=opts.model,
+                script=opts.script,
+                replay_id=replay_id,
+                project=self.project,
+                diff_config=self.diff_config,
+                live_model=self.live_model,
+                confine_to=self.confine_to,
+            ),
+        )
+        outcome = ReplayOutcome(
+            original_trace_id=trajectory.trace_id,
+            mode=opts.mode,
+            report=result.report,
+            replay_trace_id=result.replay_trace_id,
+            replay_id=replay_id,
+            run_status=result.run_status,
+            error=result.error,
+            source=source_label(source),
+            mismatches=result.mismatches,
+        )
+        if self.endpoint and result.spans:
+            _export(result.spans, self.endpoint, self.api_key)
         outcome.duration_s = time.perf_counter() - started
         if self.client is not None and self.store_report:
             self._store(outcome, trajectory)
@@ -670,6 +680,19 @@ class _LazyTools:
     ) -> ToolResult:
         tools = await self._get()
         return await tools.call(name, arguments, step_index=step_index, call_id=call_id)
+
+
+def _require_for_mode(trajectory: Trajectory, opts: ReplayOptions) -> None:
+    """``require_for_mode``, pointing at ``--graph`` when the trace has no agent config."""
+    try:
+        require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
+    except TrajectoryIncompleteError as exc:
+        if trajectory.agent_config or opts.config is not None:
+            raise
+        raise TrajectoryIncompleteError(
+            f"{exc.message}; a trace of your own graph (instrument()) replays with "
+            "--graph MODULE:ATTR"
+        ) from None
 
 
 def _ends_pending(trajectory: Trajectory) -> bool:
