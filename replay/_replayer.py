@@ -52,7 +52,13 @@ from replay._recorded import (
 from replay._report import Unanswered, build_report
 from replay._trajectory import require_for_mode, trajectory_from_detail
 from runner.seams import ModelProvider, ToolExecutor, ToolResult, ToolSpec
-from schemas.errors import ConfigError, InvalidInputError, ReplayError, RetraceError
+from schemas.errors import (
+    ConfigError,
+    InvalidInputError,
+    ReplayError,
+    RetraceError,
+    TrajectoryIncompleteError,
+)
 from schemas.models import DivergenceReport, ReplayMode, ReplayRecord, Step, Trajectory
 from schemas.settings import DEFAULT_PROJECT, Settings
 
@@ -296,7 +302,7 @@ class Replayer:
         only for setup problems: an unknown trace, missing data, a bad option.
         """
         opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
-        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
+        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None and opts.graph is None:
             raise ConfigError(
                 "a live-tools replay needs live tools: build the Replayer with "
                 "Replayer.from_settings(settings) or pass live_tools="
@@ -304,9 +310,11 @@ class Replayer:
         started = time.perf_counter()
         trajectory = self.load(source)
         _check_from_step(trajectory, opts.from_step)
-        require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
-        config = self._config(trajectory, opts)
         replay_id = replay_id or uuid.uuid4().hex
+        if opts.graph or (trajectory.graph_ref and opts.config is None):
+            return await self._replay_user_graph(trajectory, opts, source, replay_id, started)
+        _require_for_mode(trajectory, opts)
+        config = self._config(trajectory, opts)
         outcome = ReplayOutcome(
             original_trace_id=trajectory.trace_id,
             mode=opts.mode,
@@ -319,6 +327,53 @@ class Replayer:
             await self._run(trajectory, config, opts, outcome)
         except RetraceError as exc:
             outcome.error = exc.message
+        outcome.duration_s = time.perf_counter() - started
+        if self.client is not None and self.store_report:
+            self._store(outcome, trajectory)
+        return outcome
+
+    async def _replay_user_graph(
+        self,
+        trajectory: Trajectory,
+        opts: ReplayOptions,
+        source: TrajectorySource,
+        replay_id: str,
+        started: float,
+    ) -> ReplayOutcome:
+        """A user's own graph (``instrument(graph_ref=...)``): re-driven by replay/_graph.py."""
+        from replay._graph import GraphReplay, replay_graph
+
+        result = await replay_graph(
+            trajectory,
+            GraphReplay(
+                mode=opts.mode,
+                graph=opts.graph,
+                from_step=opts.from_step,
+                on_unmatched=opts.on_unmatched,
+                model=opts.model,
+                script=opts.script,
+                replay_id=replay_id,
+                project=self.project,
+                diff_config=self.diff_config,
+                live_model=self.live_model,
+                confine_to=self.confine_to,
+            ),
+        )
+        outcome = ReplayOutcome(
+            original_trace_id=trajectory.trace_id,
+            mode=opts.mode,
+            report=result.report,
+            replay_trace_id=result.replay_trace_id,
+            replay_id=replay_id,
+            run_status=result.run_status,
+            error=result.error,
+            source=source_label(source),
+            task=trajectory.input,
+            mismatches=result.mismatches,
+            from_step=opts.from_step,
+        )
+        if self.endpoint and result.spans:
+            _export(result.spans, self.endpoint, self.api_key)
         outcome.duration_s = time.perf_counter() - started
         if self.client is not None and self.store_report:
             self._store(outcome, trajectory)
@@ -649,6 +704,19 @@ class _LazyTools:
     ) -> ToolResult:
         tools = await self._get()
         return await tools.call(name, arguments, step_index=step_index, call_id=call_id)
+
+
+def _require_for_mode(trajectory: Trajectory, opts: ReplayOptions) -> None:
+    """``require_for_mode``, pointing at ``--graph`` when the trace has no agent config."""
+    try:
+        require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
+    except TrajectoryIncompleteError as exc:
+        if trajectory.agent_config or opts.config is not None:
+            raise
+        raise TrajectoryIncompleteError(
+            f"{exc.message}; a trace of your own graph (instrument()) replays with "
+            "--graph MODULE:ATTR"
+        ) from None
 
 
 def _ends_pending(trajectory: Trajectory) -> bool:

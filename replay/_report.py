@@ -253,7 +253,7 @@ def build_report(
             ordered.extend((position, 1, d) for d in found)
         else:  # a gap: a recorded step missing from the replay, or an extra replayed one
             missing = ri is not None
-            step = recorded.steps[ri] if ri is not None else replayed.steps[pi or 0]
+            step = rec_steps[ri] if ri is not None else rep_steps[pi or 0]
             status = "missing" if missing else "extra"
             gap = Divergence(
                 kind=DivergenceKind.MISSING_STEP if missing else DivergenceKind.EXTRA_STEP,
@@ -271,6 +271,10 @@ def build_report(
 
     for item in unanswered:
         position = position_of_replayed.get(item.replayed_index, len(pairs))
+        # The replay stopped there: recorded steps the aligner put between the replay's earlier
+        # steps and this request (missing because the run ended) come after it.
+        before = [p for i, p in position_of_replayed.items() if i < item.replayed_index]
+        position = min(position, max(before) + 1 if before else 0)
         ordered.append(
             (
                 position,
@@ -288,16 +292,16 @@ def build_report(
     ordered.sort(key=lambda entry: (entry[0], entry[1]))
     divergences = [d for _, _, d in ordered]
 
-    rec_in, rec_out = _tokens(recorded.steps)
-    rep_in, rep_out = _tokens(replayed.steps)
-    rec_ns = sum(s.duration_ns for s in recorded.steps)
-    rep_ns = sum(s.duration_ns for s in replayed.steps)
+    rec_in, rec_out = _tokens(rec_steps)
+    rep_in, rep_out = _tokens(rep_steps)
+    rec_ns = sum(s.duration_ns for s in rec_steps)
+    rep_ns = sum(s.duration_ns for s in rep_steps)
     answer_changed = _key(normalize(recorded.output, config)) != _key(
         normalize(replayed.output, config)
     )
     metrics = DivergenceMetrics(
-        steps_recorded=len(recorded.steps),
-        steps_replayed=len(replayed.steps),
+        steps_recorded=len(rec_steps),
+        steps_replayed=len(rep_steps),
         steps_matched=matched,
         input_tokens_delta=rep_in - rec_in,
         output_tokens_delta=rep_out - rec_out,
@@ -315,7 +319,7 @@ def build_report(
         divergences=divergences,
         alignment=alignment,
         metrics=metrics,
-        from_step=from_step,
+        from_step=from_step or None,
     )
 
 

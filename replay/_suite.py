@@ -66,6 +66,8 @@ def describe(report: DivergenceReport, *, max_divergences: int = 10) -> str:
         f"tokens Δ in {m.input_tokens_delta:+d} out {m.output_tokens_delta:+d}; "
         f"final answer {'changed' if m.final_answer_changed else 'unchanged'}",
     ]
+    if report.nondeterministic:
+        lines.append(f"non-deterministic (not a code change): {report.nondeterminism}")
     first = report.first_divergence
     if first is not None:
         lines.append(f"first divergence: [{first.kind.value}] {first.summary}")

@@ -430,6 +430,9 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
     if run_output is None:
         run_output = last.get(A.OI_OUTPUT_VALUE) or last.get(A.TL_ENTITY_OUTPUT) or ""
     models = [s.model for s in steps if s.kind == "llm" and s.model]
+    graph_input = _parse_json(attrs.get(A.RETRACE_GRAPH_INPUT))
+    graph_config = _parse_json(attrs.get(A.RETRACE_GRAPH_CONFIG))
+    graph_kwargs = _parse_json(attrs.get(A.RETRACE_GRAPH_KWARGS))
     summary = detail.trace
     return Trajectory(
         trace_id=summary.trace_id,
@@ -453,6 +456,12 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
         clock_values=clock,
         random_values=draws,
         ids=ids,
+        graph_ref=attrs.get(A.RETRACE_GRAPH_REF, ""),
+        graph_input=graph_input,
+        graph_config=dict(graph_config) if isinstance(graph_config, Mapping) else {},
+        graph_method=attrs.get(A.RETRACE_GRAPH_METHOD, ""),
+        graph_kwargs=dict(graph_kwargs) if isinstance(graph_kwargs, Mapping) else {},
+        random_state=attrs.get(A.RETRACE_RANDOM_STATE, ""),
         replay_of=attrs.get(A.RETRACE_REPLAY_OF, "") or summary.replay_of,
         steps=steps,
     )

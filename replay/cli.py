@@ -110,6 +110,14 @@ def _report_panel(
     metrics.add_row("latency Δ", f"{m.latency_delta_ms:+.1f} ms")
     metrics.add_row("final answer", "changed" if m.final_answer_changed else "unchanged")
     parts: list[Any] = [head, metrics]
+    if report.nondeterministic:
+        parts.append(
+            Text(
+                f"non-deterministic: {report.nondeterminism} (a second replay of the same code "
+                "differed: unpinned randomness, ids, clock or threads, not a code change)",
+                style="bold magenta",
+            )
+        )
     first = report.first_divergence
     if first is not None:
         parts.append(Text(f"\nfirst divergence [{first.kind.value}]", style="bold yellow"))
@@ -256,6 +264,15 @@ def _fail_record(
     help="YAML/JSON ignore rules for the diff (ignore_paths, ignore_keys, mask...).",
 )
 @click.option(
+    "--graph",
+    "graph",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Re-drive your own LangGraph graph (importable from the current directory: a compiled "
+    "graph, an instrument()ed one or a zero-argument factory); default: the graph the trace "
+    "recorded (instrument(graph_ref=...)).",
+)
+@click.option(
     "--from-step",
     type=int,
     default=None,
@@ -292,6 +309,7 @@ def replay(
     agent_file: Path | None,
     on_unmatched: str,
     ignore: Path | None,
+    graph: str | None,
     from_step: int | None,
     backend: str | None,
     replay_id: str | None,
@@ -315,6 +333,8 @@ def replay(
         diff_config=_diff_config(ignore),
     )
     options: dict[str, Any] = {"on_unmatched": on_unmatched}
+    if graph is not None:
+        options["graph"] = graph
     if from_step is not None:
         options["from_step"] = from_step
     if backend is not None:
@@ -349,6 +369,12 @@ def replay(
         click.echo(json.dumps(body, indent=2, sort_keys=True))
     elif outcome.report is not None:
         Console().print(render_rich(outcome))
+    if outcome.report is not None and outcome.report.nondeterministic:
+        click.echo(
+            "note: the divergence comes from non-determinism in the graph, not (only) a code "
+            f"change: {outcome.report.nondeterminism}",
+            err=True,
+        )
     if outcome.error:
         click.echo(f"error: the replay could not run: {outcome.error}", err=True)
         sys.exit(2)
@@ -446,6 +472,14 @@ def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[T
     default=None,
     help="YAML/JSON ignore rules for the diff.",
 )
+@click.option(
+    "--graph",
+    "graph",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Re-drive your own LangGraph graph for every trajectory (default: each one's recorded "
+    "graph, else Retrace's runner).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ci(
     target: str,
@@ -456,6 +490,7 @@ def ci(
     endpoint: str | None,
     api_key: str | None,
     ignore: Path | None,
+    graph: str | None,
     quiet: bool,
 ) -> None:
     """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
@@ -487,7 +522,8 @@ def ci(
             failed += not outcome.ok
             progress.update(task, advance=1, failed=failed)
 
-        outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done)
+        options: dict[str, Any] = {"graph": graph} if graph is not None else {}
+        outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done, **options)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(junit_xml(outcomes), encoding="utf-8")

@@ -4,9 +4,11 @@ Enable by naming the directory (ini ``retrace_golden_dir`` or ``--retrace-golden
 collecting it (``pytest DIR`` or via ``testpaths``). Each ``*.json`` file under it is replayed in
 ``recorded`` mode (``retrace_replay_mode`` / ``--retrace-mode`` to change) and fails with the
 first divergence and its diff. Each test is named after the run's task and trace id
-(``which-product-categories-bring-in[4bf92f35…]``). Nothing happens unless a golden directory is
-configured, so the plugin is inert in projects that do not use it. ``Settings`` (``RETRACE_*``)
-are read once per session; golden replays send nothing anywhere.
+(``which-product-categories-bring-in[4bf92f35…]``). ``--retrace-graph MODULE:ATTR`` (ini
+``retrace_graph``) re-drives your own LangGraph graph instead of each file's recorded one. Nothing
+happens unless a golden directory is configured, so the plugin is inert in projects that do not
+use it. ``Settings`` (``RETRACE_*``) are read once per session; golden replays send nothing
+anywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 _INI_DIR = "retrace_golden_dir"
 _INI_MODE = "retrace_replay_mode"
+_INI_GRAPH = "retrace_graph"
 _REPLAYER = pytest.StashKey["Replayer"]()
 
 
@@ -41,7 +44,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="replay mode for golden trajectories (default: recorded)",
     )
+    group.addoption(
+        "--retrace-graph",
+        action="store",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="your LangGraph graph to re-drive for golden trajectories (default: the recorded one)",
+    )
     parser.addini(_INI_DIR, "directory of golden trajectories to replay as tests", default="")
+    parser.addini(_INI_GRAPH, "MODULE:ATTR of the graph golden trajectories re-drive", default="")
     parser.addini(_INI_MODE, "replay mode for golden trajectories", default="recorded")
 
 
@@ -111,7 +122,9 @@ class GoldenItem(pytest.Item):
         from replay.cli import render_text
 
         mode = self.config.getoption("--retrace-mode") or self.config.getini(_INI_MODE)
-        outcome = _replayer(self.config).replay(Path(self.path), str(mode))
+        graph = self.config.getoption("--retrace-graph") or self.config.getini(_INI_GRAPH)
+        options = {"graph": str(graph)} if graph else {}
+        outcome = _replayer(self.config).replay(Path(self.path), str(mode), **options)
         self.user_properties.append(("replay_trace_id", outcome.replay_trace_id))
         if outcome.error:
             raise GoldenDivergence(f"replay failed: {outcome.error}")

@@ -120,6 +120,7 @@ RETRACE_GRAPH_REF: Final = "retrace.graph.ref"  # "pkg.module:attr" the replay i
 RETRACE_GRAPH_INPUT: Final = "retrace.graph.input"  # JSON (langchain_core.load.dumpd) of the input
 RETRACE_GRAPH_CONFIG: Final = "retrace.graph.config"  # JSON of the run config, callbacks left out
 RETRACE_GRAPH_METHOD: Final = "retrace.graph.method"  # invoke | ainvoke | stream | astream
+RETRACE_GRAPH_KWARGS: Final = "retrace.graph.kwargs"  # JSON of the call's JSON-able kwargs
 RETRACE_RANDOM_STATE: Final = "retrace.random.state"  # the global random's state at the start
 RETRACE_REDACTED: Final = "retrace.redacted"  # count of secrets redacted on this span
 

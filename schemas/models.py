@@ -374,6 +374,7 @@ class Trajectory(_Model):
     graph_input: Any = None  # the input as langchain_core.load.dumpd gives it
     graph_config: dict[str, Any] = Field(default_factory=dict)  # run config without callbacks
     graph_method: str = ""  # invoke | ainvoke | stream | astream
+    graph_kwargs: dict[str, Any] = Field(default_factory=dict)  # stream_mode... of the call
     random_state: str = ""  # the global random's state at the start (opaque to all but replay)
     replay_of: str = ""
     steps: list[Step] = Field(default_factory=list)
@@ -448,6 +449,12 @@ class DivergenceReport(_Model):
     from_step: int | None = Field(
         None, description="a replay from this step: earlier steps were served, not compared"
     )
+
+    # Two replays of the same code differed from each other at or before the first divergence:
+    # unpinned non-determinism in the graph, not (only) a code change. ``nondeterminism`` says
+    # where.
+    nondeterministic: bool = False
+    nondeterminism: str = ""
 
 
 class TraceDiff(_Model):
