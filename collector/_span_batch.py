@@ -3,7 +3,9 @@
 The OTLP builder (``collector.otlp``) emits a ``SpanBatch`` in a decode worker; it crosses the
 process boundary as Arrow buffers, waits in the spool's memory cache, is merged per project by
 the writer and handed to ``TraceStore.insert_arrow`` as it is. ``SPAN_SCHEMA`` (the
-``otel_traces`` columns) is declared here only; the store imports it to check what it inserts.
+``otel_traces`` columns) and the column each ``SpanRecord`` field fills come from the one
+declaration of the table (``schemas.tables.SPANS``); the store imports ``SPAN_SCHEMA`` to check
+what it inserts.
 
 Two ways into a table, one column mapping: ``rows_to_arrow`` for the builder's plain rows (no
 per-span model object on the hot path) and ``spans_to_arrow`` for ``SpanRecord`` models
@@ -21,6 +23,7 @@ import pyarrow as pa
 
 from schemas.errors import InvalidInputError
 from schemas.models import SpanKind, SpanRecord, StatusCode
+from schemas.tables import SPANS
 
 __all__ = [
     "SPAN_SCHEMA",
@@ -33,46 +36,10 @@ __all__ = [
     "spans_to_arrow",
 ]
 
+# The otel_traces columns Retrace inserts, from their one declaration.
+SPAN_SCHEMA = SPANS.arrow_schema()
 _MAP = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ns")
-
-SPAN_SCHEMA = pa.schema(
-    [
-        ("Timestamp", _TS),
-        ("TraceId", pa.string()),
-        ("SpanId", pa.string()),
-        ("ParentSpanId", pa.string()),
-        ("TraceState", pa.string()),
-        ("SpanName", pa.string()),
-        ("SpanKind", pa.string()),
-        ("ServiceName", pa.string()),
-        ("ResourceAttributes", _MAP),
-        ("ScopeName", pa.string()),
-        ("ScopeVersion", pa.string()),
-        ("SpanAttributes", _MAP),
-        ("Duration", pa.uint64()),
-        ("StatusCode", pa.string()),
-        ("StatusMessage", pa.string()),
-        ("Events.Timestamp", pa.list_(_TS)),
-        ("Events.Name", pa.list_(pa.string())),
-        ("Events.Attributes", pa.list_(_MAP)),
-        ("Links.TraceId", pa.list_(pa.string())),
-        ("Links.SpanId", pa.list_(pa.string())),
-        ("Links.TraceState", pa.list_(pa.string())),
-        ("Links.Attributes", pa.list_(_MAP)),
-        ("ProjectId", pa.string()),
-        ("Operation", pa.string()),
-        ("AgentName", pa.string()),
-        ("Model", pa.string()),
-        ("ToolName", pa.string()),
-        ("InputTokens", pa.uint64()),
-        ("OutputTokens", pa.uint64()),
-        ("StepIndex", pa.int32()),
-        ("PayloadRefs", _MAP),
-        ("InputPreview", pa.string()),
-        ("OutputPreview", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,46 +142,23 @@ class SpanRow(TypedDict):
     output_preview: str
 
 
-# The column each field fills: scalar columns, map columns, and the Nested(...) sub-columns.
-_SCALAR_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Timestamp", "start_time_unix_nano"),
-    ("TraceId", "trace_id"),
-    ("SpanId", "span_id"),
-    ("ParentSpanId", "parent_span_id"),
-    ("TraceState", "trace_state"),
-    ("SpanName", "name"),
-    ("SpanKind", "kind"),
-    ("ServiceName", "service_name"),
-    ("ScopeName", "scope_name"),
-    ("ScopeVersion", "scope_version"),
-    ("Duration", "duration_ns"),
-    ("StatusCode", "status_code"),
-    ("StatusMessage", "status_message"),
-    ("Operation", "operation"),
-    ("AgentName", "agent_name"),
-    ("Model", "model"),
-    ("ToolName", "tool_name"),
-    ("InputTokens", "input_tokens"),
-    ("OutputTokens", "output_tokens"),
-    ("StepIndex", "step_index"),
-    ("InputPreview", "input_preview"),
-    ("OutputPreview", "output_preview"),
+# The column each field fills (schemas.tables.SPANS): scalar columns, map columns, and the
+# Nested(...) sub-columns (``events.name`` is the ``name`` of each of ``SpanRecord.events``).
+# ProjectId is not among them: a batch is of one project, given apart.
+_INSERTED = [c for c in SPANS.columns if c.arrow is not None and c.field != "project_id"]
+_SCALAR_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (c.name, c.field)
+    for c in _INSERTED
+    if "." not in c.field and not pa.types.is_map(c.arrow) and not pa.types.is_list(c.arrow)
 )
-_MAP_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ResourceAttributes", "resource_attributes"),
-    ("SpanAttributes", "attributes"),
-    ("PayloadRefs", "payload_refs"),
+_MAP_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (c.name, c.field) for c in _INSERTED if c.arrow is not None and pa.types.is_map(c.arrow)
 )
-_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Events.Timestamp", "timestamp_unix_nano"),
-    ("Events.Name", "name"),
-    ("Events.Attributes", "attributes"),
+_EVENT_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (c.name, c.field.removeprefix("events.")) for c in _INSERTED if c.field.startswith("events.")
 )
-_LINK_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Links.TraceId", "trace_id"),
-    ("Links.SpanId", "span_id"),
-    ("Links.TraceState", "trace_state"),
-    ("Links.Attributes", "attributes"),
+_LINK_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (c.name, c.field.removeprefix("links.")) for c in _INSERTED if c.field.startswith("links.")
 )
 _SCALAR_FIELDS = tuple(f for _, f in _SCALAR_COLUMNS)
 _MAP_FIELDS = tuple(f for _, f in _MAP_COLUMNS)

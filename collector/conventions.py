@@ -100,7 +100,11 @@ _OUTPUT_TOKEN_KEYS: Final = (
 
 
 class DerivedColumns(NamedTuple):
-    """The Retrace columns derived from a span's name and attributes."""
+    """The Retrace columns derived from a span's name and attributes.
+
+    Its fields and defaults are those of the derived columns of ``schemas.tables.SPANS``
+    (``tests/schemas/test_tables.py`` checks; a NamedTuple stays written out for typing).
+    """
 
     operation: str = ""
     agent_name: str = ""

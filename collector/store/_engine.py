@@ -17,6 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector._span_batch import spans_to_arrow
+from collector.store import _batches, _rows
 from collector.store import _sql as q
 from collector.store.base import TraceStore
 from schemas.errors import InvalidInputError, SchemaVersionError
@@ -120,7 +122,7 @@ class SqlTraceStore(TraceStore):
         dedup_token: str | None = None,
     ) -> None:
         self.insert_arrow(
-            project, q.spans_to_arrow(project, spans), payloads, dedup_token=dedup_token
+            project, spans_to_arrow(project, spans), payloads, dedup_token=dedup_token
         )
 
     def insert_arrow(
@@ -131,7 +133,7 @@ class SqlTraceStore(TraceStore):
         *,
         dedup_token: str | None = None,
     ) -> None:
-        table = q.check_span_table(project, spans)
+        table = _batches.check_span_table(project, spans)
         if payloads:
             self.put_payloads(project, payloads)
         table = self._unstored_spans(project, table)
@@ -156,7 +158,7 @@ class SqlTraceStore(TraceStore):
         """
         if not table.num_rows:
             return table
-        first = q.first_deliveries(table)
+        first = _batches.first_deliveries(table)
         trace_ids = first.column("TraceId").unique().to_pylist()
         known = self._rows(q.KNOWN_TRACES_SQL, {"project": project, "trace_ids": trace_ids})
         if known:
@@ -173,7 +175,7 @@ class SqlTraceStore(TraceStore):
                 },
             )
             if stored.num_rows:
-                first = q.without_stored(first, stored)
+                first = _batches.without_stored(first, stored)
         if first.num_rows == table.num_rows:
             return table
         rows = first.column("Row")
@@ -181,7 +183,7 @@ class SqlTraceStore(TraceStore):
 
     def put_payloads(self, project: str, payloads: Mapping[str, bytes]) -> None:
         if payloads:
-            self._insert(q.PAYLOADS_TABLE, q.payloads_to_arrow(project, payloads), {})
+            self._insert(q.PAYLOADS_TABLE, _batches.payloads_to_arrow(project, payloads), {})
 
     def delete_trace(self, project: str, trace_id: str) -> bool:
         params = {"project": project, "trace_id": trace_id}
@@ -205,18 +207,18 @@ class SqlTraceStore(TraceStore):
         return out
 
     def _resolve(self, project: str, rows: list[dict[str, Any]]) -> dict[str, bytes]:
-        return self.get_payloads(project, sorted(q.payload_hashes(rows)))
+        return self.get_payloads(project, sorted(_rows.payload_hashes(rows)))
 
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
-        rows = q.ordered_unique_spans(
+        rows = _rows.ordered_unique_spans(
             self._span_rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
         )
         if not rows:
             return None
         payloads = self._resolve(project, rows)
         return TraceDetail.model_construct(
-            trace=q.summary_from_spans(rows),
-            spans=[q.span_from_row(r, payloads) for r in rows],
+            trace=_rows.summary_from_spans(rows),
+            spans=[_rows.span_from_row(r, payloads) for r in rows],
         )
 
     def list_traces(self, project: str, query: TraceQuery) -> TracePage:
@@ -245,7 +247,7 @@ class SqlTraceStore(TraceStore):
         if more and rows:
             last = rows[-1]
             cursor = q.encode_cursor([int(last[sort_col]), last["TraceId"]])
-        return TracePage(traces=[q.summary_from_row(r) for r in rows], next_cursor=cursor)
+        return TracePage(traces=[_rows.summary_from_row(r) for r in rows], next_cursor=cursor)
 
     def search_spans(self, project: str, query: SpanQuery) -> SpanPage:
         # A span may be stored more than once (by a store before schema 5, or by two
@@ -275,7 +277,7 @@ class SqlTraceStore(TraceStore):
             last = rows[-1]
             cursor = q.encode_cursor([int(last["StartNs"]), last["TraceId"], last["SpanId"]])
         payloads = self._resolve(project, rows)
-        return SpanPage(spans=[q.span_from_row(r, payloads) for r in rows], next_cursor=cursor)
+        return SpanPage(spans=[_rows.span_from_row(r, payloads) for r in rows], next_cursor=cursor)
 
     def stats(self, project: str, query: StatsQuery) -> Stats:
         totals_b = q.stats_totals_sql(project, query)
@@ -296,7 +298,7 @@ class SqlTraceStore(TraceStore):
             output_tokens=int(totals["OutTok"] or 0),
             buckets=[
                 StatsBucket(
-                    time=q.from_ns(int(b["BucketS"]) * 1_000_000_000),
+                    time=_rows.from_ns(int(b["BucketS"]) * 1_000_000_000),
                     runs=int(b["Runs"]),
                     errors=int(b["Errors"]),
                     p50_ms=float(b["Q"][0]),
@@ -314,21 +316,21 @@ class SqlTraceStore(TraceStore):
 
     # --- replays -------------------------------------------------------------------------------
     def save_replay(self, project: str, replay: ReplayRecord) -> None:
-        self._insert(q.REPLAYS_TABLE, q.replay_to_arrow(project, replay), {})
+        self._insert(q.REPLAYS_TABLE, _batches.replay_to_arrow(project, replay), {})
 
     def get_replay(self, project: str, replay_id: str) -> ReplayRecord | None:
         rows = self._rows(q.REPLAY_SQL, {"project": project, "replay_id": replay_id})
-        return q.replay_from_row(rows[0]) if rows else None
+        return _rows.replay_from_row(rows[0]) if rows else None
 
     def list_replays(self, project: str, original_trace_id: str) -> list[ReplayRecord]:
         rows = self._rows(
             q.REPLAYS_OF_TRACE_SQL, {"project": project, "trace_id": original_trace_id}
         )
-        return [q.replay_from_row(r) for r in rows]
+        return [_rows.replay_from_row(r) for r in rows]
 
     # --- approvals -----------------------------------------------------------------------------
     def save_approval(self, project: str, approval: Approval) -> None:
-        table = q.approval_to_arrow(project, approval, self._next_version())
+        table = _batches.approval_to_arrow(project, approval, self._next_version())
         self._insert(q.APPROVALS_TABLE, table, {})
 
     def decide_approval(self, project: str, decision: Approval) -> Approval | None:
@@ -340,27 +342,29 @@ class SqlTraceStore(TraceStore):
             current = self.get_approval(project, decision.approval_id)
             if current is None or current.status != ApprovalStatus.PENDING:
                 return current
-            version = q.decision_version(decision.decided_at)
-            self._insert(q.APPROVALS_TABLE, q.approval_to_arrow(project, decision, version), {})
+            version = _batches.decision_version(decision.decided_at)
+            self._insert(
+                q.APPROVALS_TABLE, _batches.approval_to_arrow(project, decision, version), {}
+            )
             # Read back: another process may have recorded an earlier decision meanwhile.
             return self.get_approval(project, decision.approval_id)
 
     def get_approval(self, project: str, approval_id: str) -> Approval | None:
         rows = self._rows(q.APPROVAL_SQL, {"project": project, "approval_id": approval_id})
-        return q.approval_from_row(rows[0]) if rows else None
+        return _rows.approval_from_row(rows[0]) if rows else None
 
     def list_approvals(
         self, project: str, status: ApprovalStatus | None = None, run_id: str | None = None
     ) -> list[Approval]:
         built = q.list_approvals_sql(project, status, run_id)
-        return [q.approval_from_row(r) for r in self._rows(built.sql, built.params)]
+        return [_rows.approval_from_row(r) for r in self._rows(built.sql, built.params)]
 
     # --- API keys ------------------------------------------------------------------------------
     def add_api_key(self, project: str, key_id: str, key_hash: str, name: str = "") -> None:
         if not key_id:
             raise InvalidInputError("an API key needs a non-empty key id")
         created_ms = time.time_ns() // 1_000_000
-        table = q.api_key_to_arrow(
+        table = _batches.api_key_to_arrow(
             project, key_id, key_hash, name, created_ms, False, self._next_version()
         )
         self._insert(q.API_KEYS_TABLE, table, {})
@@ -368,7 +372,7 @@ class SqlTraceStore(TraceStore):
     def revoke_api_key(self, key_id: str) -> bool:
         rows = [r for r in self._rows(q.API_KEY_BY_ID_SQL, {"key_id": key_id}) if not r["Revoked"]]
         for r in rows:
-            table = q.api_key_to_arrow(
+            table = _batches.api_key_to_arrow(
                 r["ProjectId"],
                 key_id,
                 r["KeyHash"],
@@ -392,7 +396,7 @@ class SqlTraceStore(TraceStore):
                 "key_id": str(r["KeyId"]),
                 "project": str(r["ProjectId"]),
                 "name": str(r["Name"]),
-                "created_at": q.from_ns(int(r["CreatedMs"]) * 1_000_000).isoformat(),
+                "created_at": _rows.from_ns(int(r["CreatedMs"]) * 1_000_000).isoformat(),
                 "revoked": "yes" if r["Revoked"] else "no",
             }
             for r in self._rows(q.LIST_API_KEYS_SQL)
@@ -418,7 +422,7 @@ def _newest_bound_ns(query: TraceQuery) -> int:
 
 def _is_hash(value: str) -> bool:
     try:
-        q.check_hash(value)
+        _batches.check_hash(value)
     except InvalidInputError:
         return False
     return True

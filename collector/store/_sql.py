@@ -1,54 +1,43 @@
-"""The SQL both backends run, and the conversions between models and columns.
+"""The SQL both backends run: statements and the parameters they bind.
 
 Everything here is pure: statements are strings with server-side ``{name:Type}`` placeholders,
-parameters are plain values rendered by :func:`render_params`, batches become ``pyarrow`` tables,
-result rows (dicts, as ``polars.DataFrame.to_dicts`` gives them) become models. The backends only
-move statements and bytes.
+parameters are plain values rendered by :func:`render_params`, query builders return a
+:class:`Built` (statement and parameters). What a statement's rows become is
+``collector.store._rows``; what the store inserts is ``collector.store._batches``. Table names
+come from their declaration (``schemas.tables``). The backends only move statements and bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
-import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from collector._span_batch import SPAN_SCHEMA
-from collector._span_batch import spans_to_arrow as spans_to_arrow  # the engine's q.*
 from schemas import attributes as attr
+from schemas import tables
 from schemas.errors import InvalidInputError
 from schemas.migrations import MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL
 from schemas.models import (
-    Approval,
     ApprovalStatus,
-    ReplayRecord,
     RunStatus,
-    SpanEvent,
     SpanKind,
-    SpanLink,
     SpanQuery,
-    SpanView,
     StatsQuery,
     StatusCode,
     TraceQuery,
-    TraceSummary,
 )
 
 # --- tables ------------------------------------------------------------------------------------
-SPANS_TABLE = "otel_traces"
-TRACE_ID_TS_TABLE = "otel_traces_trace_id_ts"
-PAYLOADS_TABLE = "retrace_payloads"
-SUMMARIES_TABLE = "retrace_trace_summaries"
-REPLAYS_TABLE = "retrace_replays"
-APPROVALS_TABLE = "retrace_approvals"
-API_KEYS_TABLE = "retrace_api_keys"
+SPANS_TABLE = tables.SPANS.name
+TRACE_ID_TS_TABLE = tables.TRACE_ID_TS.name
+PAYLOADS_TABLE = tables.PAYLOADS.name
+SUMMARIES_TABLE = tables.SUMMARIES.name
+REPLAYS_TABLE = tables.REPLAYS.name
+APPROVALS_TABLE = tables.APPROVALS.name
+API_KEYS_TABLE = tables.API_KEYS.name
 
 # Run statuses that make a trace count as failed even when no span carries an error status.
 FAILED_RUN_STATUSES: tuple[str, ...] = (
@@ -114,11 +103,6 @@ def to_ns(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def from_ns(ns: int) -> datetime:
-    """A UTC datetime from unix nanoseconds (microsecond precision, as datetime has)."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
 # --- migrations --------------------------------------------------------------------------------
 def create_database_sql(database: str) -> str:
     """``CREATE DATABASE`` for a validated identifier (identifiers cannot be bound)."""
@@ -140,76 +124,8 @@ RECORD_MIGRATION_SQL = (
 )
 
 
-# --- batches to columns (spans: SPAN_SCHEMA and spans_to_arrow in collector._span_batch) ---------
-PAYLOAD_SCHEMA = pa.schema(
-    [
-        ("ProjectId", pa.string()),
-        ("Hash", pa.string()),
-        ("Size", pa.uint64()),
-        ("Content", pa.binary()),
-    ]
-)
-
-
-def check_span_table(project: str, table: pa.Table) -> pa.Table:
-    """``table`` in ``SPAN_SCHEMA``'s column order, if it has that schema and only ``project``."""
-    try:
-        table = table.select(SPAN_SCHEMA.names)
-    except (KeyError, ValueError) as exc:
-        raise InvalidInputError(f"a span table lacks otel_traces columns: {exc}") from exc
-    if not table.schema.equals(SPAN_SCHEMA):
-        raise InvalidInputError("a span table's column types are not the otel_traces ones")
-    ids = table.column("ProjectId")
-    if ids.null_count or pc.all(pc.equal(ids, project)).as_py() is False:
-        others = sorted(set(pc.unique(ids).to_pylist()) - {project}, key=str)
-        raise InvalidInputError(f"span table rows belong to projects {others!r}, not {project!r}")
-    return table
-
-
-def payloads_to_arrow(project: str, payloads: Mapping[str, bytes]) -> pa.Table:
-    """A ``retrace_payloads`` batch; hashes must be 64 lowercase hex characters."""
-    for key in payloads:
-        check_hash(key)
-    blobs = list(payloads.values())
-    return pa.Table.from_arrays(
-        [
-            pa.array([project] * len(blobs), pa.string()),
-            pa.array(list(payloads), pa.string()),
-            pa.array([len(v) for v in blobs], pa.uint64()),
-            pa.array(blobs, pa.binary()),
-        ],
-        schema=PAYLOAD_SCHEMA,
-    )
-
-
-_HASH = re.compile(r"[0-9a-f]{64}")
-
-
-def check_hash(value: str) -> str:
-    """Return ``value`` if it is a sha256 hex digest, else raise InvalidInputError."""
-    if not _HASH.fullmatch(value):
-        raise InvalidInputError(f"{value!r} is not a sha256 hex digest (64 lowercase hex chars)")
-    return value
-
-
-# --- rows to models ----------------------------------------------------------------------------
-def as_map(value: Any) -> dict[str, str]:
-    """A map column value as a dict, whatever shape the Arrow/polars reader gave it."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(value, list) and (not value or type(value[0]) is tuple):
-        return dict(value)  # an Arrow Map(String, String): (key, value) string pairs
-    out: dict[str, str] = {}
-    for item in value:
-        if isinstance(item, dict):
-            out[str(item["key"])] = str(item["value"])
-        else:
-            out[str(item[0])] = str(item[1])
-    return out
-
-
+# --- spans ---------------------------------------------------------------------------------------
+# The span columns a read selects (collector.store._rows.span_from_row reads them).
 SPAN_SELECT = """
     TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName,
     toUnixTimestamp64Nano(Timestamp) AS StartNs, Duration, StatusCode, StatusMessage,
@@ -220,84 +136,6 @@ SPAN_SELECT = """
     `Links.TraceState` AS LinkTraceState, `Links.Attributes` AS LinkAttrs,
     Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex
 """
-
-
-def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Every payload hash the span rows reference."""
-    found: set[str] = set()
-    for row in rows:
-        found.update(as_map(row["PayloadRefs"]).values())
-    return found
-
-
-def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
-    """A span row as the API view, with payload references resolved into attributes.
-
-    The row comes from the store's own typed columns, so the models are built without
-    re-validation (``model_construct``): every value is converted to its field's type here.
-    """
-    attributes = as_map(row["SpanAttributes"])
-    for key, digest in as_map(row["PayloadRefs"]).items():
-        blob = payloads.get(digest)
-        if blob is not None:
-            attributes[key] = blob.decode("utf-8", errors="replace")
-    start_ns = int(row["StartNs"])
-    duration = int(row["Duration"])
-    event_ts = row["EventTs"]
-    events = (
-        [
-            SpanEvent.model_construct(
-                timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs)
-            )
-            for ts, name, attrs in zip(
-                event_ts, row["EventName"] or [], row["EventAttrs"] or [], strict=False
-            )
-        ]
-        if event_ts
-        else []
-    )
-    link_ids = row["LinkTraceId"]
-    links = (
-        [
-            SpanLink.model_construct(
-                trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a)
-            )
-            for t, s, st, a in zip(
-                link_ids,
-                row["LinkSpanId"] or [],
-                row["LinkTraceState"] or [],
-                row["LinkAttrs"] or [],
-                strict=False,
-            )
-        ]
-        if link_ids
-        else []
-    )
-    return SpanView.model_construct(
-        trace_id=str(row["TraceId"]),
-        span_id=str(row["SpanId"]),
-        parent_span_id=str(row["ParentSpanId"]),
-        name=str(row["SpanName"]),
-        kind=str(row["SpanKind"]),
-        service_name=str(row["ServiceName"]),
-        start_time=from_ns(start_ns),
-        end_time=from_ns(start_ns + duration),
-        start_time_unix_nano=start_ns,
-        duration_ns=duration,
-        status=str(row["StatusCode"]),
-        status_message=str(row["StatusMessage"]),
-        attributes=attributes,
-        resource_attributes=as_map(row["ResourceAttributes"]),
-        events=events,
-        links=links,
-        operation=str(row["Operation"]),
-        agent_name=str(row["AgentName"]),
-        model=str(row["Model"]),
-        tool_name=str(row["ToolName"]),
-        input_tokens=int(row["InputTokens"]),
-        output_tokens=int(row["OutputTokens"]),
-        step_index=int(row["StepIndex"]),
-    )
 
 
 # --- spans already stored ----------------------------------------------------------------------
@@ -321,22 +159,6 @@ WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
   AND Timestamp >= fromUnixTimestamp64Nano({{start_ns:Int64}})
   AND Timestamp <= fromUnixTimestamp64Nano({{end_ns:Int64}})
 """
-
-_SPAN_KEY = ["TraceId", "SpanId"]
-_SPAN_KEY_SCHEMA = pa.schema([("TraceId", pa.string()), ("SpanId", pa.string())])
-
-
-def first_deliveries(table: pa.Table) -> pa.Table:
-    """(TraceId, SpanId, Row): each span's first row number in a span table."""
-    keys = table.select(_SPAN_KEY).append_column("Row", pa.array(range(table.num_rows), pa.int64()))
-    first = keys.group_by(_SPAN_KEY, use_threads=False).aggregate([("Row", "min")])
-    return first.rename_columns([*_SPAN_KEY, "Row"])
-
-
-def without_stored(first: pa.Table, stored: pa.Table) -> pa.Table:
-    """``first`` (see :func:`first_deliveries`) minus the (trace, span) ids in ``stored``."""
-    stored = stored.select(_SPAN_KEY).cast(_SPAN_KEY_SCHEMA)
-    return first.join(stored, keys=_SPAN_KEY, join_type="left anti")
 
 
 # --- single trace ------------------------------------------------------------------------------
@@ -362,81 +184,6 @@ FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
   AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
 """
-
-
-def ordered_unique_spans(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Span rows by (start, span id), the earliest row of each span id only (as
-    ``ORDER BY Timestamp, SpanId LIMIT 1 BY SpanId`` would give them)."""
-    rows.sort(key=lambda r: (r["StartNs"], r["SpanId"]))
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        if row["SpanId"] not in seen:
-            seen.add(row["SpanId"])
-            out.append(row)
-    return out
-
-
-def is_tool_call(row: Mapping[str, Any]) -> bool:
-    """Whether a span row is one tool call: an ``execute_tool`` span that is not the server side
-    of a call (an MCP server's own ``tools/call`` span is SpanKind Server, nested in the caller's
-    ``execute_tool`` span). The summary view (migration 0005) counts by the same rule."""
-    return bool(
-        row["Operation"] == attr.OP_EXECUTE_TOOL and row["SpanKind"] != SpanKind.SERVER.value
-    )
-
-
-def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
-    """The summary of a whole trace from its span rows (one per span id), by the rules of the
-    summary view."""
-    roots = [r for r in rows if not r["ParentSpanId"]]
-    starts = [int(r["StartNs"]) for r in rows]
-    start_ns = min(starts)
-    end_ns = max(s + int(r["Duration"]) for s, r in zip(starts, rows, strict=True))
-    errors = sum(1 for r in rows if r["StatusCode"] == StatusCode.ERROR.value)
-    # A paused and resumed run has several root segments: status and output come from the
-    # latest one (the view's LatestRoot tuple order), the input from the earliest with one.
-    _, run_status, root_status, output_preview = max(
-        (_root_segment(r) for r in roots), default=(0, "", "", "")
-    )
-    inputs = [(int(r["StartNs"]), str(r["InputPreview"])) for r in roots if r["InputPreview"]]
-    input_preview = min(inputs)[1] if inputs else ""
-    failed = errors > 0 or root_status == StatusCode.ERROR.value
-    replay_of = max(
-        (as_map(r["SpanAttributes"]).get(attr.RETRACE_REPLAY_OF, "") for r in rows), default=""
-    )
-    return TraceSummary(
-        trace_id=rows[0]["TraceId"],
-        start_time=from_ns(start_ns),
-        end_time=from_ns(end_ns),
-        duration_ms=(end_ns - start_ns) / 1e6,
-        span_count=len(rows),
-        error_count=errors,
-        status="error" if failed or run_status in FAILED_RUN_STATUSES else "ok",
-        run_status=run_status,
-        service_name=max(str(r["ServiceName"]) for r in rows),
-        agent_name=max(str(r["AgentName"]) for r in rows),
-        root_span_name=max((str(r["SpanName"]) for r in roots), default=""),
-        input_preview=input_preview,
-        output_preview=output_preview,
-        input_tokens=sum(int(r["InputTokens"]) for r in rows),
-        output_tokens=sum(int(r["OutputTokens"]) for r in rows),
-        llm_calls=sum(1 for r in rows if r["Operation"] == attr.OP_CHAT),
-        tool_calls=sum(1 for r in rows if is_tool_call(r)),
-        models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
-        tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
-        replay_of=replay_of,
-    )
-
-
-def _root_segment(row: Mapping[str, Any]) -> tuple[int, str, str, str]:
-    """(end ns, run status, status code, output preview) of a root span, as the view keeps it."""
-    return (
-        int(row["StartNs"]) + int(row["Duration"]),
-        as_map(row["SpanAttributes"]).get(attr.RETRACE_RUN_STATUS, ""),
-        str(row["StatusCode"]),
-        str(row["OutputPreview"]),
-    )
 
 
 # The hex hash is aliased HashHex: an alias named Hash would replace the column in WHERE, and
@@ -506,34 +253,6 @@ SORT_COLUMNS: dict[str, str] = {
     "errors": "ErrorCount_",
     "spans": "SpanCount_",
 }
-
-
-def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
-    """A summary row (see SUMMARY_COLUMNS) as the API model."""
-    start_ns = int(row["StartNs"])
-    end_ns = int(row["EndNs"])
-    return TraceSummary(
-        trace_id=row["TraceId"],
-        start_time=from_ns(start_ns),
-        end_time=from_ns(end_ns),
-        duration_ms=(end_ns - start_ns) / 1e6,
-        span_count=int(row["SpanCount_"]),
-        error_count=int(row["ErrorCount_"]),
-        status=row["Status_"],
-        run_status=row["RunStatus_"],
-        service_name=row["ServiceName_"],
-        agent_name=row["AgentName_"],
-        root_span_name=row["RootSpanName_"],
-        input_preview=row["InputPreview_"],
-        output_preview=row["OutputPreview_"],
-        input_tokens=int(row["InputTokens_"]),
-        output_tokens=int(row["OutputTokens_"]),
-        llm_calls=int(row["LlmCalls_"]),
-        tool_calls=int(row["ToolCalls_"]),
-        models=sorted(row["Models_"] or []),
-        tools=sorted(row["Tools_"] or []),
-        replay_of=row["ReplayOf_"],
-    )
 
 
 @dataclass
@@ -904,49 +623,6 @@ LIMIT 10
 
 
 # --- replays -----------------------------------------------------------------------------------
-REPLAY_SCHEMA = pa.schema(
-    [
-        ("ProjectId", pa.string()),
-        ("ReplayId", pa.string()),
-        ("OriginalTraceId", pa.string()),
-        ("ReplayTraceId", pa.string()),
-        ("Mode", pa.string()),
-        ("Status", pa.string()),
-        ("CodeVersion", pa.string()),
-        ("CreatedAt", pa.timestamp("ms")),
-        ("UpdatedAt", pa.timestamp("ms")),
-        ("Diverged", pa.uint8()),
-        ("FirstDivergenceStep", pa.int32()),
-        ("FirstDivergenceKind", pa.string()),
-        ("Report", pa.string()),
-    ]
-)
-
-
-def _ms(value: datetime) -> int:
-    return to_ns(value) // 1_000_000
-
-
-def replay_to_arrow(project: str, r: ReplayRecord) -> pa.Table:
-    """One replay row; the whole record is kept as JSON in ``Report`` (columns are for lookups)."""
-    row = {
-        "ProjectId": project,
-        "ReplayId": r.replay_id,
-        "OriginalTraceId": r.original_trace_id,
-        "ReplayTraceId": r.replay_trace_id,
-        "Mode": r.mode.value,
-        "Status": r.status,
-        "CodeVersion": r.code_version,
-        "CreatedAt": _ms(r.created_at),
-        "UpdatedAt": _ms(r.updated_at),
-        "Diverged": int(r.diverged),
-        "FirstDivergenceStep": r.first_divergence_step,
-        "FirstDivergenceKind": r.first_divergence_kind,
-        "Report": r.model_dump_json(),
-    }
-    return pa.Table.from_pylist([row], schema=REPLAY_SCHEMA)
-
-
 REPLAY_SQL = f"""
 SELECT Report FROM {REPLAYS_TABLE} FINAL
 WHERE ProjectId = {{project:String}} AND ReplayId = {{replay_id:String}}
@@ -961,69 +637,7 @@ ORDER BY CreatedAt DESC, ReplayId DESC
 """
 
 
-def replay_from_row(row: Mapping[str, Any]) -> ReplayRecord:
-    return ReplayRecord.model_validate_json(row["Report"])
-
-
 # --- approvals ---------------------------------------------------------------------------------
-APPROVAL_SCHEMA = pa.schema(
-    [
-        ("ProjectId", pa.string()),
-        ("ApprovalId", pa.string()),
-        ("RunId", pa.string()),
-        ("TraceId", pa.string()),
-        ("SpanId", pa.string()),
-        ("ToolName", pa.string()),
-        ("Arguments", pa.string()),
-        ("Reason", pa.string()),
-        ("Rule", pa.string()),
-        ("Status", pa.string()),
-        ("RequestedAt", pa.timestamp("ms")),
-        ("ExpiresAt", pa.timestamp("ms")),
-        ("DecidedAt", pa.timestamp("ms")),
-        ("DecidedBy", pa.string()),
-        ("Comment", pa.string()),
-        ("Version", pa.uint64()),
-    ]
-)
-
-
-def approval_to_arrow(project: str, a: Approval, version: int) -> pa.Table:
-    """One approval row; ``version`` orders upserts (larger wins)."""
-    row = {
-        "ProjectId": project,
-        "ApprovalId": a.approval_id,
-        "RunId": a.run_id,
-        "TraceId": a.trace_id,
-        "SpanId": a.span_id,
-        "ToolName": a.tool_name,
-        "Arguments": json.dumps(a.arguments, sort_keys=True),
-        "Reason": a.reason,
-        "Rule": a.rule,
-        "Status": a.status.value,
-        "RequestedAt": _ms(a.requested_at),
-        "ExpiresAt": _ms(a.expires_at) if a.expires_at else None,
-        "DecidedAt": _ms(a.decided_at) if a.decided_at else None,
-        "DecidedBy": a.decided_by,
-        "Comment": a.comment,
-        "Version": version,
-    }
-    return pa.Table.from_pylist([row], schema=APPROVAL_SCHEMA)
-
-
-# Upserts are versioned by time_ns (< 2**62). A decision's version is above all of them, and
-# higher the earlier the decision (random below the millisecond breaks ties): the earliest
-# decision stands whatever order rows from several collectors land in, and no later upsert of
-# the pending request can undo it.
-_DECISION_VERSION_BASE = 2**63 + 2**62
-
-
-def decision_version(decided_at: datetime) -> int:
-    """The ``Version`` of a decision row decided at ``decided_at`` (see above)."""
-    ms = to_ns(decided_at) // 1_000_000
-    return _DECISION_VERSION_BASE - ms * 1_000_000 + secrets.randbelow(1_000_000)
-
-
 _APPROVAL_SELECT = f"""
 SELECT ApprovalId, RunId, TraceId, SpanId, ToolName, Arguments, Reason, Rule, Status,
        toUnixTimestamp64Milli(RequestedAt) AS RequestedMs,
@@ -1050,66 +664,7 @@ def list_approvals_sql(project: str, status: ApprovalStatus | None, run_id: str 
     return Built(sql + " ORDER BY RequestedAt, ApprovalId", params)
 
 
-def _ms_dt(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-
-
-def approval_from_row(row: Mapping[str, Any]) -> Approval:
-    requested = _ms_dt(row["RequestedMs"])
-    assert requested is not None
-    return Approval(
-        approval_id=row["ApprovalId"],
-        run_id=row["RunId"],
-        trace_id=row["TraceId"],
-        span_id=row["SpanId"],
-        tool_name=row["ToolName"],
-        arguments=json.loads(row["Arguments"] or "{}"),
-        reason=row["Reason"],
-        rule=row["Rule"],
-        status=ApprovalStatus(row["Status"]),
-        requested_at=requested,
-        expires_at=_ms_dt(row["ExpiresMs"]),
-        decided_at=_ms_dt(row["DecidedMs"]),
-        decided_by=row["DecidedBy"],
-        comment=row["Comment"],
-    )
-
-
 # --- API keys ----------------------------------------------------------------------------------
-API_KEY_SCHEMA = pa.schema(
-    [
-        ("KeyId", pa.string()),
-        ("ProjectId", pa.string()),
-        ("KeyHash", pa.string()),
-        ("Name", pa.string()),
-        ("CreatedAt", pa.timestamp("ms")),
-        ("Revoked", pa.uint8()),
-        ("Version", pa.uint64()),
-    ]
-)
-
-
-def api_key_to_arrow(
-    project: str,
-    key_id: str,
-    key_hash: str,
-    name: str,
-    created_ms: int,
-    revoked: bool,
-    version: int,
-) -> pa.Table:
-    row = {
-        "KeyId": key_id,
-        "ProjectId": project,
-        "KeyHash": check_hash(key_hash),
-        "Name": name,
-        "CreatedAt": created_ms,
-        "Revoked": int(revoked),
-        "Version": version,
-    }
-    return pa.Table.from_pylist([row], schema=API_KEY_SCHEMA)
-
-
 API_KEY_BY_ID_SQL = f"""
 SELECT KeyId, ProjectId, toString(KeyHash) AS KeyHash, Name,
        toUnixTimestamp64Milli(CreatedAt) AS CreatedMs, Revoked

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.store import TraceStore, open_store
+from collector.store import TraceStore, open_store, spans_to_arrow
+from collector.store import _batches as store_batches
 from collector.store import _sql as store_sql
 from schemas import attributes as attr
 from schemas.errors import (
@@ -703,7 +704,7 @@ def _insert_as_older_code(
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
     store._insert(  # type: ignore[attr-defined]
-        store_sql.SPANS_TABLE, store_sql.spans_to_arrow("p", spans), settings
+        store_sql.SPANS_TABLE, spans_to_arrow("p", spans), settings
     )
 
 
@@ -1040,8 +1041,10 @@ def test_the_earliest_decision_on_an_approval_stands(store: TraceStore) -> None:
     # stands whatever order the rows land in.
     def land(row: Approval) -> None:
         assert row.decided_at is not None
-        version = store_sql.decision_version(row.decided_at)
-        store._insert(store_sql.APPROVALS_TABLE, store_sql.approval_to_arrow("p", row, version), {})  # type: ignore[attr-defined]
+        version = store_batches.decision_version(row.decided_at)
+        store._insert(
+            store_sql.APPROVALS_TABLE, store_batches.approval_to_arrow("p", row, version), {}
+        )  # type: ignore[attr-defined]
 
     land(decided(ApprovalStatus.REJECTED, 5, "late"))
     assert store.get_approval("p", "apd") == first

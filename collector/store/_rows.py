@@ -1,0 +1,264 @@
+"""Result rows to models: what the rows of ``collector.store._sql``'s statements become.
+
+Rows are dicts (as ``pyarrow.Table.to_pylist`` or ``polars.DataFrame.to_dicts`` give them) keyed
+by the statements' column names and aliases (``SPAN_SELECT``, ``SUMMARY_COLUMNS``...). Pure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collector.store._sql import FAILED_RUN_STATUSES
+from schemas import attributes as attr
+from schemas.models import (
+    Approval,
+    ApprovalStatus,
+    ReplayRecord,
+    SpanEvent,
+    SpanKind,
+    SpanLink,
+    SpanView,
+    StatusCode,
+    TraceSummary,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_ns(ns: int) -> datetime:
+    """A UTC datetime from unix nanoseconds (microsecond precision, as datetime has)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# --- spans ---------------------------------------------------------------------------------------
+def as_map(value: Any) -> dict[str, str]:
+    """A map column value as a dict, whatever shape the Arrow/polars reader gave it."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list) and (not value or type(value[0]) is tuple):
+        return dict(value)  # an Arrow Map(String, String): (key, value) string pairs
+    out: dict[str, str] = {}
+    for item in value:
+        if isinstance(item, dict):
+            out[str(item["key"])] = str(item["value"])
+        else:
+            out[str(item[0])] = str(item[1])
+    return out
+
+
+def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every payload hash the span rows reference."""
+    found: set[str] = set()
+    for row in rows:
+        found.update(as_map(row["PayloadRefs"]).values())
+    return found
+
+
+def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
+    """A span row as the API view, with payload references resolved into attributes.
+
+    The row comes from the store's own typed columns, so the models are built without
+    re-validation (``model_construct``): every value is converted to its field's type here.
+    """
+    attributes = as_map(row["SpanAttributes"])
+    for key, digest in as_map(row["PayloadRefs"]).items():
+        blob = payloads.get(digest)
+        if blob is not None:
+            attributes[key] = blob.decode("utf-8", errors="replace")
+    start_ns = int(row["StartNs"])
+    duration = int(row["Duration"])
+    event_ts = row["EventTs"]
+    events = (
+        [
+            SpanEvent.model_construct(
+                timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs)
+            )
+            for ts, name, attrs in zip(
+                event_ts, row["EventName"] or [], row["EventAttrs"] or [], strict=False
+            )
+        ]
+        if event_ts
+        else []
+    )
+    link_ids = row["LinkTraceId"]
+    links = (
+        [
+            SpanLink.model_construct(
+                trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a)
+            )
+            for t, s, st, a in zip(
+                link_ids,
+                row["LinkSpanId"] or [],
+                row["LinkTraceState"] or [],
+                row["LinkAttrs"] or [],
+                strict=False,
+            )
+        ]
+        if link_ids
+        else []
+    )
+    return SpanView.model_construct(
+        trace_id=str(row["TraceId"]),
+        span_id=str(row["SpanId"]),
+        parent_span_id=str(row["ParentSpanId"]),
+        name=str(row["SpanName"]),
+        kind=str(row["SpanKind"]),
+        service_name=str(row["ServiceName"]),
+        start_time=from_ns(start_ns),
+        end_time=from_ns(start_ns + duration),
+        start_time_unix_nano=start_ns,
+        duration_ns=duration,
+        status=str(row["StatusCode"]),
+        status_message=str(row["StatusMessage"]),
+        attributes=attributes,
+        resource_attributes=as_map(row["ResourceAttributes"]),
+        events=events,
+        links=links,
+        operation=str(row["Operation"]),
+        agent_name=str(row["AgentName"]),
+        model=str(row["Model"]),
+        tool_name=str(row["ToolName"]),
+        input_tokens=int(row["InputTokens"]),
+        output_tokens=int(row["OutputTokens"]),
+        step_index=int(row["StepIndex"]),
+    )
+
+
+def ordered_unique_spans(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Span rows by (start, span id), the earliest row of each span id only (as
+    ``ORDER BY Timestamp, SpanId LIMIT 1 BY SpanId`` would give them)."""
+    rows.sort(key=lambda r: (r["StartNs"], r["SpanId"]))
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row["SpanId"] not in seen:
+            seen.add(row["SpanId"])
+            out.append(row)
+    return out
+
+
+def is_tool_call(row: Mapping[str, Any]) -> bool:
+    """Whether a span row is one tool call: an ``execute_tool`` span that is not the server side
+    of a call (an MCP server's own ``tools/call`` span is SpanKind Server, nested in the caller's
+    ``execute_tool`` span). The summary view (migration 0005) counts by the same rule."""
+    return bool(
+        row["Operation"] == attr.OP_EXECUTE_TOOL and row["SpanKind"] != SpanKind.SERVER.value
+    )
+
+
+def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
+    """The summary of a whole trace from its span rows (one per span id), by the rules of the
+    summary view."""
+    roots = [r for r in rows if not r["ParentSpanId"]]
+    starts = [int(r["StartNs"]) for r in rows]
+    start_ns = min(starts)
+    end_ns = max(s + int(r["Duration"]) for s, r in zip(starts, rows, strict=True))
+    errors = sum(1 for r in rows if r["StatusCode"] == StatusCode.ERROR.value)
+    # A paused and resumed run has several root segments: status and output come from the
+    # latest one (the view's LatestRoot tuple order), the input from the earliest with one.
+    _, run_status, root_status, output_preview = max(
+        (_root_segment(r) for r in roots), default=(0, "", "", "")
+    )
+    inputs = [(int(r["StartNs"]), str(r["InputPreview"])) for r in roots if r["InputPreview"]]
+    input_preview = min(inputs)[1] if inputs else ""
+    failed = errors > 0 or root_status == StatusCode.ERROR.value
+    replay_of = max(
+        (as_map(r["SpanAttributes"]).get(attr.RETRACE_REPLAY_OF, "") for r in rows), default=""
+    )
+    return TraceSummary(
+        trace_id=rows[0]["TraceId"],
+        start_time=from_ns(start_ns),
+        end_time=from_ns(end_ns),
+        duration_ms=(end_ns - start_ns) / 1e6,
+        span_count=len(rows),
+        error_count=errors,
+        status="error" if failed or run_status in FAILED_RUN_STATUSES else "ok",
+        run_status=run_status,
+        service_name=max(str(r["ServiceName"]) for r in rows),
+        agent_name=max(str(r["AgentName"]) for r in rows),
+        root_span_name=max((str(r["SpanName"]) for r in roots), default=""),
+        input_preview=input_preview,
+        output_preview=output_preview,
+        input_tokens=sum(int(r["InputTokens"]) for r in rows),
+        output_tokens=sum(int(r["OutputTokens"]) for r in rows),
+        llm_calls=sum(1 for r in rows if r["Operation"] == attr.OP_CHAT),
+        tool_calls=sum(1 for r in rows if is_tool_call(r)),
+        models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
+        tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
+        replay_of=replay_of,
+    )
+
+
+def _root_segment(row: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """(end ns, run status, status code, output preview) of a root span, as the view keeps it."""
+    return (
+        int(row["StartNs"]) + int(row["Duration"]),
+        as_map(row["SpanAttributes"]).get(attr.RETRACE_RUN_STATUS, ""),
+        str(row["StatusCode"]),
+        str(row["OutputPreview"]),
+    )
+
+
+# --- trace summaries ---------------------------------------------------------------------------
+def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
+    """A summary row (see SUMMARY_COLUMNS) as the API model."""
+    start_ns = int(row["StartNs"])
+    end_ns = int(row["EndNs"])
+    return TraceSummary(
+        trace_id=row["TraceId"],
+        start_time=from_ns(start_ns),
+        end_time=from_ns(end_ns),
+        duration_ms=(end_ns - start_ns) / 1e6,
+        span_count=int(row["SpanCount_"]),
+        error_count=int(row["ErrorCount_"]),
+        status=row["Status_"],
+        run_status=row["RunStatus_"],
+        service_name=row["ServiceName_"],
+        agent_name=row["AgentName_"],
+        root_span_name=row["RootSpanName_"],
+        input_preview=row["InputPreview_"],
+        output_preview=row["OutputPreview_"],
+        input_tokens=int(row["InputTokens_"]),
+        output_tokens=int(row["OutputTokens_"]),
+        llm_calls=int(row["LlmCalls_"]),
+        tool_calls=int(row["ToolCalls_"]),
+        models=sorted(row["Models_"] or []),
+        tools=sorted(row["Tools_"] or []),
+        replay_of=row["ReplayOf_"],
+    )
+
+
+# --- replays -----------------------------------------------------------------------------------
+def replay_from_row(row: Mapping[str, Any]) -> ReplayRecord:
+    return ReplayRecord.model_validate_json(row["Report"])
+
+
+# --- approvals ---------------------------------------------------------------------------------
+def _ms_dt(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def approval_from_row(row: Mapping[str, Any]) -> Approval:
+    requested = _ms_dt(row["RequestedMs"])
+    assert requested is not None
+    return Approval(
+        approval_id=row["ApprovalId"],
+        run_id=row["RunId"],
+        trace_id=row["TraceId"],
+        span_id=row["SpanId"],
+        tool_name=row["ToolName"],
+        arguments=json.loads(row["Arguments"] or "{}"),
+        reason=row["Reason"],
+        rule=row["Rule"],
+        status=ApprovalStatus(row["Status"]),
+        requested_at=requested,
+        expires_at=_ms_dt(row["ExpiresMs"]),
+        decided_at=_ms_dt(row["DecidedMs"]),
+        decided_by=row["DecidedBy"],
+        comment=row["Comment"],
+    )
