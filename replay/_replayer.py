@@ -298,7 +298,12 @@ class Replayer:
             )
         started = time.perf_counter()
         trajectory = self.load(source)
-        require_for_mode(trajectory, opts.mode, config_supplied=opts.config is not None)
+        require_for_mode(
+            trajectory,
+            opts.mode,
+            config_supplied=opts.config is not None,
+            graph=opts.graph is not None,
+        )
         config = self._config(trajectory, opts)
         replay_id = replay_id or uuid.uuid4().hex
         outcome = ReplayOutcome(
