@@ -150,21 +150,43 @@ def _from_generations(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _from_oi_message(message: Mapping[str, Any]) -> dict[str, Any]:
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _oi_calls(message: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
+    """``(id, name, arguments)`` of each ``tool_calls.N.tool_call`` of a flattened message."""
     calls = []
-    for entry in message.get("tool_calls") or []:
-        call = entry.get("tool_call", {}) if isinstance(entry, Mapping) else {}
-        function = call.get("function", {}) if isinstance(call, Mapping) else {}
-        if isinstance(function, Mapping):
-            calls.append(_call(call.get("id"), function.get("name"), function.get("arguments")))
-    return _ai_dict(message.get("content"), calls)
+    for entry in _list(message.get("tool_calls")):
+        call = entry.get("tool_call") if isinstance(entry, Mapping) else None
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(call, Mapping) and isinstance(function, Mapping) and function.get("name"):
+            calls.append((call.get("id"), function["name"], function.get("arguments")))
+    return calls
+
+
+def _oi_content(message: Mapping[str, Any]) -> Any:
+    """``content``, else the text of its ``contents.N.message_content`` parts."""
+    if isinstance(message.get("content"), str):
+        return message["content"]
+    texts = [
+        str(part["message_content"].get("text", ""))
+        for part in _list(message.get("contents"))
+        if isinstance(part, Mapping) and isinstance(part.get("message_content"), Mapping)
+    ]
+    return "".join(texts) if texts else None
+
+
+def _from_oi_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    calls = [_call(*call) for call in _oi_calls(message)]
+    return _ai_dict(_oi_content(message), calls)
 
 
 def _from_parts(message: Mapping[str, Any]) -> dict[str, Any]:
     """A GenAI-conventions ``{"role", "parts": [...]}`` answer (OpenLLMetry)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for part in message.get("parts") or []:
+    for part in _list(message.get("parts")):
         if not isinstance(part, Mapping):
             continue
         if part.get("type") == "text":
@@ -177,10 +199,11 @@ def _from_parts(message: Mapping[str, Any]) -> dict[str, Any]:
 def _from_legacy_completion(message: Mapping[str, Any]) -> dict[str, Any]:
     calls = [
         _call(c.get("id"), c.get("name"), c.get("arguments"))
-        for c in message.get("tool_calls") or []
-        if isinstance(c, Mapping)
+        for c in _list(message.get("tool_calls"))
+        if isinstance(c, Mapping) and c.get("name")
     ]
-    return _ai_dict(message.get("content"), calls)
+    content = message.get("content")
+    return _ai_dict(content if isinstance(content, str) else None, calls)
 
 
 def other_output_message(attrs: Mapping[str, str]) -> dict[str, Any] | None:
@@ -212,22 +235,15 @@ def other_output_message(attrs: Mapping[str, str]) -> dict[str, Any] | None:
 
 def _oi_input_message(message: Mapping[str, Any]) -> dict[str, Any]:
     """One flattened OpenInference input message as an OpenAI-style dict."""
-    out: dict[str, Any] = {"role": message.get("role", ""), "content": message.get("content")}
-    calls = []
-    for entry in message.get("tool_calls") or []:
-        call = entry.get("tool_call", {}) if isinstance(entry, Mapping) else {}
-        function = call.get("function", {}) if isinstance(call, Mapping) else {}
-        if isinstance(function, Mapping):
-            calls.append(
-                {
-                    "id": call.get("id", ""),
-                    "type": "function",
-                    "function": {
-                        "name": function.get("name", ""),
-                        "arguments": function.get("arguments", "{}"),
-                    },
-                }
-            )
+    out: dict[str, Any] = {"role": message.get("role", ""), "content": _oi_content(message)}
+    calls = [
+        {
+            "id": call_id or "",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments or "{}"},
+        }
+        for call_id, name, arguments in _oi_calls(message)
+    ]
     if calls:
         out["tool_calls"] = calls
     for key in ("tool_call_id", "name"):
