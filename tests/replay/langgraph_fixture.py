@@ -1,11 +1,13 @@
 """A user's own LangGraph agent with no Retrace code in it, for traces from other SDKs.
 
-``StateGraph`` over ``MessagesState``: an ``agent`` node calling a chat model with tools bound,
-a ``ToolNode`` with two ``@tool`` tools, ``tools_condition`` between them. The chat model is a
-real ``BaseChatModel`` whose answer depends on its input (no network): it looks up the capital of
-the country named in the question, then adds the two numbers in it, then answers with both tool
-results. ``graph`` is the compiled graph (``tests.replay.langgraph_fixture:graph`` for
-``retrace replay --graph``); :func:`build_graph` makes a fresh one.
+``StateGraph`` over ``MessagesState``: an ``agent`` node running ``prompt | model`` (a system
+prompt, then a chat model with the tools bound: a ``RunnableSequence``, so the SDKs nest the
+model call in chain spans), a ``ToolNode`` with two ``@tool`` tools, ``tools_condition`` between
+them. The chat model is a real ``BaseChatModel`` whose answer depends on its input (no network):
+it looks up the capital of the country named in the question, then adds the two numbers in it,
+then answers with both tool results. ``graph`` is the compiled graph
+(``tests.replay.langgraph_fixture:graph`` for ``retrace replay --graph``); :func:`build_graph`
+makes a fresh one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -27,6 +30,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 QUESTION = "What is the capital of France, and what is 2+3?"
 UNKNOWN_QUESTION = "What is the capital of Atlantis, and what is 4+4?"
+SYSTEM_PROMPT = "Answer with the tools: look capitals up, add numbers with add."
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Peru": "Lima"}
 
 
@@ -97,10 +101,13 @@ class CapitalsModel(BaseChatModel):
 
 def build_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
     """The agent graph: agent -> (tools -> agent)* -> end."""
-    model = CapitalsModel().bind_tools(TOOLS)
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", SYSTEM_PROMPT), MessagesPlaceholder("messages")]
+    )
+    model = prompt | CapitalsModel().bind_tools(TOOLS)
 
     def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        return {"messages": [model.invoke(state["messages"])]}
+        return {"messages": [model.invoke({"messages": state["messages"]})]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("agent", agent)

@@ -22,6 +22,7 @@ import pytest
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
+    SystemMessage,
     ToolMessage,
     message_to_dict,
     messages_from_dict,
@@ -32,16 +33,17 @@ from replay._diff import canonical_messages
 from schemas import attributes as A
 from schemas.errors import TrajectoryIncompleteError
 from schemas.models import StatusCode, Trajectory
-from tests.replay.langgraph_fixture import QUESTION, UNKNOWN_QUESTION, build_graph
+from tests.replay.langgraph_fixture import QUESTION, SYSTEM_PROMPT, UNKNOWN_QUESTION, build_graph
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRAPH_REF = "tests.replay.langgraph_fixture:graph"
 SDKS = ["openinference", "openllmetry"]
-# Spans per run: OpenInference 14 (the graph; per node run its chain span: 3 agent, 2 tools,
-# 3 tools_condition; 3 model calls; 2 tool calls), OpenLLMetry one more (an invoke_agent on top).
-SPANS = {"openinference": 14, "openllmetry": 15}
+# Spans per run: OpenInference 20 (the graph; per node run its chain span: 3 agent, 2 tools,
+# 3 tools_condition; per model call a RunnableSequence, a ChatPromptTemplate and the model;
+# 2 tool calls), OpenLLMetry one more (an invoke_agent span on top).
+SPANS = {"openinference": 20, "openllmetry": 21}
 
 
 def record(collector: Any, sdk: str, *, question: str = QUESTION, hide: bool = False) -> str:
@@ -105,7 +107,9 @@ def assert_matches_run(trajectory: Trajectory, messages: list[BaseMessage]) -> N
             assert answer.content == message.content
             assert answer.tool_calls == message.tool_calls  # names, args and ids
             assert step.tool_calls == message.tool_calls
-            asked = [message_to_dict(m) for m in messages[: number + 1]]
+            asked = [
+                message_to_dict(m) for m in [SystemMessage(SYSTEM_PROMPT), *messages[: number + 1]]
+            ]
             assert canonical_messages(step.input_messages) == canonical_messages(asked)
             calls.update({str(c["id"]): c for c in message.tool_calls})
             continue
