@@ -223,7 +223,11 @@ def other_output_message(attrs: Mapping[str, str]) -> dict[str, Any] | None:
     from_result = _from_generations(_json(_get(attrs, A.OI_OUTPUT_VALUE)))
     if from_result is not None:
         return from_result
-    flattened = [m.get("message") for m in unflatten(attrs, A.OI_LLM_OUTPUT_MESSAGES)]
+    flattened = [
+        m.get("message")
+        for m in unflatten(attrs, A.OI_LLM_OUTPUT_MESSAGES)
+        if isinstance(m, Mapping)
+    ]
     oi_messages = [m for m in flattened if isinstance(m, Mapping)]
     if oi_messages:
         return _from_oi_message(oi_messages[0])
@@ -267,7 +271,11 @@ def other_input_messages(attrs: Mapping[str, str]) -> list[dict[str, Any]]:
                     flat.append(dict(message))
         if flat:
             return flat
-    flattened = [m.get("message") for m in unflatten(attrs, A.OI_LLM_INPUT_MESSAGES)]
+    flattened = [
+        m.get("message")
+        for m in unflatten(attrs, A.OI_LLM_INPUT_MESSAGES)
+        if isinstance(m, Mapping)
+    ]
     oi_messages = [_oi_input_message(m) for m in flattened if isinstance(m, Mapping)]
     if oi_messages:
         return oi_messages

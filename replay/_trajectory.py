@@ -174,16 +174,22 @@ def _error_of(span: SpanView) -> str | None:
     failed = span.status == StatusCode.ERROR.value or attrs.get(A.RETRACE_TOOL_ERROR) == "true"
     if not failed:
         return None
-    # OpenInference puts the whole traceback in the status message: the exception event says
-    # the same in one line.
-    if span.status_message and "\n" not in span.status_message.strip():
-        return span.status_message
+    raised = ""
     for event in span.events:
         if event.name == A.EVENT_EXCEPTION:
             message = event.attributes.get(A.EXCEPTION_MESSAGE, "")
             kind = event.attributes.get(A.EXCEPTION_TYPE, "")
-            if message or kind:
-                return f"{kind}: {message}" if kind and message else message or kind
+            raised = f"{kind}: {message}" if kind and message else message or kind
+            if raised:
+                break
+    status = span.status_message.strip()
+    # The exception event names the type the status message may leave out (OpenLLMetry: just the
+    # message) and says in one line what OpenInference's status spells as a whole traceback; a
+    # replay re-raises it by that type.
+    if status and "\n" not in status and (not raised or raised.partition(": ")[2] != status):
+        return span.status_message
+    if raised:
+        return raised
     return span.status_message or attrs.get(A.ERROR_TYPE) or "error"
 
 
