@@ -25,11 +25,14 @@ from schemas import attributes as A
 __all__ = [
     "ToolOutput",
     "graph_input_value",
+    "graph_output_value",
     "is_hidden",
     "other_input_messages",
     "other_output_message",
     "other_tool_arguments",
+    "other_tool_definitions",
     "other_tool_output",
+    "run_text",
 ]
 
 # Where a recorded model answer / tool result may be, named in "what is missing" messages.
@@ -354,6 +357,55 @@ def other_tool_output(attrs: Mapping[str, str]) -> ToolOutput | None:
     if traceloop:
         return ToolOutput(value if isinstance(value, str) else json.dumps(value))
     return ToolOutput(raw)
+
+
+def other_tool_definitions(attrs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The tools offered to a model, from OpenInference's ``llm.tools.N.tool.json_schema``."""
+    out: list[dict[str, Any]] = []
+    for entry in unflatten(attrs, A.OI_LLM_TOOLS):
+        tool = entry.get("tool") if isinstance(entry, Mapping) else None
+        schema = _json(tool.get("json_schema")) if isinstance(tool, Mapping) else None
+        if isinstance(schema, Mapping):
+            out.append(dict(schema))
+    return out
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks: their text
+        return "".join(
+            str(b.get("text", "")) if isinstance(b, Mapping) else str(b) for b in content
+        )
+    return json.dumps(content, default=str)
+
+
+def run_text(value: Any) -> str:
+    """A readable input/output of a graph run, as Retrace's ``instrument`` records one: the last
+    message's text when the value is a ``{"messages": [...]}`` state, else its JSON."""
+    messages = value.get("messages") if isinstance(value, Mapping) else None
+    if isinstance(messages, list) and messages:
+        last = messages[-1]
+        parsed = _lc_message(last)
+        if parsed is not None:
+            return _text(parsed[1].get("content", ""))
+        if isinstance(last, list) and len(last) == 2:
+            return _text(last[1])
+        if isinstance(last, Mapping):
+            return _text(last.get("content", ""))
+        return _text(last)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def graph_output_value(attrs: Mapping[str, str]) -> Any:
+    """What the graph returned, from its root chain span; None when not recorded."""
+    if A.TL_SPAN_KIND in attrs:
+        raw = _get(attrs, A.TL_ENTITY_OUTPUT)
+        return None if raw is None else _unwrap_traceloop(_json(raw), "outputs")
+    raw = _get(attrs, A.OI_OUTPUT_VALUE)
+    return None if raw is None else _json(raw)
 
 
 def graph_input_value(attrs: Mapping[str, str]) -> Any:

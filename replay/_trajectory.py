@@ -24,11 +24,14 @@ from replay._other_sdks import (
     OUTPUT_MESSAGE_KEYS,
     TOOL_RESULT_KEYS,
     graph_input_value,
+    graph_output_value,
     is_hidden,
     other_input_messages,
     other_output_message,
     other_tool_arguments,
+    other_tool_definitions,
     other_tool_output,
+    run_text,
 )
 from schemas import attributes as A
 from schemas.errors import InvalidInputError, TrajectoryIncompleteError
@@ -296,7 +299,7 @@ def _llm_step(span: SpanView, index: int) -> Step:
     tool_definitions = (
         [dict(d) for d in definitions_value if isinstance(d, Mapping)]
         if isinstance(definitions_value, list)
-        else []
+        else other_tool_definitions(attrs)
     )
     parameters_value = _parse_json(attrs.get(A.RETRACE_MODEL_PARAMETERS))
     parameters = dict(parameters_value) if isinstance(parameters_value, Mapping) else {}
@@ -430,24 +433,22 @@ def _link_tool_calls(steps: Sequence[Step]) -> None:
             step.arguments = dict(args)
 
 
-def _other_graph_input(root: SpanView, spans: Sequence[SpanView], ops: Mapping[str, str]) -> Any:
-    """The input another SDK recorded for the graph: on the root chain span, or (OpenLLMetry, whose
-    root ``invoke_agent`` span carries none) on the one agent span right under it. None when the
-    span that should carry it hid it."""
+def _other_graph_span(
+    root: SpanView, spans: Sequence[SpanView], ops: Mapping[str, str]
+) -> SpanView | None:
+    """The span another SDK recorded the graph's input and output on: the root chain span, or
+    (OpenLLMetry, whose root ``invoke_agent`` span carries neither) the one agent span right
+    under it. None when the root is not another SDK's."""
     span: SpanView | None = root
     seen: set[str] = set()
     while span is not None and span.span_id not in seen:
         seen.add(span.span_id)
-        value = graph_input_value(span.attributes)
-        if value is not None:
-            return value
-        if any(k in span.attributes for k in (A.OI_INPUT_VALUE, A.TL_ENTITY_INPUT)):
-            return None  # recorded, then hidden: a child's input is a node's, not the graph's
-        parent_id = span.span_id
+        if A.OI_SPAN_KIND in span.attributes or A.TL_SPAN_KIND in span.attributes:
+            return span
         children = [
             s
             for s in spans
-            if s.parent_span_id == parent_id and ops[s.span_id] == A.OP_INVOKE_AGENT
+            if s.parent_span_id == span.span_id and ops[s.span_id] == A.OP_INVOKE_AGENT
         ]
         span = children[0] if len(children) == 1 else None
     return None
@@ -515,16 +516,21 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
         ids += [str(i) for i in seg_ids] if isinstance(seg_ids, list) else []
     config_value = _parse_json(attrs.get(A.RETRACE_AGENT_CONFIG))
     graph_input = _parse_json(attrs.get(A.RETRACE_GRAPH_INPUT))
-    if graph_input is None and root is not None:
-        graph_input = _other_graph_input(root, spans, ops)
     run_input = attrs.get(A.RETRACE_RUN_INPUT)
+    run_output = last.get(A.RETRACE_RUN_OUTPUT)
+    # Another SDK's graph: input and output as instrument() records them (the last message's
+    # text), from the span that carries them.
+    other = _other_graph_span(root, spans, ops) if root is not None else None
+    if other is not None:
+        if graph_input is None:
+            graph_input = graph_input_value(other.attributes)
+        if run_input is None:
+            run_input = "" if graph_input is None else run_text(graph_input)
+        if run_output is None:
+            output_value = graph_output_value(other.attributes)
+            run_output = "" if output_value is None else run_text(output_value)
     if run_input is None:
         run_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT) or ""
-    if (not run_input or is_hidden(run_input)) and graph_input is not None:
-        run_input = json.dumps(graph_input)
-    elif is_hidden(run_input):
-        run_input = ""
-    run_output = last.get(A.RETRACE_RUN_OUTPUT)
     if run_output is None:
         run_output = last.get(A.OI_OUTPUT_VALUE) or last.get(A.TL_ENTITY_OUTPUT) or ""
     models = [s.model for s in steps if s.kind == "llm" and s.model]

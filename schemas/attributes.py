@@ -67,6 +67,7 @@ OI_AGENT_NAME: Final = "agent.name"
 # Flattened message lists: ``llm.output_messages.0.message.tool_calls.0.tool_call.function.name``
 OI_LLM_INPUT_MESSAGES: Final = "llm.input_messages"
 OI_LLM_OUTPUT_MESSAGES: Final = "llm.output_messages"
+OI_LLM_TOOLS: Final = "llm.tools"  # llm.tools.0.tool.json_schema: the tools offered
 OI_REDACTED: Final = "__REDACTED__"  # what a TraceConfig that hides a value writes instead
 # OpenLLMetry (Traceloop)
 TL_SPAN_KIND: Final = "traceloop.span.kind"

@@ -29,7 +29,7 @@ from langchain_core.messages import (
 )
 
 from replay import require_for_mode, trajectory_from_detail
-from replay._diff import canonical_messages
+from replay._diff import canonical_messages, canonical_tool
 from schemas import attributes as A
 from schemas.errors import TrajectoryIncompleteError
 from schemas.models import StatusCode, Trajectory
@@ -134,6 +134,11 @@ def test_langgraph_trace_gives_the_graphs_steps(collector_server: Any, sdk: str)
     messages = rerun(trajectory.graph_input)
     assert messages[-1].content == "The capital of France is Paris, and 2+3=5."
     assert_matches_run(trajectory, messages)
+    # input and output as instrument() records them: the first and last message's text
+    assert (trajectory.input, trajectory.output) == (QUESTION, messages[-1].content)
+    for step in trajectory.steps:
+        offered = [canonical_tool(d)["name"] for d in step.tool_definitions]
+        assert offered == (["lookup_capital", "add"] if step.kind == "llm" else [])
     assert [s.tool_name for s in trajectory.steps if s.kind == "tool"] == ["lookup_capital", "add"]
     assert [s.arguments for s in trajectory.steps if s.kind == "tool"] == [
         {"country": "France"},
