@@ -361,6 +361,10 @@ def _tool_step(span: SpanView, index: int) -> Step:
         call_id = call_id or sdk_call_id or (output.tool_call_id if output else "")
         if output is not None and output.failed and common["error"] is None:
             common["error"] = str(output.content)
+        if raw_result is None and common["error"] is not None:
+            # A tool that raised returned nothing: its result is the error, "Type: message", as
+            # Retrace's own instrument() records it (and a replay raises it again).
+            raw_result = common["error"]
     else:
         raw_args = attrs.get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
         if raw_args is None:
