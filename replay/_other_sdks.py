@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from schemas import attributes as A
@@ -319,15 +320,13 @@ def other_tool_arguments(attrs: Mapping[str, str]) -> tuple[Any, str]:
     return value, call_id
 
 
+@dataclass(frozen=True, slots=True)
 class ToolOutput:
     """What a tool returned as another SDK recorded it."""
 
-    __slots__ = ("content", "failed", "tool_call_id")
-
-    def __init__(self, content: Any, tool_call_id: str = "", failed: bool = False) -> None:
-        self.content = content  # the text the tool gave the model (a ToolMessage's content)
-        self.tool_call_id = tool_call_id
-        self.failed = failed  # a ToolMessage with status "error"
+    content: Any  # the text the tool gave the model (a ToolMessage's content)
+    tool_call_id: str = ""
+    failed: bool = False  # a ToolMessage with status "error"
 
 
 def other_tool_output(attrs: Mapping[str, str]) -> ToolOutput | None:

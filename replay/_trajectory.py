@@ -667,13 +667,18 @@ def require_for_mode(
     )
     if steps:
         first = steps[0]
-        if first.endswith("no recorded model response"):
-            message += f" (read from {', '.join(OUTPUT_MESSAGE_KEYS)})"
-        elif first.endswith("no recorded result"):
-            message += f" (read from {', '.join(TOOL_RESULT_KEYS)})"
+        sources = (
+            OUTPUT_MESSAGE_KEYS
+            if first.endswith("no recorded model response")
+            else TOOL_RESULT_KEYS
+            if first.endswith("no recorded result")
+            else ()
+        )
+        if sources:
+            message += f" (read from {', '.join(sources)})"
         if len(steps) > 1:
             message += f"; {len(steps) - 1} later step(s) lack theirs too"
-        if "(read from" in message:
+        if sources:
             message += (
                 "; an instrumentation that hides outputs (OpenInference hide_outputs, "
                 "TRACELOOP_TRACE_CONTENT=false) records none"

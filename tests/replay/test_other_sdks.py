@@ -167,6 +167,7 @@ def test_a_failing_tool_is_a_step_with_its_error(collector_server: Any, sdk: str
         ("openinference", "step 0 (chat CapitalsModel)", True),
         ("openllmetry", "step 0 (chat CapitalsModel.chat)", False),
     ],
+    ids=SDKS,
 )
 def test_hidden_outputs_name_the_first_step_replay_lacks(
     collector_server: Any, sdk: str, first_step: str, graph_input_kept: bool
@@ -220,6 +221,7 @@ def test_openinference_graph_replays_recorded(collector_server: Any) -> None:
         ("openinference", "step 0 (chat CapitalsModel): no recorded model response"),
         ("openllmetry", "the graph's input"),
     ],
+    ids=SDKS,
 )
 def test_graph_replay_of_hidden_outputs_exits_2_naming_the_first_gap(
     collector_server: Any, sdk: str, first_gap: str
