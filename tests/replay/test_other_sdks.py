@@ -207,7 +207,9 @@ def assert_graph_replays_recorded(collector: Any, sdk: str, question: str) -> No
     report = body["report"]
     assert report["diverged"] is False and report["first_divergence"] is None
     assert report["metrics"]["steps_matched"] == report["metrics"]["steps_recorded"] == 5
-    # the replay is a trace of its own whose steps are the recording's, in order
+    # the replay is a trace of its own whose steps are the recording's, in order (its spans
+    # reach the store asynchronously: a root and at least the five steps)
+    collector.client.wait_for_trace(body["replay_trace_id"], min_spans=6)
     replayed = collector.client.get_trajectory(body["replay_trace_id"])
     original = collector.client.get_trajectory(trace_id)
     assert [(s.kind, s.tool_name) for s in replayed.steps] == [
