@@ -67,7 +67,7 @@ from replay._recorded import (
     _request_messages,
 )
 from replay._report import Unanswered, build_report
-from replay._trajectory import step_label, trajectory_from_detail
+from replay._trajectory import require_for_mode, step_label, trajectory_from_detail
 from runner.instrumentation import (
     _CURRENT_RUN,
     MCP_SEAM,
@@ -77,7 +77,7 @@ from runner.instrumentation import (
 )
 from runner.seams import ModelProvider, ToolSpec
 from schemas import attributes as A
-from schemas.errors import ConfigError, ReplayError, TrajectoryIncompleteError
+from schemas.errors import ConfigError, ReplayError
 from schemas.models import DivergenceReport, ReplayMode, Step, Trajectory
 from schemas.settings import DEFAULT_PROJECT
 
@@ -841,20 +841,7 @@ async def replay_graph(trajectory: Trajectory, opts: GraphReplay) -> GraphResult
         raise ReplayError(
             f"trace {trajectory.trace_id} names no graph to re-drive: pass --graph MODULE:ATTR"
         )
-    if trajectory.graph_input is None:
-        raise TrajectoryIncompleteError(
-            f"trace {trajectory.trace_id} cannot re-drive {ref}: missing the graph's input "
-            f"({A.RETRACE_GRAPH_INPUT} on the root span; recorded by instrument())"
-        )
-    if opts.mode is not ReplayMode.LIVE_MODEL:
-        missing = [
-            step_label(s) for s in trajectory.steps if s.kind == "llm" and s.output_message is None
-        ]
-        if missing:
-            raise TrajectoryIncompleteError(
-                f"trace {trajectory.trace_id} cannot be replayed in mode {opts.mode.value}: "
-                f"no recorded model response at {', '.join(missing)}"
-            )
+    require_for_mode(trajectory, opts.mode, graph=True)
     substitute = _substitute(opts)
     graph = resolve_graph(ref)
     from_step = max(0, opts.from_step or 0)

@@ -7,8 +7,9 @@ trajectory (from the API or from a golden file via :func:`load_trajectory`). Pub
 ``replay``'s ``__init__``.
 
 Traces written by other SDKs (OpenInference, OpenLLMetry, plain GenAI conventions; no ``retrace.*``
-keys) still give a best-effort trajectory: whatever a replay mode then lacks is named by
-:func:`missing_for_mode`.
+keys) give the same trajectory where their spans carry the data (``replay._other_sdks`` reads
+their shapes): model answers with their tool calls, tool results, the graph's input. Whatever a
+replay mode then lacks is named by :func:`missing_for_mode`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from replay._other_sdks import (
+    OUTPUT_MESSAGE_KEYS,
+    TOOL_RESULT_KEYS,
+    graph_input_value,
+    graph_output_value,
+    is_hidden,
+    other_input_messages,
+    other_output_message,
+    other_tool_arguments,
+    other_tool_definitions,
+    other_tool_output,
+    run_text,
+)
 from schemas import attributes as A
 from schemas.errors import InvalidInputError, TrajectoryIncompleteError
 from schemas.models import (
@@ -163,15 +177,23 @@ def _error_of(span: SpanView) -> str | None:
     failed = span.status == StatusCode.ERROR.value or attrs.get(A.RETRACE_TOOL_ERROR) == "true"
     if not failed:
         return None
-    if span.status_message:
-        return span.status_message
+    raised = ""
     for event in span.events:
         if event.name == A.EVENT_EXCEPTION:
             message = event.attributes.get(A.EXCEPTION_MESSAGE, "")
             kind = event.attributes.get(A.EXCEPTION_TYPE, "")
-            if message or kind:
-                return f"{kind}: {message}" if kind and message else message or kind
-    return attrs.get(A.ERROR_TYPE) or "error"
+            raised = f"{kind}: {message}" if kind and message else message or kind
+            if raised:
+                break
+    status = span.status_message.strip()
+    # The exception event names the type the status message may leave out (OpenLLMetry: just the
+    # message) and says in one line what OpenInference's status spells as a whole traceback; a
+    # replay re-raises it by that type.
+    if status and "\n" not in status and (not raised or raised.partition(": ")[2] != status):
+        return span.status_message
+    if raised:
+        return raised
+    return span.status_message or attrs.get(A.ERROR_TYPE) or "error"
 
 
 def _policy_and_approval(span: SpanView) -> tuple[str, str, dict[str, Any] | None]:
@@ -234,10 +256,15 @@ def _llm_step(span: SpanView, index: int) -> Step:
         or attrs.get(A.OI_LLM_MODEL_NAME)
         or ""
     )
+    if model == A.TL_UNKNOWN_MODEL:
+        model = ""
     raw_input = attrs.get(A.GEN_AI_INPUT_MESSAGES)
-    if raw_input is None:
-        raw_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
-    input_messages = _as_messages(_parse_json(raw_input))
+    input_messages = [] if raw_input is not None else other_input_messages(attrs)
+    if not input_messages:
+        if raw_input is None:
+            raw_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
+        if not is_hidden(raw_input):
+            input_messages = _as_messages(_parse_json(raw_input))
     system = _parse_json(attrs.get(A.GEN_AI_SYSTEM_INSTRUCTIONS))
     if system is not None and not any(m.get("role") == "system" for m in input_messages):
         input_messages.insert(0, {"role": "system", "content": system})
@@ -247,10 +274,12 @@ def _llm_step(span: SpanView, index: int) -> Step:
     if isinstance(response, Mapping):
         output_message = dict(response)
     else:
+        output_message = other_output_message(attrs)
+    if output_message is None:
         raw_out = attrs.get(A.GEN_AI_OUTPUT_MESSAGES)
         if raw_out is None:
             raw_out = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
-        outputs = _as_messages(_parse_json(raw_out))
+        outputs = [] if is_hidden(raw_out) else _as_messages(_parse_json(raw_out))
         if outputs:
             output_message = outputs[-1]
             if output_message.get("role") == "user":
@@ -260,14 +289,17 @@ def _llm_step(span: SpanView, index: int) -> Step:
     tool_calls: list[dict[str, Any]] = []
     if isinstance(tool_calls_value, list):
         tool_calls = [dict(c) for c in tool_calls_value if isinstance(c, Mapping)]
-    elif output_message is not None and isinstance(output_message.get("tool_calls"), list):
-        tool_calls = [dict(c) for c in output_message["tool_calls"] if isinstance(c, Mapping)]
+    elif output_message is not None:
+        data = output_message.get("data")  # LangChain's message_to_dict form
+        holder = data if isinstance(data, Mapping) else output_message
+        if isinstance(holder.get("tool_calls"), list):
+            tool_calls = [dict(c) for c in holder["tool_calls"] if isinstance(c, Mapping)]
 
     definitions_value = _parse_json(attrs.get(A.GEN_AI_TOOL_DEFINITIONS))
     tool_definitions = (
         [dict(d) for d in definitions_value if isinstance(d, Mapping)]
         if isinstance(definitions_value, list)
-        else []
+        else other_tool_definitions(attrs)
     )
     parameters_value = _parse_json(attrs.get(A.RETRACE_MODEL_PARAMETERS))
     parameters = dict(parameters_value) if isinstance(parameters_value, Mapping) else {}
@@ -320,24 +352,37 @@ def _tool_step(span: SpanView, index: int) -> Step:
         or attrs.get(A.TL_ENTITY_NAME)
         or span.name.removeprefix(f"{A.OP_EXECUTE_TOOL} ")
     )
-    raw_args = attrs.get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
-    if raw_args is None:
-        raw_args = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
-    args_value = _parse_json(raw_args)
+    call_id = attrs.get(A.GEN_AI_TOOL_CALL_ID, "")
+    common = _common(span, index, "tool")
+    if A.OI_SPAN_KIND in attrs or A.TL_SPAN_KIND in attrs:
+        args_value, sdk_call_id = other_tool_arguments(attrs)
+        output = other_tool_output(attrs)
+        raw_result = output.content if output is not None else None
+        call_id = call_id or sdk_call_id or (output.tool_call_id if output else "")
+        if output is not None and output.failed and common["error"] is None:
+            common["error"] = str(output.content)
+        if raw_result is None and common["error"] is not None:
+            # A tool that raised returned nothing: its result is the error, "Type: message", as
+            # Retrace's own instrument() records it (and a replay raises it again).
+            raw_result = common["error"]
+    else:
+        raw_args = attrs.get(A.GEN_AI_TOOL_CALL_ARGUMENTS)
+        if raw_args is None:
+            raw_args = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT)
+        args_value = _parse_json(raw_args)
+        raw_result = attrs.get(A.GEN_AI_TOOL_CALL_RESULT)
+        if raw_result is None:
+            raw_result = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
     if isinstance(args_value, Mapping):
         arguments = dict(args_value)
     elif args_value is None:
         arguments = {}
     else:
         arguments = {"input": args_value}
-
-    raw_result = attrs.get(A.GEN_AI_TOOL_CALL_RESULT)
-    if raw_result is None:
-        raw_result = attrs.get(A.OI_OUTPUT_VALUE) or attrs.get(A.TL_ENTITY_OUTPUT)
     return Step(
-        **_common(span, index, "tool"),
+        **common,
         tool_name=name,
-        tool_call_id=attrs.get(A.GEN_AI_TOOL_CALL_ID, ""),
+        tool_call_id=call_id,
         arguments=arguments,
         # kept verbatim: replay serves it back byte for byte (diffs parse it when it is JSON)
         result=raw_result,
@@ -361,6 +406,56 @@ def _has_step_ancestor(
             return True
         parent = by_id.get(parent.parent_span_id)
     return False
+
+
+def _link_tool_calls(steps: Sequence[Step]) -> None:
+    """Give each tool step the model's call it answers: its id, and its arguments where the
+    span kept only the tool's input string (OpenInference's ``France`` for ``{"country": ...}``).
+
+    A step is matched by its call id when it has one, else by name to the earliest call not
+    answered yet; calls come from the model answers before it, in order.
+    """
+    pending: list[dict[str, Any]] = []
+    for step in steps:
+        if step.kind == "llm":
+            pending += [c for c in step.tool_calls if isinstance(c.get("name"), str)]
+            continue
+        if step.tool_call_id:
+            match = next((c for c in pending if c.get("id") == step.tool_call_id), None)
+        else:
+            match = next((c for c in pending if c.get("name") == step.tool_name), None)
+        if match is None:
+            continue
+        pending.remove(match)
+        if not step.tool_call_id and match.get("id"):
+            step.tool_call_id = str(match["id"])
+        args = match.get("args")
+        bare = not step.arguments or (
+            set(step.arguments) == {"input"} and isinstance(args, dict) and "input" not in args
+        )
+        if bare and isinstance(args, dict):
+            step.arguments = dict(args)
+
+
+def _other_graph_span(
+    root: SpanView, spans: Sequence[SpanView], ops: Mapping[str, str]
+) -> SpanView | None:
+    """The span another SDK recorded the graph's input and output on: the root chain span, or
+    (OpenLLMetry, whose root ``invoke_agent`` span carries neither) the one agent span right
+    under it. None when the root is not another SDK's."""
+    span: SpanView | None = root
+    seen: set[str] = set()
+    while span is not None and span.span_id not in seen:
+        seen.add(span.span_id)
+        if A.OI_SPAN_KIND in span.attributes or A.TL_SPAN_KIND in span.attributes:
+            return span
+        children = [
+            s
+            for s in spans
+            if s.parent_span_id == span.span_id and ops[s.span_id] == A.OP_INVOKE_AGENT
+        ]
+        span = children[0] if len(children) == 1 else None
+    return None
 
 
 def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
@@ -407,6 +502,7 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
             if step.snapshot_after:
                 last_after = step.snapshot_after
             steps.append(step)
+    _link_tool_calls(steps)
 
     attrs = root.attributes if root is not None else {}
     resource = root.resource_attributes if root is not None else {}
@@ -423,14 +519,25 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
         seg_ids = _parse_json(segment.attributes.get(A.RETRACE_IDS))
         ids += [str(i) for i in seg_ids] if isinstance(seg_ids, list) else []
     config_value = _parse_json(attrs.get(A.RETRACE_AGENT_CONFIG))
+    graph_input = _parse_json(attrs.get(A.RETRACE_GRAPH_INPUT))
     run_input = attrs.get(A.RETRACE_RUN_INPUT)
+    run_output = last.get(A.RETRACE_RUN_OUTPUT)
+    # Another SDK's graph: input and output as instrument() records them (the last message's
+    # text), from the span that carries them.
+    other = _other_graph_span(root, spans, ops) if root is not None else None
+    if other is not None:
+        if graph_input is None:
+            graph_input = graph_input_value(other.attributes)
+        if run_input is None:
+            run_input = "" if graph_input is None else run_text(graph_input)
+        if run_output is None:
+            output_value = graph_output_value(other.attributes)
+            run_output = "" if output_value is None else run_text(output_value)
     if run_input is None:
         run_input = attrs.get(A.OI_INPUT_VALUE) or attrs.get(A.TL_ENTITY_INPUT) or ""
-    run_output = last.get(A.RETRACE_RUN_OUTPUT)
     if run_output is None:
         run_output = last.get(A.OI_OUTPUT_VALUE) or last.get(A.TL_ENTITY_OUTPUT) or ""
     models = [s.model for s in steps if s.kind == "llm" and s.model]
-    graph_input = _parse_json(attrs.get(A.RETRACE_GRAPH_INPUT))
     graph_config = _parse_json(attrs.get(A.RETRACE_GRAPH_CONFIG))
     graph_kwargs = _parse_json(attrs.get(A.RETRACE_GRAPH_KWARGS))
     summary = detail.trace
@@ -468,31 +575,34 @@ def trajectory_from_detail(detail: TraceDetail) -> Trajectory:
 
 
 def step_label(step: Step) -> str:
-    """A human label such as ``step 3 (execute_tool query)`` used in every message about a step."""
+    """A human label such as ``step 3 (execute_tool query)`` used in every message about a step.
+
+    A model call names its model, else its span (other SDKs' spans often carry no model name).
+    """
     if step.kind == "llm":
-        return f"step {step.index} ({A.OP_CHAT} {step.model or '?'})"
+        return f"step {step.index} ({A.OP_CHAT} {step.model or step.name or '?'})"
     return f"step {step.index} ({A.OP_EXECUTE_TOOL} {step.tool_name or '?'})"
 
 
-def missing_for_mode(
-    trajectory: Trajectory, mode: ReplayMode | str, *, config_supplied: bool = False
-) -> list[str]:
-    """Name exactly what ``mode`` needs but the trajectory lacks; empty when it can be replayed.
-
-    Every mode re-drives the agent, so it needs the run's input and (unless the caller supplies
-    one) the agent config. ``recorded`` needs every model response and every tool result;
-    ``live-tools`` needs every model response and the workspace snapshot before each call of a
-    workspace (sandbox) server after its first; ``live-model`` needs nothing more (tool results
-    are used where present).
-    """
-    mode = ReplayMode(mode)
-    missing: list[str] = []
-    if not trajectory.input:
-        missing.append(f"the run's input task ({A.RETRACE_RUN_INPUT} on the root span)")
-    if not config_supplied and not trajectory.agent_config:
-        missing.append(f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)")
+def _gaps(
+    trajectory: Trajectory, mode: ReplayMode, *, config_supplied: bool, graph: bool
+) -> tuple[list[str], list[str]]:
+    """What the run as a whole lacks, and what each step lacks (in step order)."""
+    run: list[str] = []
+    if graph:
+        if trajectory.graph_input is None:
+            run.append(
+                f"the graph's input ({A.RETRACE_GRAPH_INPUT}, or {A.OI_INPUT_VALUE} / "
+                f"{A.TL_ENTITY_INPUT} on the graph's root chain span)"
+            )
+    else:
+        if not trajectory.input:
+            run.append(f"the run's input task ({A.RETRACE_RUN_INPUT} on the root span)")
+        if not config_supplied and not trajectory.agent_config:
+            run.append(f"the agent config ({A.RETRACE_AGENT_CONFIG} on the root span)")
     if not trajectory.steps and mode is not ReplayMode.LIVE_MODEL:
-        missing.append("any recorded step (no chat or execute_tool spans)")
+        run.append("any recorded step (no chat or execute_tool spans)")
+    steps: list[str] = []
     # Servers that snapshot their workspace (the sandbox): their calls after the first need the
     # workspace they ran in. Other tools (a read-only SQL server) have none and need none.
     workspace_servers = {
@@ -505,31 +615,82 @@ def missing_for_mode(
         label = step_label(step)
         if step.kind == "llm":
             if mode is not ReplayMode.LIVE_MODEL and step.output_message is None:
-                missing.append(f"{label}: no recorded model response")
+                steps.append(f"{label}: no recorded model response")
             continue
         if mode is ReplayMode.RECORDED and step.result is None and step.error is None:
-            missing.append(f"{label}: no recorded result")
+            steps.append(f"{label}: no recorded result")
         if (
             mode is ReplayMode.LIVE_TOOLS
             and step.mcp_server in workspace_servers
             and step.mcp_server in seen_servers
             and not step.snapshot_before
         ):
-            missing.append(f"{label}: no workspace snapshot before the call")
+            steps.append(f"{label}: no workspace snapshot before the call")
         seen_servers.add(step.mcp_server)
-    return missing
+    return run, steps
+
+
+def missing_for_mode(
+    trajectory: Trajectory,
+    mode: ReplayMode | str,
+    *,
+    config_supplied: bool = False,
+    graph: bool = False,
+) -> list[str]:
+    """Name exactly what ``mode`` needs but the trajectory lacks; empty when it can be replayed.
+
+    Every mode re-drives the agent, so it needs the run's input and (unless the caller supplies
+    one) the agent config; re-driving a user's own graph (``graph``) needs the graph's input
+    instead. ``recorded`` needs every model response and every tool result; ``live-tools``
+    needs every model response and the workspace snapshot before each call of a workspace
+    (sandbox) server after its first; ``live-model`` needs nothing more (tool results are used
+    where present).
+    """
+    run, steps = _gaps(trajectory, ReplayMode(mode), config_supplied=config_supplied, graph=graph)
+    return run + steps
 
 
 def require_for_mode(
-    trajectory: Trajectory, mode: ReplayMode | str, *, config_supplied: bool = False
+    trajectory: Trajectory,
+    mode: ReplayMode | str,
+    *,
+    config_supplied: bool = False,
+    graph: bool = False,
 ) -> None:
-    """Raise ``TrajectoryIncompleteError`` naming everything :func:`missing_for_mode` found."""
-    missing = missing_for_mode(trajectory, mode, config_supplied=config_supplied)
-    if missing:
-        raise TrajectoryIncompleteError(
-            f"trace {trajectory.trace_id} cannot be replayed in mode {ReplayMode(mode).value}: "
-            f"missing {'; '.join(missing)}"
+    """Raise ``TrajectoryIncompleteError`` naming what the run lacks and the first step that lacks
+    what ``mode`` needs (with how many later steps lack it too).
+
+    Where a missing answer or result would have been read from is named, so a trace recorded
+    with its outputs hidden (OpenInference ``TraceConfig(hide_outputs=True)``, OpenLLMetry
+    ``TRACELOOP_TRACE_CONTENT=false``) says so.
+    """
+    mode = ReplayMode(mode)
+    run, steps = _gaps(trajectory, mode, config_supplied=config_supplied, graph=graph)
+    if not run and not steps:
+        return
+    message = (
+        f"trace {trajectory.trace_id} cannot be replayed in mode {mode.value}: "
+        f"missing {'; '.join(run + steps[:1])}"
+    )
+    if steps:
+        first = steps[0]
+        sources = (
+            OUTPUT_MESSAGE_KEYS
+            if first.endswith("no recorded model response")
+            else TOOL_RESULT_KEYS
+            if first.endswith("no recorded result")
+            else ()
         )
+        if sources:
+            message += f" (read from {', '.join(sources)})"
+        if len(steps) > 1:
+            message += f"; {len(steps) - 1} later step(s) lack theirs too"
+        if sources:
+            message += (
+                "; an instrumentation that hides outputs (OpenInference hide_outputs, "
+                "TRACELOOP_TRACE_CONTENT=false) records none"
+            )
+    raise TrajectoryIncompleteError(message)
 
 
 def load_trajectory(data: str | bytes | Mapping[str, Any], *, source: str = "") -> Trajectory:

@@ -64,6 +64,11 @@ OI_TOOL_NAME: Final = "tool.name"
 OI_INPUT_VALUE: Final = "input.value"
 OI_OUTPUT_VALUE: Final = "output.value"
 OI_AGENT_NAME: Final = "agent.name"
+# Flattened message lists: ``llm.output_messages.0.message.tool_calls.0.tool_call.function.name``
+OI_LLM_INPUT_MESSAGES: Final = "llm.input_messages"
+OI_LLM_OUTPUT_MESSAGES: Final = "llm.output_messages"
+OI_LLM_TOOLS: Final = "llm.tools"  # llm.tools.0.tool.json_schema: the tools offered
+OI_REDACTED: Final = "__REDACTED__"  # what a TraceConfig that hides a value writes instead
 # OpenLLMetry (Traceloop)
 TL_SPAN_KIND: Final = "traceloop.span.kind"
 TL_ENTITY_NAME: Final = "traceloop.entity.name"
@@ -73,6 +78,10 @@ TL_WORKFLOW_NAME: Final = "traceloop.workflow.name"
 LLM_USAGE_PROMPT_TOKENS: Final = "llm.usage.prompt_tokens"
 LLM_USAGE_COMPLETION_TOKENS: Final = "llm.usage.completion_tokens"
 LLM_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry LLM spans: chat | completion | ...
+# Older OpenLLMetry releases: ``gen_ai.prompt.0.role`` / ``gen_ai.completion.0.tool_calls.0.name``
+TL_PROMPT: Final = "gen_ai.prompt"
+TL_COMPLETION: Final = "gen_ai.completion"
+TL_UNKNOWN_MODEL: Final = "unknown"  # OpenLLMetry's gen_ai.request.model when it found none
 
 # --- Retrace's own keys ------------------------------------------------------------------------
 RETRACE_PROJECT: Final = "retrace.project"  # resource attribute; the API key decides in the end
