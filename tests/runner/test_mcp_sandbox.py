@@ -1,0 +1,210 @@
+"""Every MCP server of a run starts in its own sandbox: real ``retrace run`` subprocesses, a real
+collector, real gVisor (``runsc``) and bubblewrap; spans checked in the collector's store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.config import parse_config
+from schemas import attributes as A
+from schemas.errors import ConfigError
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("runsc") is None or os.geteuid() != 0, reason="needs runsc"),
+]
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "runner" / "demo"
+TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
+
+TIME_SCRIPT = """
+name: clock
+tasks:
+  - name: time
+    match: time
+    steps:
+      - call: get_current_time
+        args: {timezone: Europe/Paris}
+        on_error: stop
+      - answer: "It is {{ last.datetime }} in Paris."
+"""
+
+
+def _cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrace", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=data_dir.parent,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _trace(client: Any, output: str) -> Any:
+    match = re.search(r"^trace:\s+([0-9a-f]{32})", output, re.M)
+    assert match, output
+    deadline = time.monotonic() + 30
+    while True:
+        detail = client.wait_for_trace(match.group(1))
+        roots = [s for s in detail.spans if s.parent_span_id == ""]
+        status = roots[0].attributes.get(A.RETRACE_RUN_STATUS) if roots else None
+        if status not in (None, "running"):
+            return detail
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+
+
+def _root(detail: Any) -> Any:
+    return next(s for s in detail.spans if s.parent_span_id == "")
+
+
+def _tool_spans(detail: Any) -> list[Any]:
+    return [s for s in detail.spans if s.name.startswith("execute_tool ")]
+
+
+def test_demo_task_runs_every_tool_in_gvisor(collector_server: Any, tmp_path: Path) -> None:
+    out = _cli(
+        "run",
+        "Compute the mean and standard deviation of monthly revenue.",
+        "--agent",
+        str(DEMO / "agent.yaml"),
+        "--endpoint",
+        collector_server.url,
+        data_dir=tmp_path / "d",
+    ).stdout
+    assert "Over 18 months" in out, out
+    detail = _trace(collector_server.client, out)
+    root = _root(detail)
+    assert root.attributes[A.RETRACE_RUN_STATUS] == "completed"
+    # the recorded config says which backend ran (it was null when the config named none)
+    assert json.loads(root.attributes[A.RETRACE_AGENT_CONFIG])["sandbox"]["backend"] == "gvisor"
+    servers = json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS])
+    assert servers == {"data": "gvisor", "sandbox": "gvisor"}
+
+    tools = _tool_spans(detail)
+    assert {s.name for s in tools} == {"execute_tool query", "execute_tool run_python"}
+    assert all(s.attributes[A.RETRACE_SANDBOX_BACKEND] == "gvisor" for s in tools)
+    query = next(s for s in tools if s.name == "execute_tool query")
+    policy = json.loads(query.attributes[A.RETRACE_SANDBOX_POLICY])
+    assert policy["backend"] == "gvisor"
+    assert policy["network"]["allow"] == []  # nothing but the collector the runner adds
+    assert policy["network"]["collector"] == [collector_server.url.split("//")[1]]
+    assert policy["workspace"] is None  # the data server does not see the workspace
+    assert policy["env"] == ["PYTHONPATH", "RETRACE_ENDPOINT", "RETRACE_PROJECT"]
+    assert float(query.attributes[A.RETRACE_SANDBOX_CPU_MS]) > 0
+    assert int(query.attributes[A.RETRACE_SANDBOX_MEMORY_BYTES]) > 0
+    assert query.attributes[A.GEN_AI_TOOL_CALL_RESULT].startswith("month,revenue")
+    # the data server (inside gVisor) exported its own span into the run's trace, a child of
+    # a span of this run: the W3C context crossed the sandbox in the request's _meta
+    ids = {s.span_id for s in detail.spans}
+    server_spans = [s for s in detail.spans if s.service_name == "retrace-data"]
+    assert server_spans, [s.service_name for s in detail.spans]
+    assert all(s.parent_span_id in ids for s in server_spans)
+
+
+def test_backend_flag_is_recorded_and_applies_to_servers(
+    collector_server: Any, tmp_path: Path
+) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "name: bw\nmodel: offline:data-scientist\n"
+        "mcp_servers:\n"
+        '  - {name: data, command: "{python}", args: ["-m", "runner.mcp_servers.data_server"]}\n'
+    )
+    out = _cli(
+        "run",
+        "Who are our top 5 customers by spend?",
+        "--agent",
+        str(agent),
+        "--backend",
+        "bwrap",
+        "--endpoint",
+        collector_server.url,
+        data_dir=tmp_path / "d",
+    ).stdout
+    detail = _trace(collector_server.client, out)
+    root = _root(detail)
+    assert json.loads(root.attributes[A.RETRACE_AGENT_CONFIG])["sandbox"]["backend"] == "bwrap"
+    assert json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS]) == {"data": "bwrap"}
+    (query,) = _tool_spans(detail)
+    assert query.attributes[A.RETRACE_SANDBOX_BACKEND] == "bwrap"
+    assert query.attributes[A.RETRACE_TOOL_ERROR] == "false"
+
+
+def test_mcp_server_time_from_pypi_runs_in_gvisor(collector_server: Any, tmp_path: Path) -> None:
+    (tmp_path / "clock.yaml").write_text(TIME_SCRIPT)
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "name: clock\nmodel: offline:clock\noffline_script: clock.yaml\n"
+        "mcp_servers:\n"
+        f"  - {{name: time, command: {TIME_SERVER}, args: [--local-timezone, UTC]}}\n"
+    )
+    out = _cli(
+        "run",
+        "What time is it?",
+        "--agent",
+        str(agent),
+        "--endpoint",
+        collector_server.url,
+        data_dir=tmp_path / "d",
+    ).stdout
+    assert re.search(r"answer: It is 20\d\d-\d\d-\d\dT", out), out
+    detail = _trace(collector_server.client, out)
+    root = _root(detail)
+    assert json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS]) == {"time": "gvisor"}
+    (span,) = _tool_spans(detail)
+    assert span.name == "execute_tool get_current_time"
+    assert span.parent_span_id and span.trace_id == root.trace_id
+    assert span.attributes[A.RETRACE_MCP_SERVER] == "time"
+    assert span.attributes[A.RETRACE_SANDBOX_BACKEND] == "gvisor"
+    policy = json.loads(span.attributes[A.RETRACE_SANDBOX_POLICY])
+    assert policy["network"] == "none" and policy["env"] == []  # nothing of ours reaches it
+    assert "Europe/Paris" in span.attributes[A.GEN_AI_TOOL_CALL_RESULT]
+
+
+def test_sandbox_none_needs_insecure(collector_server: Any, tmp_path: Path) -> None:
+    server = {"name": "data", "command": "{python}", "args": ["-m", "x"], "sandbox": "none"}
+    with pytest.raises(ConfigError, match=r"'sandbox: none'.*insecure: true"):
+        parse_config({"mcp_servers": [server]})
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "name: plain\nmodel: offline:data-scientist\n"
+        "mcp_servers:\n"
+        '  - {name: data, command: "{python}", args: ["-m", "runner.mcp_servers.data_server"],'
+        " sandbox: none}\n"
+    )
+    task = "Who are our top 5 customers by spend?"
+    args = ["run", task, "--agent", str(agent), "--endpoint", collector_server.url]
+    refused = _cli(*args, data_dir=tmp_path / "d", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "insecure: true" in refused.stderr and "Traceback" not in refused.stderr
+
+    agent.write_text(agent.read_text().replace("sandbox: none}", "sandbox: none, insecure: true}"))
+    detail = _trace(collector_server.client, _cli(*args, data_dir=tmp_path / "d").stdout)
+    (query,) = _tool_spans(detail)
+    assert query.attributes[A.RETRACE_SANDBOX_BACKEND] == "process"
+    assert query.attributes[A.RETRACE_SANDBOX_INSECURE] in (True, "true")
+    assert json.loads(query.attributes[A.RETRACE_SANDBOX_POLICY]) == {
+        "backend": "process",
+        "insecure": True,
+    }
+    assert json.loads(_root(detail).attributes[A.RETRACE_SANDBOX_SERVERS]) == {"data": "process"}
