@@ -191,6 +191,9 @@ def _ok_run(tracer: Tracer, start_ns: int, manifest: str, agent: str = "data-sci
     tool.set_attribute(A.RETRACE_SANDBOX_CPU_MS, 31)
     tool.set_attribute(A.RETRACE_SANDBOX_MEMORY_BYTES, 18_000_000)
     tool.set_attribute(A.RETRACE_SANDBOX_LIMITS, json.dumps({"memory_bytes": 268435456}))
+    tool.set_attribute(
+        A.RETRACE_SANDBOX_POLICY, json.dumps({"backend": "gvisor", "network": "none"})
+    )
     tool.set_attribute(A.RETRACE_WORKSPACE_AFTER, manifest)
     tool.set_attribute(A.RETRACE_POLICY_DECISION, "allow")
     tool.set_status(Status(StatusCode.OK))
