@@ -227,6 +227,7 @@ def server_policy(
         workspace=server.workspace,
         limits=ServerLimits(**server.limits.model_dump()),
         implicit_allow=implicit,
+        runsc_path=settings.runsc_path,
     )
 
 

@@ -278,7 +278,13 @@ class McpToolExecutor:
             policy = None
         elif policy is not None and policy.backend != "none":
             sandbox = ServerSandbox(
-                cfg.name, cfg.command, args, policy, workspace=self._workspace, cwd=cfg.cwd
+                cfg.name,
+                cfg.command,
+                args,
+                policy,
+                workspace=self._workspace,
+                cwd=cfg.cwd,
+                runsc_path=policy.runsc_path,
             )
             assert self._stack is not None
             self._stack.callback(sandbox.close)  # after the client stopped the server

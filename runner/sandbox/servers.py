@@ -141,6 +141,7 @@ class ServerPolicy:
     limits: ServerLimits = ServerLimits()
     #: destinations the runner adds itself (a bundled server's collector), recorded apart
     implicit_allow: tuple[str, ...] = ()
+    runsc_path: str = "runsc"
 
     @property
     def recorded_backend(self) -> str:
