@@ -488,6 +488,10 @@ class ServerSandbox:
         ]
         if routes:
             flags.append("--host-uds=open")
+        if all(m.read_only for m in mounts):
+            # nothing the server can write is shared with the host: let gVisor cache the
+            # read-only mounts' files (a shared, writable workspace must stay "shared")
+            flags.append("--file-access-mounts=exclusive")
         return [*flags, "run", "--bundle", str(bundle), self.id]
 
     def _bwrap(
