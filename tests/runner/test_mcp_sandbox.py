@@ -208,3 +208,59 @@ def test_sandbox_none_needs_insecure(collector_server: Any, tmp_path: Path) -> N
         "insecure": True,
     }
     assert json.loads(_root(detail).attributes[A.RETRACE_SANDBOX_SERVERS]) == {"data": "process"}
+
+
+NODE_SERVER = r"""
+// A minimal MCP stdio server in plain Node (no SDK): initialize, tools/list, tools/call.
+const readline = require("readline");
+const os = require("os");
+const send = (msg) => process.stdout.write(JSON.stringify(msg) + "\n");
+readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  const req = JSON.parse(line);
+  if (req.id === undefined) return;
+  let result;
+  if (req.method === "initialize") {
+    result = { protocolVersion: req.params.protocolVersion, capabilities: { tools: {} },
+               serverInfo: { name: "node-where", version: "1.0.0" } };
+  } else if (req.method === "tools/list") {
+    result = { tools: [{ name: "where", description: "where it runs",
+                         inputSchema: { type: "object", properties: {} } }] };
+  } else if (req.method === "tools/call") {
+    const text = JSON.stringify({ hostname: os.hostname(), env: Object.keys(process.env).sort() });
+    result = { content: [{ type: "text", text }], isError: false };
+  } else {
+    return send({ jsonrpc: "2.0", id: req.id, error: { code: -32601, message: "unknown" } });
+  }
+  send({ jsonrpc: "2.0", id: req.id, result });
+});
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_node_server_runs_in_gvisor(tmp_path: Path) -> None:
+    import anyio
+
+    from runner.assembly import live_tools
+    from schemas.settings import Settings
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "server.js").write_text(NODE_SERVER)
+    server = {
+        "name": "node",
+        "command": "node",
+        "args": ["/srv/server.js"],
+        "mounts": [{"host": str(tmp_path / "srv"), "container": "/srv"}],
+    }
+    config = parse_config({"mcp_servers": [server]})
+
+    async def call() -> tuple[dict[str, str], Any]:
+        settings = Settings(endpoint="")
+        async with live_tools(config, settings, tmp_path / "ws", None) as tools:
+            result = await tools.call("where", {}, step_index=0, call_id="c1")
+            return tools.placements(), result
+
+    placements, result = anyio.run(call)
+    assert placements == {"node": "gvisor"}
+    assert not result.is_error, result.content
+    assert json.loads(result.content) == {"hostname": "sandbox", "env": ["HOME", "LANG", "PATH"]}
+    assert result.metadata[A.RETRACE_SANDBOX_BACKEND] == "gvisor"
