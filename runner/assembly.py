@@ -183,7 +183,7 @@ def server_policy(
     """The resolved sandbox policy of one stdio server: backend, environment values (the
     config's own, the names it passes from ours, and for a bundled server what its spans
     need), network, mounts, workspace and limits."""
-    from runner.mcp_bridge import runs_bundled
+    from runner.mcp_bridge import arg_value, runs_bundled
     from runner.mcp_servers import DATA_SERVER_MODULE
     from runner.sandbox.servers import Mount, ServerLimits, ServerPolicy, host_port_of
 
@@ -203,11 +203,16 @@ def server_policy(
         else:
             env[name] = value
     implicit: tuple[str, ...] = ()
+    mounts = [Mount(m.host, m.container, m.read_only) for m in server.mounts]
     if runs_bundled(server, DATA_SERVER_MODULE):
         env = {**span_env, **env}
         collector = host_port_of(span_env.get("RETRACE_ENDPOINT", ""))
         if collector is not None and backend != "none":
             implicit = (collector,)
+        # the database the config names, read-only at the same path (only that file)
+        db = arg_value(server.args, "--db")
+        if db is not None and Path(db).is_absolute() and Path(db).is_file():
+            mounts.append(Mount(str(Path(db).resolve()), str(Path(db)), True))
     network = server.network
     allow: tuple[str, ...] = ()
     mode: Literal["none", "loopback", "allow"]
@@ -223,7 +228,7 @@ def server_policy(
         network=mode,
         allow=allow,
         env=env,
-        mounts=tuple(Mount(m.host, m.container, m.read_only) for m in server.mounts),
+        mounts=tuple(mounts),
         workspace=server.workspace,
         limits=ServerLimits(**server.limits.model_dump()),
         implicit_allow=implicit,

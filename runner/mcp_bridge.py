@@ -163,7 +163,7 @@ def runs_bundled(server: ServerConfig, module: str) -> bool:
     return command in ("{python}", sys.executable)
 
 
-def _arg_value(args: Sequence[str], flag: str) -> str | None:
+def arg_value(args: Sequence[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
             return args[i + 1]
@@ -260,14 +260,14 @@ class McpToolExecutor:
         args = list(cfg.args)
         policy: ServerPolicy | None = getattr(cfg, "policy", None)
         if is_sandbox_server(cfg):
-            given = _arg_value(args, "--workspace")
+            given = arg_value(args, "--workspace")
             if given is None and self._workspace is not None:
                 args += ["--workspace", str(self._workspace)]
                 given = str(self._workspace)
             conn.workspace = Path(given) if given is not None else None
             # The sandbox server is the sandbox: each of its calls runs in a fresh one of its
             # backend (it starts runsc itself, which does not nest inside gVisor).
-            backend = _arg_value(args, "--backend") or "gvisor"
+            backend = arg_value(args, "--backend") or "gvisor"
             conn.placement = {
                 RETRACE_SANDBOX_BACKEND: backend,
                 RETRACE_SANDBOX_POLICY: json.dumps(
