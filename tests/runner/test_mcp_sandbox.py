@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from runner.config import parse_config
 from schemas import attributes as A
 from schemas.errors import ConfigError
+from tests.fixtures.collector import launch_collector
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,16 +30,22 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "runner" / "demo"
 TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
 
-TIME_SCRIPT = """
+MIXED_SCRIPT = """
 name: clock
 tasks:
   - name: time
     match: time
     steps:
-      - call: get_current_time
+      - call: time__get_current_time
         args: {timezone: Europe/Paris}
         on_error: stop
-      - answer: "It is {{ last.datetime }} in Paris."
+      - call: plain__get_current_time
+        args: {timezone: UTC}
+        on_error: stop
+      - call: query
+        args: {sql: SELECT 1 AS one}
+        on_error: stop
+      - answer: "It is {{ results.0.datetime }} in Paris."
 """
 
 
@@ -79,18 +87,18 @@ def _tool_spans(detail: Any) -> list[Any]:
     return [s for s in detail.spans if s.name.startswith("execute_tool ")]
 
 
-def test_demo_task_runs_every_tool_in_gvisor(collector_server: Any, tmp_path: Path) -> None:
+def test_demo_task_runs_every_tool_in_gvisor(collector: Any, tmp_path: Path) -> None:
     out = _cli(
         "run",
         "Compute the mean and standard deviation of monthly revenue.",
         "--agent",
         str(DEMO / "agent.yaml"),
         "--endpoint",
-        collector_server.url,
+        collector.url,
         data_dir=tmp_path / "d",
     ).stdout
     assert "Over 18 months" in out, out
-    detail = _trace(collector_server.client, out)
+    detail = _trace(collector.client, out)
     root = _root(detail)
     assert root.attributes[A.RETRACE_RUN_STATUS] == "completed"
     # the recorded config says which backend ran (it was null when the config named none)
@@ -105,7 +113,7 @@ def test_demo_task_runs_every_tool_in_gvisor(collector_server: Any, tmp_path: Pa
     policy = json.loads(query.attributes[A.RETRACE_SANDBOX_POLICY])
     assert policy["backend"] == "gvisor"
     assert policy["network"]["allow"] == []  # nothing but the collector the runner adds
-    assert policy["network"]["collector"] == [collector_server.url.split("//")[1]]
+    assert policy["network"]["collector"] == [collector.url.split("//")[1]]
     assert policy["workspace"] is None  # the data server does not see the workspace
     assert policy["env"] == ["PYTHONPATH", "RETRACE_ENDPOINT", "RETRACE_PROJECT"]
     assert float(query.attributes[A.RETRACE_SANDBOX_CPU_MS]) > 0
@@ -119,69 +127,85 @@ def test_demo_task_runs_every_tool_in_gvisor(collector_server: Any, tmp_path: Pa
     assert all(s.parent_span_id in ids for s in server_spans)
 
 
-def test_backend_flag_is_recorded_and_applies_to_servers(
-    collector_server: Any, tmp_path: Path
-) -> None:
-    if shutil.which("bwrap") is None:
-        pytest.skip("needs bubblewrap")
-    agent = tmp_path / "agent.yaml"
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One collector for the module's runs."""
+    running = launch_collector(tmp_path_factory.mktemp("collector") / "data")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory, collector: Any) -> Any:
+    """One ``retrace run --backend bwrap`` whose config has mcp-server-time in gVisor (its own
+    ``sandbox:``), the same server as a host process (``sandbox: none`` + ``insecure: true``)
+    and the data server with no ``sandbox:`` of its own (so the run's backend, bwrap)."""
+    tmp = tmp_path_factory.mktemp("mixed")
+    (tmp / "clock.yaml").write_text(MIXED_SCRIPT)
+    time_server = f"command: {TIME_SERVER}, args: [--local-timezone, UTC]"
+    agent = tmp / "agent.yaml"
     agent.write_text(
-        "name: bw\nmodel: offline:data-scientist\n"
+        "name: mixed\nmodel: offline:clock\noffline_script: clock.yaml\n"
         "mcp_servers:\n"
+        f"  - {{name: time, {time_server}, sandbox: gvisor}}\n"
+        f"  - {{name: plain, {time_server}, sandbox: none, insecure: true}}\n"
         '  - {name: data, command: "{python}", args: ["-m", "runner.mcp_servers.data_server"]}\n'
-    )
-    out = _cli(
-        "run",
-        "Who are our top 5 customers by spend?",
-        "--agent",
-        str(agent),
-        "--backend",
-        "bwrap",
-        "--endpoint",
-        collector_server.url,
-        data_dir=tmp_path / "d",
-    ).stdout
-    detail = _trace(collector_server.client, out)
-    root = _root(detail)
-    assert json.loads(root.attributes[A.RETRACE_AGENT_CONFIG])["sandbox"]["backend"] == "bwrap"
-    assert json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS]) == {"data": "bwrap"}
-    (query,) = _tool_spans(detail)
-    assert query.attributes[A.RETRACE_SANDBOX_BACKEND] == "bwrap"
-    assert query.attributes[A.RETRACE_TOOL_ERROR] == "false"
-
-
-def test_mcp_server_time_from_pypi_runs_in_gvisor(collector_server: Any, tmp_path: Path) -> None:
-    (tmp_path / "clock.yaml").write_text(TIME_SCRIPT)
-    agent = tmp_path / "agent.yaml"
-    agent.write_text(
-        "name: clock\nmodel: offline:clock\noffline_script: clock.yaml\n"
-        "mcp_servers:\n"
-        f"  - {{name: time, command: {TIME_SERVER}, args: [--local-timezone, UTC]}}\n"
     )
     out = _cli(
         "run",
         "What time is it?",
         "--agent",
         str(agent),
+        "--backend",
+        "bwrap",
         "--endpoint",
-        collector_server.url,
-        data_dir=tmp_path / "d",
+        collector.url,
+        data_dir=tmp / "d",
     ).stdout
-    assert re.search(r"answer: It is 20\d\d-\d\d-\d\dT", out), out
-    detail = _trace(collector_server.client, out)
-    root = _root(detail)
-    assert json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS]) == {"time": "gvisor"}
-    (span,) = _tool_spans(detail)
-    assert span.name == "execute_tool get_current_time"
-    assert span.parent_span_id and span.trace_id == root.trace_id
+    assert "answer: It is 20" in out, out
+    return _trace(collector.client, out)
+
+
+def _step(detail: Any, name: str) -> Any:
+    (span,) = [s for s in _tool_spans(detail) if s.name == f"execute_tool {name}"]
+    return span
+
+
+def test_mcp_server_time_from_pypi_runs_in_gvisor(mixed_run: Any) -> None:
+    root = _root(mixed_run)
+    span = _step(mixed_run, "time__get_current_time")
+    assert span.trace_id == root.trace_id and span.parent_span_id
     assert span.attributes[A.RETRACE_MCP_SERVER] == "time"
     assert span.attributes[A.RETRACE_SANDBOX_BACKEND] == "gvisor"
+    assert span.attributes[A.RETRACE_TOOL_ERROR] == "false"
     policy = json.loads(span.attributes[A.RETRACE_SANDBOX_POLICY])
     assert policy["network"] == "none" and policy["env"] == []  # nothing of ours reaches it
+    assert policy["workspace"] is None and policy["mounts"] == []
     assert "Europe/Paris" in span.attributes[A.GEN_AI_TOOL_CALL_RESULT]
+    assert float(span.attributes[A.RETRACE_SANDBOX_CPU_MS]) > 0
 
 
-def test_sandbox_none_needs_insecure(collector_server: Any, tmp_path: Path) -> None:
+def test_backend_flag_is_recorded_and_applies_to_servers(mixed_run: Any) -> None:
+    root = _root(mixed_run)
+    assert json.loads(root.attributes[A.RETRACE_AGENT_CONFIG])["sandbox"]["backend"] == "bwrap"
+    servers = json.loads(root.attributes[A.RETRACE_SANDBOX_SERVERS])
+    assert servers == {"time": "gvisor", "plain": "process", "data": "bwrap"}
+    query = _step(mixed_run, "query")
+    assert query.attributes[A.RETRACE_SANDBOX_BACKEND] == "bwrap"
+    assert query.attributes[A.GEN_AI_TOOL_CALL_RESULT].startswith("one\n1")
+
+
+def test_sandbox_none_is_recorded_as_insecure(mixed_run: Any) -> None:
+    span = _step(mixed_run, "plain__get_current_time")
+    assert span.attributes[A.RETRACE_SANDBOX_BACKEND] == "process"
+    assert span.attributes[A.RETRACE_SANDBOX_INSECURE] in (True, "true")
+    policy = json.loads(span.attributes[A.RETRACE_SANDBOX_POLICY])
+    assert policy == {"backend": "process", "insecure": True}
+
+
+def test_sandbox_none_is_refused_without_insecure(collector: Any, tmp_path: Path) -> None:
     server = {"name": "data", "command": "{python}", "args": ["-m", "x"], "sandbox": "none"}
     with pytest.raises(ConfigError, match=r"'sandbox: none'.*insecure: true"):
         parse_config({"mcp_servers": [server]})
@@ -193,21 +217,10 @@ def test_sandbox_none_needs_insecure(collector_server: Any, tmp_path: Path) -> N
         " sandbox: none}\n"
     )
     task = "Who are our top 5 customers by spend?"
-    args = ["run", task, "--agent", str(agent), "--endpoint", collector_server.url]
+    args = ["run", task, "--agent", str(agent), "--endpoint", collector.url]
     refused = _cli(*args, data_dir=tmp_path / "d", check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "insecure: true" in refused.stderr and "Traceback" not in refused.stderr
-
-    agent.write_text(agent.read_text().replace("sandbox: none}", "sandbox: none, insecure: true}"))
-    detail = _trace(collector_server.client, _cli(*args, data_dir=tmp_path / "d").stdout)
-    (query,) = _tool_spans(detail)
-    assert query.attributes[A.RETRACE_SANDBOX_BACKEND] == "process"
-    assert query.attributes[A.RETRACE_SANDBOX_INSECURE] in (True, "true")
-    assert json.loads(query.attributes[A.RETRACE_SANDBOX_POLICY]) == {
-        "backend": "process",
-        "insecure": True,
-    }
-    assert json.loads(_root(detail).attributes[A.RETRACE_SANDBOX_SERVERS]) == {"data": "process"}
 
 
 NODE_SERVER = r"""
