@@ -102,6 +102,22 @@ class McpServerConfig(_Config):
     workspace: str | None = None
     limits: ServerLimitsConfig = Field(default_factory=ServerLimitsConfig)
 
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in ("none", "loopback"):
+            return value
+        if isinstance(value, dict):
+            try:
+                return NetworkAllowConfig.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        if isinstance(value, NetworkAllowConfig):
+            return value
+        raise ValueError(
+            f"network must be 'none', 'loopback' or {{allow: [host:port, ...]}}, got {value!r}"
+        )
+
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
         if (self.command is None) == (self.url is None):
@@ -210,6 +226,9 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "conf
             config.offline_script = str(_resolve(config.offline_script, base_dir))
         if config.workspace is not None:
             config.workspace = str(_resolve(config.workspace, base_dir))
+        for server in config.mcp_servers:
+            for mount in server.mounts:
+                mount.host = str(_resolve(mount.host, base_dir))
     return config
 
 

@@ -338,7 +338,7 @@ class ServerSandbox:
         self._cgroup: SandboxCgroup | None = None
         self._owned: OwnedCgroup | None = None
         self._runsc: str | None = None
-        self.platform = platform or os.environ.get("RETRACE_RUNSC_PLATFORM") or "ptrace"
+        self.platform = platform or "ptrace"  # KVM, where it works, is faster
         server_argv, extra_dirs = resolve_command(command, args)
         self.base_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX))
         pid = os.getpid()
@@ -367,7 +367,6 @@ class ServerSandbox:
         except BaseException:
             self.close()
             raise
-        self._cpu0 = self.cpu_ns()
 
     # layout -------------------------------------------------------------------------------
 
