@@ -307,7 +307,14 @@ def resolve_command(command: str, args: Sequence[str]) -> tuple[list[str], list[
 
 
 def _is_node(argv: Sequence[str]) -> bool:
-    return any(Path(a).name in _NODE_NAMES for a in argv[:2])
+    """Does ``argv`` run Node (directly, or a script whose ``#!`` names it)?"""
+    if any(Path(a).name in _NODE_NAMES for a in argv[:2]):
+        return True
+    with contextlib.suppress(OSError), open(argv[0], "rb") as fh:
+        head = fh.readline(256)
+        if head.startswith(b"#!"):
+            return any(Path(word).name in _NODE_NAMES for word in head[2:].decode().split())
+    return False
 
 
 class ServerSandbox:
@@ -510,7 +517,8 @@ class ServerSandbox:
             memory_bytes=limits.memory_bytes,
             pids=limits.pids + 4,
         )
-        cmd = [bwrap, "--unshare-all", "--die-with-parent", "--clearenv"]
+        # --new-session: no ioctl(TIOCSTI) into a terminal the runner's stderr may be
+        cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         cmd += ["--cap-drop", "ALL", "--hostname", "sandbox", *_root_args()]
