@@ -171,6 +171,7 @@ class _Run:
 
 def _ok_run(tracer: Tracer, start_ns: int, manifest: str, agent: str = "data-scientist") -> str:
     run = _Run(tracer, agent, start_ns, run_id=f"run-ok-{start_ns}")
+    run.root.set_attribute(A.RETRACE_SANDBOX_SERVERS, json.dumps({"sandbox": "gvisor"}))
     call = {
         "type": "tool_call",
         "id": "call_1",

@@ -247,6 +247,9 @@ def test_root_link_form_opens_the_trace(seeded: Seeded, monkeypatch: pytest.Monk
     _no_exception(at)
     assert at.title[0].value == "Trace"
     assert QUESTION in _texts(at)
+    # the root says where each MCP server ran
+    servers = next(d.value for d in at.dataframe if "server" in d.value.columns)
+    assert list(servers["server"]) == ["sandbox"] and list(servers["sandbox"]) == ["gvisor"]
 
 
 def test_tool_span_shows_arguments_result_sandbox_and_workspace(
