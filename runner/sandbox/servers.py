@@ -370,7 +370,7 @@ class ServerSandbox:
             if policy.backend == "gvisor":
                 self.argv = self._gvisor(runsc_path, inner_argv, env, mounts, work_dir, routes)
             else:
-                self.argv = self._bwrap(inner_argv, env, mounts, work_dir)
+                self.argv = self._bwrap(inner_argv, env, mounts, work_dir, routes)
         except BaseException:
             self.close()
             raise
@@ -420,10 +420,7 @@ class ServerSandbox:
             source = Path("/etc") / name
             if source.is_file():
                 shutil.copy2(source, etc / name, follow_symlinks=True)
-        names = sorted({host for _, host, _ in routes if not _is_ip(host) and host != "localhost"})
-        if names:
-            with (etc / "hosts").open("a") as fh:
-                fh.write(f"127.0.0.1\t{' '.join(names)}\n")
+        (etc / "hosts").write_text(_hosts_file(routes))
         for mount in mounts:
             target = rootfs / mount.container.lstrip("/")
             if Path(mount.host).is_dir():
@@ -460,7 +457,8 @@ class ServerSandbox:
         rlimits = [("RLIMIT_NPROC", limits.pids), ("RLIMIT_NOFILE", 1024), ("RLIMIT_CORE", 0)]
         if not _is_node(argv):
             rlimits.append(("RLIMIT_AS", limits.memory_bytes))
-        no_caps: list[str] = []
+        # binding an allowed port below 1024 on the sandbox's own loopback needs this one
+        caps = ["CAP_NET_BIND_SERVICE"] if any(port < 1024 for port, _, _ in routes) else []
         config = {
             "ociVersion": "1.0.0",
             "process": {
@@ -468,7 +466,7 @@ class ServerSandbox:
                 "args": argv,
                 "env": [f"{k}={v}" for k, v in env.items()],
                 "cwd": cwd,
-                "capabilities": {k: no_caps for k in ("bounding", "effective", "permitted")},
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "rlimits": [{"type": t, "hard": v, "soft": v} for t, v in rlimits],
                 "noNewPrivileges": True,
             },
@@ -501,7 +499,12 @@ class ServerSandbox:
         return [*flags, "run", "--bundle", str(bundle), self.id]
 
     def _bwrap(
-        self, argv: list[str], env: Mapping[str, str], mounts: Sequence[Mount], cwd: str
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        mounts: Sequence[Mount],
+        cwd: str,
+        routes: Sequence[tuple[int, str, int]],
     ) -> list[str]:
         from runner.sandbox.bwrap import _root_args
 
@@ -522,6 +525,14 @@ class ServerSandbox:
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         cmd += ["--cap-drop", "ALL", "--hostname", "sandbox", *_root_args()]
+        if any(m.container == _NET_DIR for m in mounts):  # an allow list: low ports need this
+            cmd[cmd.index("ALL") + 1 : cmd.index("ALL") + 1] = [
+                "--cap-add",
+                "CAP_NET_BIND_SERVICE",
+            ]
+        hosts = self.base_dir / "hosts"
+        hosts.write_text(_hosts_file(routes))
+        cmd += ["--ro-bind", str(hosts), "/etc/hosts"]
         cmd += ["--proc", "/proc", "--dev", "/dev"]
         cmd += ["--size", str(limits.memory_bytes // 2), "--tmpfs", "/tmp"]
         for mount in mounts:
@@ -567,6 +578,15 @@ class ServerSandbox:
         if self._forwarders is not None:
             self._forwarders.close()
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _hosts_file(routes: Sequence[tuple[int, str, int]]) -> str:
+    """The sandbox's /etc/hosts: localhost, and each allowed host name on its loopback."""
+    text = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n"
+    names = sorted({host for _, host, _ in routes if not _is_ip(host) and host != "localhost"})
+    if names:
+        text += f"127.0.0.1\t{' '.join(names)}\n"
+    return text
 
 
 def _is_ip(host: str) -> bool:

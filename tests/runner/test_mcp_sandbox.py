@@ -277,3 +277,45 @@ def test_node_server_runs_in_gvisor(tmp_path: Path) -> None:
     assert not result.is_error, result.content
     assert json.loads(result.content) == {"hostname": "sandbox", "env": ["HOME", "LANG", "PATH"]}
     assert result.metadata[A.RETRACE_SANDBOX_BACKEND] == "gvisor"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_bwrap_server_reaches_only_its_allowed_port(tmp_path: Path) -> None:
+    import anyio
+
+    from runner.assembly import live_tools
+    from schemas.settings import Settings
+    from tests.runner.test_mcp_sandbox_escape import HOSTILE_SERVER, _listener
+
+    allowed, port = _listener(b"allowed-port")
+    other, other_port = _listener(b"other-port")
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "hostile.py").write_text(HOSTILE_SERVER)
+    server = {
+        "name": "hostile",
+        "command": "{python}",
+        "args": ["/srv/hostile.py"],
+        "sandbox": "bwrap",
+        "mounts": [{"host": str(tmp_path / "srv"), "container": "/srv"}],
+        "network": {"allow": [f"localhost:{port}"]},
+    }
+    config = parse_config({"mcp_servers": [server]})
+
+    async def calls() -> list[Any]:
+        async with live_tools(config, Settings(endpoint=""), tmp_path / "ws", None) as tools:
+            return [
+                await tools.call("connect", {"port": p}, step_index=i, call_id=str(i))
+                for i, p in enumerate((port, other_port))
+            ]
+
+    try:
+        reached, refused = anyio.run(calls)
+    finally:
+        allowed.close()
+        other.close()
+    assert reached.content == "ok: allowed-port", reached.content
+    assert refused.content.startswith("failed: ConnectionRefusedError"), refused.content
+    assert reached.metadata[A.RETRACE_SANDBOX_BACKEND] == "bwrap"
+    assert json.loads(reached.metadata[A.RETRACE_SANDBOX_POLICY])["network"] == {
+        "allow": [f"localhost:{port}"]
+    }
