@@ -131,14 +131,17 @@ def mcp_servers(
     backend, limits and workspace to use, and every other stdio server given the sandbox
     policy it starts in (:func:`server_policy`). ``span_env``: what the bundled servers need to
     export their spans (``RETRACE_ENDPOINT``...); third-party servers never get it."""
-    from runner.mcp_bridge import McpServer, is_sandbox_server
+    from runner.mcp_bridge import McpServer, runs_bundled
+    from runner.mcp_servers import SANDBOX_SERVER_MODULE
 
     out = []
     for server in config.mcp_servers:
         command = sys.executable if server.command == PYTHON_TOKEN else server.command
         args = list(server.args)
         policy = None
-        if is_sandbox_server(server):
+        # Only the real bundled sandbox server (recognised by what it runs, not by a string in
+        # its arguments) runs on the host; it is the sandbox its calls run in.
+        if runs_bundled(server, SANDBOX_SERVER_MODULE):
             if "--backend" not in args:
                 args += ["--backend", config.sandbox.backend or settings.sandbox_backend]
             if (config.sandbox.insecure or settings.insecure) and "--insecure" not in args:

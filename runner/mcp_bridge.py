@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -160,7 +161,9 @@ def runs_bundled(server: ServerConfig, module: str) -> bool:
         return False
     if "PYTHONPATH" in server.env or server.args[:2] != ["-m", module]:
         return False
-    return command in ("{python}", sys.executable)
+    return command in ("{python}", sys.executable) or (
+        re.fullmatch(r"python(\d+(\.\d+)*)?", Path(command).name) is not None
+    )
 
 
 def arg_value(args: Sequence[str], flag: str) -> str | None:
@@ -259,24 +262,7 @@ class McpToolExecutor:
             raise ConfigError(f"MCP server {cfg.name!r} has neither 'command' nor 'url'")
         args = list(cfg.args)
         policy: ServerPolicy | None = getattr(cfg, "policy", None)
-        if is_sandbox_server(cfg):
-            given = arg_value(args, "--workspace")
-            if given is None and self._workspace is not None:
-                args += ["--workspace", str(self._workspace)]
-                given = str(self._workspace)
-            conn.workspace = Path(given) if given is not None else None
-            # The sandbox server is the sandbox: each of its calls runs in a fresh one of its
-            # backend (it starts runsc itself, which does not nest inside gVisor).
-            backend = arg_value(args, "--backend") or "gvisor"
-            conn.placement = {
-                RETRACE_SANDBOX_BACKEND: backend,
-                RETRACE_SANDBOX_POLICY: json.dumps(
-                    {"backend": backend, "server": "host", "calls": "one sandbox per call"},
-                    sort_keys=True,
-                ),
-            }
-            policy = None
-        elif policy is not None and policy.backend != "none":
+        if policy is not None and policy.backend != "none":
             sandbox = ServerSandbox(
                 cfg.name,
                 cfg.command,
@@ -296,6 +282,23 @@ class McpToolExecutor:
             return StdioServerParameters(
                 command=sandbox.argv[0], args=sandbox.argv[1:], env={}, cwd=None
             )
+        elif policy is None and is_sandbox_server(cfg):
+            given = arg_value(args, "--workspace")
+            if given is None and self._workspace is not None:
+                args += ["--workspace", str(self._workspace)]
+                given = str(self._workspace)
+            conn.workspace = Path(given) if given is not None else None
+            # The sandbox server is the sandbox: each of its calls runs in a fresh one of its
+            # backend (it starts runsc itself, which does not nest inside gVisor).
+            backend = arg_value(args, "--backend") or "gvisor"
+            conn.placement = {
+                RETRACE_SANDBOX_BACKEND: backend,
+                RETRACE_SANDBOX_POLICY: json.dumps(
+                    {"backend": backend, "server": "host", "calls": "one sandbox per call"},
+                    sort_keys=True,
+                ),
+            }
+            policy = None
         else:
             summary = policy.summary() if policy is not None else json.dumps({"backend": "process"})
             conn.placement = {RETRACE_SANDBOX_BACKEND: "process", RETRACE_SANDBOX_POLICY: summary}
