@@ -14,15 +14,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import yaml
 
-from runner.config import PYTHON_TOKEN, AgentConfig, load_config, parse_config
+from runner.config import PYTHON_TOKEN, AgentConfig, McpServerConfig, load_config, parse_config
 from schemas.errors import ConfigError, InvalidInputError, RetraceError
 from schemas.settings import Settings
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from runner.mcp_bridge import McpServer, McpToolExecutor
     from runner.run import RunResult
     from runner.sandbox import WorkspaceSnapshots
+    from runner.sandbox.servers import ServerPolicy
     from runner.seams import ModelProvider, ToolExecutor
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,27 @@ def load_agent(path: Path | None, model: str | None = None) -> AgentConfig:
     return config
 
 
-def mcp_servers(config: AgentConfig, settings: Settings, workspace: Path) -> list[McpServer]:
-    """The config's MCP servers, with ``{python}`` resolved and the sandbox server told which
-    backend, limits and workspace to use."""
-    from runner.mcp_bridge import McpServer, is_sandbox_server
+def mcp_servers(
+    config: AgentConfig,
+    settings: Settings,
+    workspace: Path,
+    span_env: Mapping[str, str] | None = None,
+) -> list[McpServer]:
+    """The config's MCP servers, with ``{python}`` resolved, the sandbox server told which
+    backend, limits and workspace to use, and every other stdio server given the sandbox
+    policy it starts in (:func:`server_policy`). ``span_env``: what the bundled servers need to
+    export their spans (``RETRACE_ENDPOINT``...); third-party servers never get it."""
+    from runner.mcp_bridge import McpServer, runs_bundled
+    from runner.mcp_servers import SANDBOX_SERVER_MODULE
 
     out = []
     for server in config.mcp_servers:
         command = sys.executable if server.command == PYTHON_TOKEN else server.command
         args = list(server.args)
-        if is_sandbox_server(server):
+        policy = None
+        # Only the real bundled sandbox server (recognised by what it runs, not by a string in
+        # its arguments) runs on the host; it is the sandbox its calls run in.
+        if runs_bundled(server, SANDBOX_SERVER_MODULE):
             if "--backend" not in args:
                 args += ["--backend", config.sandbox.backend or settings.sandbox_backend]
             if (config.sandbox.insecure or settings.insecure) and "--insecure" not in args:
@@ -140,8 +152,91 @@ def mcp_servers(config: AgentConfig, settings: Settings, workspace: Path) -> lis
                 flag = f"--{key.replace('_', '-')}"
                 if flag not in args:
                     args += [flag, str(value)]
-        out.append(McpServer(server.name, command, args, dict(server.env), server.cwd, server.url))
+        elif server.command is not None:
+            policy = server_policy(server, config, settings, span_env or {})
+        out.append(
+            McpServer(
+                server.name,
+                command,
+                args,
+                server.explicit_env(),
+                server.cwd,
+                server.url,
+                policy=policy,
+            )
+        )
     return out
+
+
+def server_backend(server: McpServerConfig, config: AgentConfig, settings: Settings) -> str:
+    """The sandbox a stdio server starts in: its own ``sandbox``, else the agent's backend
+    (``process`` becoming ``none``, which the ``process`` backend's insecure flag allows)."""
+    if server.sandbox is not None:
+        return server.sandbox
+    backend = config.sandbox.backend or settings.sandbox_backend
+    return "none" if backend == "process" else backend
+
+
+def server_policy(
+    server: McpServerConfig,
+    config: AgentConfig,
+    settings: Settings,
+    span_env: Mapping[str, str],
+) -> ServerPolicy:
+    """The resolved sandbox policy of one stdio server: backend, environment values (the
+    config's own, the names it passes from ours, and for a bundled server what its spans
+    need), network, mounts, workspace and limits."""
+    from runner.mcp_bridge import arg_value, runs_bundled
+    from runner.mcp_servers import DATA_SERVER_MODULE
+    from runner.sandbox.servers import Mount, ServerLimits, ServerPolicy, host_port_of
+
+    backend = server_backend(server, config, settings)
+    insecure = server.insecure or (
+        server.sandbox is None and (config.sandbox.insecure or settings.insecure)
+    )
+    if backend == "none" and not insecure:
+        raise ConfigError(
+            f"MCP server {server.name!r} would run with no sandbox; set 'insecure: true' on it"
+        )
+    env = server.explicit_env()
+    for name in server.passed_env():
+        value = os.environ.get(name)
+        if value is None:
+            log.warning("MCP server %s: env variable %s is not set", server.name, name)
+        else:
+            env[name] = value
+    implicit: tuple[str, ...] = ()
+    mounts = [Mount(m.host, m.container, m.read_only) for m in server.mounts]
+    if runs_bundled(server, DATA_SERVER_MODULE):
+        env = {**span_env, **env}
+        collector = host_port_of(span_env.get("RETRACE_ENDPOINT", ""))
+        if collector is not None and backend != "none":
+            implicit = (collector,)
+        # the database the config names, read-only at the same path (only that file)
+        db = arg_value(server.args, "--db")
+        if db is not None and Path(db).is_absolute() and Path(db).is_file():
+            mounts.append(Mount(str(Path(db).resolve()), str(Path(db)), True))
+    network = server.network
+    allow: tuple[str, ...] = ()
+    mode: Literal["none", "loopback", "allow"]
+    if isinstance(network, str):
+        mode = "none" if network == "none" else "loopback"
+    else:
+        mode, allow = "allow", tuple(network.allow)
+    ports = {item.rpartition(":")[2] for item in allow}
+    implicit = tuple(i for i in implicit if i.rpartition(":")[2] not in ports)
+    return ServerPolicy(
+        backend=backend,  # type: ignore[arg-type]
+        insecure=insecure,
+        network=mode,
+        allow=allow,
+        env=env,
+        mounts=tuple(mounts),
+        workspace=server.workspace,
+        limits=ServerLimits(**server.limits.model_dump()),
+        implicit_allow=implicit,
+        runsc_path=settings.runsc_path,
+    )
 
 
 def workspace_snapshots(
@@ -159,6 +254,15 @@ def workspace_snapshots(
             client.put_payload(sha256, data)
 
     return WorkspaceSnapshots(Path(settings.data_dir) / "runner" / "cas", sink=upload)
+
+
+def effective_config(config: AgentConfig, settings: Settings) -> AgentConfig:
+    """``config`` with the sandbox backend the run really uses filled in (the Settings' when
+    the config names none), so that the recorded config says where its tools ran."""
+    if config.sandbox.backend is not None:
+        return config
+    sandbox = config.sandbox.model_copy(update={"backend": settings.sandbox_backend})
+    return config.model_copy(update={"sandbox": sandbox})
 
 
 def run_workspace(config: AgentConfig, settings: Settings, run_id: str) -> Path:
@@ -194,7 +298,7 @@ async def live_tools(
     if key is not None:
         env["RETRACE_API_KEY"] = key
     executor = McpToolExecutor(
-        mcp_servers(config, settings, workspace),
+        mcp_servers(config, settings, workspace, env),
         workspace=workspace,
         snapshots=workspace_snapshots(settings, client),
         span_env=env,
@@ -236,6 +340,7 @@ async def execute_task(
     from runner.runtime import LiveRuntime
 
     settings = as_caller(settings, client)
+    config = effective_config(config, settings)
     runtime = LiveRuntime(seed=config.seed)
     run_id = runtime.new_id()
     model = make_model(config, settings)

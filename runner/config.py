@@ -6,6 +6,7 @@ file's directory. Every validation problem becomes a ``ConfigError`` naming the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,28 +24,124 @@ from pydantic import (
 from schemas.errors import ConfigError
 
 SandboxBackendName = Literal["gvisor", "bwrap", "process"]
+ServerSandboxName = Literal["gvisor", "bwrap", "none"]
 PYTHON_TOKEN = "{python}"  # in an MCP server ``command``: this interpreter
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MountConfig(_Config):
+    """A host directory (or file) shown to a server's sandbox at ``container``."""
+
+    host: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    read_only: bool = True
+
+    @field_validator("container")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"container path must be absolute without '..', got {value!r}")
+        return value
+
+
+class NetworkAllowConfig(_Config):
+    """``allow: ["127.0.0.1:5432", ...]``: exactly these host:port destinations, nothing else."""
+
+    allow: list[str] = Field(min_length=1)
+
+    @field_validator("allow")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        ports: set[int] = set()
+        for item in value:
+            match = _HOST_PORT.fullmatch(item)
+            if match is None or not 0 < int(match["port"]) < 65536:
+                raise ValueError(f"network allow entries look like 'host:port', got {item!r}")
+            port = int(match["port"])
+            if port in ports:
+                raise ValueError(f"network allow names port {port} twice (one host per port)")
+            ports.add(port)
+        return value
+
+
+class ServerLimitsConfig(_Config):
+    """Resources of one server's sandbox for the whole run (it is long-lived, so CPU is a share
+    of the machine, ``cpus``, not a budget of seconds)."""
+
+    memory_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    pids: int = Field(128, gt=0)
+    cpus: float = Field(1.0, gt=0)
+
+
 class McpServerConfig(_Config):
-    """One MCP server: a stdio command (``command`` + ``args``) or a streamable-HTTP ``url``."""
+    """One MCP server: a stdio command (``command`` + ``args``) or a streamable-HTTP ``url``.
+
+    A stdio server runs in its own sandbox (``sandbox``: default the agent's backend, gVisor
+    unless set otherwise; ``none`` only with ``insecure: true``). ``env``: a mapping of values,
+    or a list of NAMES copied from the runner's environment; nothing else of it reaches the
+    server. ``network``: ``none`` (default), ``loopback`` (both: the sandbox's own loopback
+    only) or ``{allow: [host:port, ...]}``. ``workspace``: where in the sandbox the run's
+    workspace is mounted (read-write); not mounted when unset. ``mounts``: more host paths.
+    """
 
     name: str = Field(min_length=1)
     command: str | None = None
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] | list[str] = Field(default_factory=dict)
     cwd: str | None = None
     url: str | None = None
+    sandbox: ServerSandboxName | None = None
+    insecure: bool = False
+    network: Literal["none", "loopback"] | NetworkAllowConfig = "none"
+    mounts: list[MountConfig] = Field(default_factory=list)
+    workspace: str | None = None
+    limits: ServerLimitsConfig = Field(default_factory=ServerLimitsConfig)
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in ("none", "loopback"):
+            return value
+        if isinstance(value, dict):
+            try:
+                return NetworkAllowConfig.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        if isinstance(value, NetworkAllowConfig):
+            return value
+        raise ValueError(
+            f"network must be 'none', 'loopback' or {{allow: [host:port, ...]}}, got {value!r}"
+        )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
         if (self.command is None) == (self.url is None):
             raise ValueError(f"server {self.name!r} needs exactly one of 'command' or 'url'")
+        if self.sandbox == "none" and not self.insecure:
+            raise ValueError(
+                f"server {self.name!r} asks for 'sandbox: none' (no isolation: it runs with your "
+                "files, environment and network); add 'insecure: true' to mean it"
+            )
+        if isinstance(self.env, list):
+            bad = [n for n in self.env if not _ENV_NAME.fullmatch(n)]
+            if bad:
+                raise ValueError(f"server {self.name!r}: env names must be NAMES, got {bad[0]!r}")
+        if self.workspace is not None and not self.workspace.startswith("/"):
+            raise ValueError(f"server {self.name!r}: workspace must be an absolute sandbox path")
         return self
+
+    def explicit_env(self) -> dict[str, str]:
+        """The values the config sets itself (``env`` as a mapping)."""
+        return dict(self.env) if isinstance(self.env, dict) else {}
+
+    def passed_env(self) -> list[str]:
+        """The names copied from the runner's environment (``env`` as a list)."""
+        return list(self.env) if isinstance(self.env, list) else []
 
 
 class GuardrailsConfig(_Config):
@@ -129,6 +226,9 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "conf
             config.offline_script = str(_resolve(config.offline_script, base_dir))
         if config.workspace is not None:
             config.workspace = str(_resolve(config.workspace, base_dir))
+        for server in config.mcp_servers:
+            for mount in server.mounts:
+                mount.host = str(_resolve(mount.host, base_dir))
     return config
 
 

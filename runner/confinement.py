@@ -9,7 +9,8 @@ runs the *recorded* agent config, which any key that can ingest a trace wrote. C
   settings apply, so its credentials never go to a URL a client chose).
 * :func:`confine_tools` (before any MCP server starts) — only the bundled servers start, as this
   interpreter's ``-m runner.mcp_servers.<server>`` with no recorded ``env``/``cwd`` and only the
-  options that name no host file, port or program; a server is recognised by what it runs,
+  options that name no host file, port or program, in its own sandbox with no recorded
+  ``sandbox: none``, mounts, network or workspace; a server is recognised by what it runs,
   never by its name. Remote (``url``) servers are refused: the collector connects to no URL a
   client chose. The sandbox backend is the collector's own (``Settings``), and never
   ``process``, whoever asks for it.
@@ -129,6 +130,15 @@ def _bundled_server(server: McpServerConfig) -> McpServerConfig:
         raise ConfigError(f"{what} is not a bundled server: {_CONFINED} starts only {bundled}")
     if server.env or server.cwd is not None:
         raise ConfigError(f"{what}: {_CONFINED} starts bundled servers without a recorded env/cwd")
+    if server.sandbox == "none" or server.insecure:
+        raise ConfigError(
+            f"{what} asks for 'sandbox: none' (no isolation), which {_CONFINED} never uses"
+        )
+    if server.mounts or server.network != "none" or server.workspace is not None:
+        raise ConfigError(
+            f"{what}: {_CONFINED} starts bundled servers without recorded mounts, network "
+            "or workspace (they name host paths and ports)"
+        )
     kept = _kept_options(what, module, args[2:])
     return McpServerConfig(name=server.name, command=sys.executable, args=["-m", module, *kept])
 

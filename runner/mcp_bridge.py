@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from mcp.types import CallToolResult
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from runner.mcp_servers import DATA_SERVER_MODULE, SANDBOX_META_KEY, SANDBOX_SERVER_MODULE
+from runner.sandbox.servers import ServerPolicy, ServerSandbox
 from runner.seams import ToolResult, ToolSpec
 from schemas.attributes import (
     RETRACE_MCP_SERVER,
@@ -51,6 +53,7 @@ from schemas.attributes import (
     RETRACE_SANDBOX_LIMITS,
     RETRACE_SANDBOX_MEMORY_BYTES,
     RETRACE_SANDBOX_OUTPUT_TRUNCATED,
+    RETRACE_SANDBOX_POLICY,
     RETRACE_SANDBOX_TIMED_OUT,
     RETRACE_WORKSPACE_AFTER,
     RETRACE_WORKSPACE_BEFORE,
@@ -88,7 +91,7 @@ class ServerConfig(Protocol):
     @property
     def args(self) -> list[str]: ...
     @property
-    def env(self) -> dict[str, str]: ...
+    def env(self) -> dict[str, str] | list[str]: ...
     @property
     def cwd(self) -> str | None: ...
     @property
@@ -97,7 +100,10 @@ class ServerConfig(Protocol):
 
 @dataclass(frozen=True)
 class McpServer:
-    """A server entry for code that does not come from a config file (tests, ``instrument``)."""
+    """A server entry: what ``runner.assembly.mcp_servers`` builds from a config, or code's own
+    (tests, ``instrument``). ``policy``: the sandbox a stdio server starts in (None: a host
+    process, recorded as ``process``). With a policy, the server's environment is
+    ``policy.env`` only (``env`` and the executor's ``span_env`` are not used)."""
 
     name: str
     command: str | None = None
@@ -105,6 +111,7 @@ class McpServer:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     url: str | None = None
+    policy: ServerPolicy | None = None
 
 
 class Snapshotter(Protocol):
@@ -146,7 +153,20 @@ def is_sandbox_server(server: ServerConfig) -> bool:
     return server.command is not None and SANDBOX_SERVER_MODULE in server.args
 
 
-def _arg_value(args: Sequence[str], flag: str) -> str | None:
+def runs_bundled(server: ServerConfig, module: str) -> bool:
+    """Does this entry run the bundled server ``module`` as ``<python> -m module`` with this
+    interpreter's own packages (no cwd, no PYTHONPATH of its own that could shadow them)?"""
+    command = server.command
+    if command is None or server.cwd is not None or len(server.args) < 2:
+        return False
+    if "PYTHONPATH" in server.env or server.args[:2] != ["-m", module]:
+        return False
+    return command in ("{python}", sys.executable) or (
+        re.fullmatch(r"python(\d+(\.\d+)*)?", Path(command).name) is not None
+    )
+
+
+def arg_value(args: Sequence[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
             return args[i + 1]
@@ -161,6 +181,9 @@ class _Connection:
     client: Client | None = None
     dead_reason: str = ""
     workspace: Path | None = None
+    sandbox: ServerSandbox | None = None
+    #: span attributes every call of this server carries (where it runs, its policy)
+    placement: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,22 +253,67 @@ class McpToolExecutor:
     def _transport(self, conn: _Connection) -> StdioServerParameters | str:
         cfg = conn.config
         if cfg.url is not None:
+            conn.placement = {
+                RETRACE_SANDBOX_BACKEND: "remote",
+                RETRACE_SANDBOX_POLICY: json.dumps({"backend": "remote"}),
+            }
             return cfg.url
         if cfg.command is None:  # pragma: no cover - the config validates this
             raise ConfigError(f"MCP server {cfg.name!r} has neither 'command' nor 'url'")
         args = list(cfg.args)
-        if is_sandbox_server(cfg):
-            given = _arg_value(args, "--workspace")
+        policy: ServerPolicy | None = getattr(cfg, "policy", None)
+        if policy is not None and policy.backend != "none":
+            sandbox = ServerSandbox(
+                cfg.name,
+                cfg.command,
+                args,
+                policy,
+                workspace=self._workspace,
+                cwd=cfg.cwd,
+                runsc_path=policy.runsc_path,
+            )
+            assert self._stack is not None
+            self._stack.callback(sandbox.close)  # after the client stopped the server
+            conn.sandbox = sandbox
+            conn.placement = {
+                RETRACE_SANDBOX_BACKEND: policy.recorded_backend,
+                RETRACE_SANDBOX_POLICY: policy.summary(),
+            }
+            return StdioServerParameters(
+                command=sandbox.argv[0], args=sandbox.argv[1:], env={}, cwd=None
+            )
+        elif policy is None and is_sandbox_server(cfg):
+            given = arg_value(args, "--workspace")
             if given is None and self._workspace is not None:
                 args += ["--workspace", str(self._workspace)]
                 given = str(self._workspace)
             conn.workspace = Path(given) if given is not None else None
-        return StdioServerParameters(
-            command=cfg.command,
-            args=args,
-            env={**self._span_env, **cfg.env},
-            cwd=cfg.cwd,
-        )
+            # The sandbox server is the sandbox: each of its calls runs in a fresh one of its
+            # backend (it starts runsc itself, which does not nest inside gVisor).
+            backend = arg_value(args, "--backend") or "gvisor"
+            conn.placement = {
+                RETRACE_SANDBOX_BACKEND: backend,
+                RETRACE_SANDBOX_POLICY: json.dumps(
+                    {"backend": backend, "server": "host", "calls": "one sandbox per call"},
+                    sort_keys=True,
+                ),
+            }
+            policy = None
+        else:
+            summary = policy.summary() if policy is not None else json.dumps({"backend": "process"})
+            conn.placement = {RETRACE_SANDBOX_BACKEND: "process", RETRACE_SANDBOX_POLICY: summary}
+            if policy is not None:
+                conn.placement[RETRACE_SANDBOX_INSECURE] = True
+        own = cfg.env if isinstance(cfg.env, dict) else {}
+        env = dict(policy.env) if policy is not None else {**self._span_env, **own}
+        return StdioServerParameters(command=cfg.command, args=args, env=env, cwd=cfg.cwd)
+
+    def placements(self) -> dict[str, str]:
+        """Where each server runs: ``{server: backend}`` (recorded on the run's root span)."""
+        return {
+            name: str(conn.placement.get(RETRACE_SANDBOX_BACKEND, ""))
+            for name, conn in self._servers.items()
+        }
 
     async def _connect(self, conn: _Connection) -> None:
         assert self._stack is not None
@@ -310,11 +378,18 @@ class McpToolExecutor:
                 is_error=True,
             )
         conn = self._servers[route.server]
-        metadata: dict[str, Any] = {RETRACE_MCP_SERVER: route.server}
+        metadata: dict[str, Any] = {RETRACE_MCP_SERVER: route.server, **conn.placement}
         snapshot_dir = conn.workspace if self._snapshots is not None else None
         if snapshot_dir is not None:
             await self._snapshot(snapshot_dir, RETRACE_WORKSPACE_BEFORE, metadata)
+        cpu0 = conn.sandbox.cpu_ns() if conn.sandbox is not None else None
         result = await self._call_server(conn, route, arguments)
+        if conn.sandbox is not None:
+            # the sandbox's host cgroup: CPU of this call (gVisor's own included), peak memory
+            cpu1 = conn.sandbox.cpu_ns()
+            if cpu0 is not None and cpu1 is not None:
+                metadata[RETRACE_SANDBOX_CPU_MS] = round((cpu1 - cpu0) / 1e6, 3)
+            metadata[RETRACE_SANDBOX_MEMORY_BYTES] = conn.sandbox.memory_peak()
         if snapshot_dir is not None:
             await self._snapshot(snapshot_dir, RETRACE_WORKSPACE_AFTER, metadata)
         if isinstance(result, str):
@@ -436,5 +511,6 @@ __all__ = [
     "data_server",
     "is_sandbox_server",
     "langchain_tools",
+    "runs_bundled",
     "sandbox_server",
 ]

@@ -301,6 +301,9 @@ class _Session:
             A.RETRACE_SEED: config.seed,
             **extra,
         }
+        placements = getattr(self.tools, "placements", None)
+        if callable(placements):  # where each MCP server runs (McpToolExecutor)
+            root_attrs[A.RETRACE_SANDBOX_SERVERS] = json.dumps(placements(), sort_keys=True)
         trace_id, root_span_id = tracer.start_root(
             root_attrs, trace_id=trace_id, continues=continues
         )

@@ -37,6 +37,7 @@ _SANDBOX_KEYS = (
     attr.RETRACE_SANDBOX_TIMED_OUT,
     attr.RETRACE_SANDBOX_OUTPUT_TRUNCATED,
     attr.RETRACE_SANDBOX_INSECURE,
+    attr.RETRACE_SANDBOX_POLICY,
     attr.RETRACE_MCP_SERVER,
 )
 _POLICY_KEYS = (
@@ -141,6 +142,26 @@ def _error_section(span: SpanView) -> None:
         long_text(stack, f"{span.span_id}-stack-attr", language="python")
 
 
+def _servers_section(span: SpanView) -> None:
+    """The run's MCP servers and where each ran (the root's ``retrace.sandbox.servers``)."""
+    raw = span.attributes.get(attr.RETRACE_SANDBOX_SERVERS)
+    if not raw:
+        return
+    parsed = parse_json(raw)
+    st.markdown("**MCP servers**")
+    if isinstance(parsed, dict):
+        # A dataframe never renders its cells as markup.
+        frame = pl.DataFrame(
+            {
+                "server": [str(k) for k in parsed],
+                "sandbox": [str(v) for v in parsed.values()],
+            }
+        )
+        st.dataframe(frame, hide_index=True, key=f"{span.span_id}-servers")
+    else:
+        json_value(parsed, f"{span.span_id}-servers")
+
+
 def _sandbox_section(span: SpanView) -> None:
     present = [k for k in _SANDBOX_KEYS if k in span.attributes]
     if not present:
@@ -170,6 +191,9 @@ def _sandbox_section(span: SpanView) -> None:
     if limits := values.get(attr.RETRACE_SANDBOX_LIMITS):
         with st.expander("Limits"):
             json_value(parse_json(limits), f"{span.span_id}-limits")
+    if policy := values.get(attr.RETRACE_SANDBOX_POLICY):
+        with st.expander("Server sandbox policy"):
+            json_value(parse_json(policy), f"{span.span_id}-sandbox-policy")
 
 
 def _event_line(event: SpanEvent) -> str:
@@ -313,6 +337,7 @@ def render_span(span: SpanView) -> None:
         st.markdown("**Answer**")
         with st.chat_message("assistant"):
             long_text(answer, f"{key}-answer")
+    _servers_section(span)
     _sandbox_section(span)
     _policy_section(span)
     _workspace_section(span)

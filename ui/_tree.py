@@ -27,6 +27,16 @@ class TreeRow:
     def label(self) -> str:
         return f"{'  ' * self.depth}{self.span.name}"
 
+    @property
+    def sandbox(self) -> str:
+        """Where a tool step ran (``retrace.sandbox.backend``: gvisor, bwrap, process, remote),
+        ``process (insecure)`` when marked so; "" for spans that are not tool steps."""
+        attrs = self.span.attributes
+        backend = attrs.get(attr.RETRACE_SANDBOX_BACKEND, "")
+        if backend and attrs.get(attr.RETRACE_SANDBOX_INSECURE, "").lower() == "true":
+            return f"{backend} (insecure)"
+        return backend
+
 
 def span_tree(spans: list[SpanView]) -> list[TreeRow]:
     """Spans in depth-first order (children by start time); orphans become roots."""

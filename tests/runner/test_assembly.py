@@ -41,6 +41,37 @@ def test_mcp_servers_resolve_python_and_configure_the_sandbox(tmp_path: Path) ->
     assert "--insecure" in args and "--wall-timeout-s" in args
     assert (other.command, other.args) == ("other-server", ["--x"])  # not a sandbox: untouched
     assert config.mcp_servers[0].args == ["-m", "runner.mcp_servers.sandbox_server"]
+    # --backend process + insecure: the other server follows as a host process, marked so
+    assert other.policy is not None and other.policy.backend == "none" and other.policy.insecure
+
+
+def test_only_the_real_sandbox_server_runs_outside_a_sandbox(tmp_path: Path) -> None:
+    module = "runner.mcp_servers.sandbox_server"
+    config = AgentConfig(
+        mcp_servers=[
+            McpServerConfig(name="real", command="{python}", args=["-m", module]),
+            McpServerConfig(name="fake", command="/opt/evil", args=["-m", module]),
+            McpServerConfig(name="cwd", command="{python}", args=["-m", module], cwd="/tmp"),
+            McpServerConfig(
+                name="pp", command="{python}", args=["-m", module], env={"PYTHONPATH": "/x"}
+            ),
+        ]
+    )
+    real, *others = mcp_servers(config, Settings(sandbox_backend="gvisor"), tmp_path)
+    assert real.policy is None  # it is the sandbox: each of its calls runs in gVisor
+    for server in others:  # a look-alike is a third-party server like any other
+        assert server.policy is not None and server.policy.backend == "gvisor", server.name
+        assert "--workspace" not in server.args
+    data = McpServerConfig(
+        name="d", command="{python}", args=["-m", "runner.mcp_servers.data_server"]
+    )
+    span_env = {"RETRACE_ENDPOINT": "http://127.0.0.1:4318", "RETRACE_API_KEY": "k"}
+    (server,) = mcp_servers(
+        AgentConfig(mcp_servers=[data]), Settings(sandbox_backend="bwrap"), tmp_path, span_env
+    )
+    assert server.policy is not None and server.policy.backend == "bwrap"
+    assert server.policy.env == span_env
+    assert server.policy.implicit_allow == ("127.0.0.1:4318",)  # its spans reach the collector
 
 
 def test_load_suite_reads_tasks_and_its_agent(tmp_path: Path) -> None:

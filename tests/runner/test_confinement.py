@@ -125,6 +125,23 @@ def test_a_bundled_server_with_a_recorded_env_or_cwd_is_refused(
 
 
 @pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"sandbox": "none", "insecure": True}, "sandbox: none"),
+        ({"mounts": [{"host": "/etc", "container": "/etc"}]}, "mounts"),
+        ({"network": {"allow": ["127.0.0.1:22"]}}, "network"),
+        ({"workspace": "/workspace"}, "workspace"),
+        ({"env": ["RETRACE_API_KEY"]}, "env"),
+    ],
+)
+def test_a_bundled_server_with_a_recorded_sandbox_policy_is_refused(
+    confined: Settings, fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        confine_tools(_config(_server(args=DATA, **fields)), confined)
+
+
+@pytest.mark.parametrize(
     ("config", "settings_changes"),
     [
         (_config(sandbox=SandboxConfig(backend="process")), {}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,23 @@ def test_probe_backends_reports_each() -> None:
     statuses = {s.name: s for s in probe_backends(insecure=True)}
     assert statuses["gvisor"].available and statuses["bwrap"].available
     assert statuses["process"].available and "NO isolation" in statuses["process"].detail
+
+
+def test_doctor_starts_each_configured_server_sandboxed(tmp_path: Path) -> None:
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "mcp_servers:\n"
+        '  - {name: data, command: "{python}", args: ["-m", "runner.mcp_servers.data_server"]}\n'
+        '  - {name: plain, command: "{python}", args: ["-m", "runner.mcp_servers.data_server"],'
+        " sandbox: none, insecure: true}\n"
+        "  - {name: far, url: 'http://127.0.0.1:9/mcp'}\n"
+    )
+    out = _doctor("--agent", str(agent))
+    assert out.returncode == 1, out.stdout + out.stderr  # one server is not sandboxed
+    lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("server")}
+    assert lines["data"].split()[2:5] == ["ok", "gvisor,", "3"], lines
+    assert "NOT SANDBOXED" in lines["plain"]
+    assert "remote" in lines["far"]
+    agent.write_text("mcp_servers:\n  - {name: x, command: y, sandbox: none}\n")
+    refused = _doctor("--agent", str(agent))
+    assert refused.returncode == 2 and "insecure: true" in refused.stderr

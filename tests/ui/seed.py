@@ -171,6 +171,7 @@ class _Run:
 
 def _ok_run(tracer: Tracer, start_ns: int, manifest: str, agent: str = "data-scientist") -> str:
     run = _Run(tracer, agent, start_ns, run_id=f"run-ok-{start_ns}")
+    run.root.set_attribute(A.RETRACE_SANDBOX_SERVERS, json.dumps({"sandbox": "gvisor"}))
     call = {
         "type": "tool_call",
         "id": "call_1",
@@ -191,6 +192,9 @@ def _ok_run(tracer: Tracer, start_ns: int, manifest: str, agent: str = "data-sci
     tool.set_attribute(A.RETRACE_SANDBOX_CPU_MS, 31)
     tool.set_attribute(A.RETRACE_SANDBOX_MEMORY_BYTES, 18_000_000)
     tool.set_attribute(A.RETRACE_SANDBOX_LIMITS, json.dumps({"memory_bytes": 268435456}))
+    tool.set_attribute(
+        A.RETRACE_SANDBOX_POLICY, json.dumps({"backend": "gvisor", "network": "none"})
+    )
     tool.set_attribute(A.RETRACE_WORKSPACE_AFTER, manifest)
     tool.set_attribute(A.RETRACE_POLICY_DECISION, "allow")
     tool.set_status(Status(StatusCode.OK))

@@ -247,6 +247,9 @@ def test_root_link_form_opens_the_trace(seeded: Seeded, monkeypatch: pytest.Monk
     _no_exception(at)
     assert at.title[0].value == "Trace"
     assert QUESTION in _texts(at)
+    # the root says where each MCP server ran
+    servers = next(d.value for d in at.dataframe if "server" in d.value.columns)
+    assert list(servers["server"]) == ["sandbox"] and list(servers["sandbox"]) == ["gvisor"]
 
 
 def test_tool_span_shows_arguments_result_sandbox_and_workspace(
@@ -260,6 +263,11 @@ def test_tool_span_shows_arguments_result_sandbox_and_workspace(
     assert at.get("plotly_chart"), "the waterfall timeline is drawn"
     tree = at.dataframe[0].value
     assert len(tree) == 4 and tree["span"].iloc[0].startswith("invoke_agent")
+    # where each tool step ran, in the tree itself
+    tools = tree[tree["span"].str.contains("execute_tool")]
+    assert list(tools["sandbox"]) == ["gvisor"]
+    assert set(tree[~tree["span"].str.contains("execute_tool")]["sandbox"]) == {""}
+    assert any(j.value and '"network"' in str(j.value) for j in at.json)  # the policy
     assert any(j.value and "csv.DictReader" in str(j.value) for j in at.json)
     text = _texts(at)
     assert "**Arguments** of `run_python`" in text and "**Result**" in text

@@ -127,6 +127,7 @@ with left:
         {
             "span": ["  " * r.depth + ("└ " if r.depth else "") + r.span.name for r in shown],
             "ms": [round(r.duration_ms, 1) for r in shown],
+            "sandbox": [r.sandbox for r in shown],  # dataframe cells are never markup
             "status": ["ERROR" if r.is_error else r.span.status for r in shown],
             "id": [r.span.span_id for r in shown],
         }
