@@ -784,13 +784,20 @@ def _check_from_step(trajectory: Trajectory, from_step: int | None) -> None:
 
 def recorded_backend(trajectory: Trajectory) -> str:
     """The sandbox backend the recorded run's tools ran in ("" when it recorded none): the
-    backend on its ``execute_tool`` spans, else the recorded agent config's."""
+    backend on its ``execute_tool`` spans, else the recorded agent config's. ``process`` (no
+    sandbox, an insecure run) is never taken over implicitly: such a replay runs in this
+    machine's default sandbox unless ``--backend`` says otherwise."""
+    backend: object = None
     for step in trajectory.steps:
         if step.kind == "tool" and step.sandbox_backend in SANDBOX_BACKENDS:
-            return step.sandbox_backend
-    sandbox = trajectory.agent_config.get("sandbox")
-    backend = sandbox.get("backend") if isinstance(sandbox, dict) else None
-    return backend if backend in SANDBOX_BACKENDS else ""
+            backend = step.sandbox_backend
+            break
+    else:
+        sandbox = trajectory.agent_config.get("sandbox")
+        backend = sandbox.get("backend") if isinstance(sandbox, dict) else None
+    if backend == "process" or backend not in SANDBOX_BACKENDS:
+        return ""
+    return str(backend)
 
 
 def _with_backend(

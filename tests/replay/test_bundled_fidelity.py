@@ -232,14 +232,15 @@ def test_live_tools_run_in_the_recorded_sandbox_backend(env: Env, csv_trace: str
     assert code == 0, (err, body.get("report"))
     spans = env.replay_spans(body, CSV_STEPS + 1)
     backends = [s.attributes.get(A.RETRACE_SANDBOX_BACKEND) for s in spans if s.tool_name]
-    assert backends == [None, "bwrap", "bwrap"]  # query (data server), run_python, read_file
+    # query (the data server, in its own sandbox of the run's backend), run_python, read_file
+    assert backends == ["bwrap", "bwrap", "bwrap"]
 
     # ... and --backend overrides it.
     code, body, err = env.replay(csv_trace, "--mode", "live-tools", "--backend", "gvisor")
     assert code == 0, (err, body.get("report"))
     spans = env.replay_spans(body, CSV_STEPS + 1)
     backends = [s.attributes.get(A.RETRACE_SANDBOX_BACKEND) for s in spans if s.tool_name]
-    assert backends == [None, "gvisor", "gvisor"]
+    assert backends == ["gvisor", "gvisor", "gvisor"]
 
     code, body, err = env.replay(csv_trace, "--mode", "recorded", "--backend", "gvisor")
     assert code == 2 and "only applies to modes that run tools live" in err, err

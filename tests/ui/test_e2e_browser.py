@@ -143,7 +143,8 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     _select(page, "Selected span", re.compile("execute_tool run_python"))
     expect(page.get_by_text("of run_python")).to_be_visible()
-    expect(page.get_by_text("gvisor").first).to_be_visible()
+    # (the span tree's sandbox column says gvisor too, in canvas cells that are not visible text)
+    expect(page.locator("text=gvisor >> visible=true").first).to_be_visible()
     expect(page.get_by_text("scratch.txt").first).to_be_visible()
     expect(page.get_by_text("temporary notes").first).to_be_visible()  # the file, at this step
     expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
