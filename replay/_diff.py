@@ -352,6 +352,9 @@ class MessageMemo:
         self.config = config
         self.usable = not config.ignore_paths and not config.ignore_path_regexes
         self._memo: dict[str, NormalizedMessage] = {}
+        # id(owner) -> (owner, its history): a recorded step's request is checked during the
+        # replay and again by the report (the owner is kept, so its id is not reused)
+        self._owned: dict[int, tuple[Any, list[NormalizedMessage]]] = {}
 
     def _compute(self, raw: Mapping[str, Any]) -> NormalizedMessage:
         value = _normalize_fast(canonical_message(raw), self.config.volatile_keys, self.config)
@@ -376,6 +379,16 @@ class MessageMemo:
 
     def history(self, messages: Iterable[Mapping[str, Any]]) -> list[NormalizedMessage]:
         return [self.message(m) for m in messages]
+
+    def owned_history(
+        self, owner: Any, messages: Iterable[Mapping[str, Any]]
+    ) -> list[NormalizedMessage]:
+        """:meth:`history` of messages that belong to ``owner`` (a recorded step: not changed
+        while this memo lives), computed once per owner."""
+        found = self._owned.get(id(owner))
+        if found is None or found[0] is not owner:
+            found = self._owned[id(owner)] = (owner, self.history(messages))
+        return found[1]
 
     def diff(
         self,

@@ -207,9 +207,16 @@ class _Session:
                 )
             )
         step = self.llm_steps[number]
-        diff = self.memo.diff(
-            step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
-        )
+        if self.memo.usable:
+            diff = self.memo.diff_normalized(
+                self.memo.owned_history(step, step.input_messages),
+                self.memo.history(message_to_dict(m) for m in messages),
+                "/input_messages",
+            )
+        else:
+            diff = self.memo.diff(
+                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
+            )
         if step.tool_definitions or tools:
             offered = sorted(
                 (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]

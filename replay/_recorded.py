@@ -116,9 +116,16 @@ class RecordedModelProvider:
             )
         step = self._steps[number]
         self.calls += 1
-        diff = self._memo.diff(
-            step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
-        )
+        if self._memo.usable:
+            diff = self._memo.diff_normalized(
+                self._memo.owned_history(step, step.input_messages),
+                self._memo.history(message_to_dict(m) for m in messages),
+                "/input_messages",
+            )
+        else:
+            diff = self._memo.diff(
+                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
+            )
         offered = sorted(
             (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
         )

@@ -92,7 +92,7 @@ def _view(step: Step, config: DiffConfig, memo: MessageMemo) -> _View:
     if step.kind == "llm":
         known: dict[str, str] = {}
         if memo.usable:  # each message of the history canonicalized once per report
-            history = memo.history(step.input_messages)
+            history = memo.owned_history(step, step.input_messages)
             inputs: Any = [m.value for m in history]
             known["inputs"] = "[" + ", ".join(m.key for m in history) + "]"  # = _key(inputs)
             output = None if step.output_message is None else memo.message(step.output_message)
