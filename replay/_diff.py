@@ -321,3 +321,100 @@ def canonical_tool(definition: Mapping[str, Any]) -> dict[str, Any]:
         "description": str(spec.get("description", "")),
         "parameters": spec.get("parameters", spec.get("input_schema", spec.get("inputSchema", {}))),
     }
+
+
+# --- message histories, canonicalized once per distinct message ------------------------------
+
+
+@dataclass(frozen=True)
+class NormalizedMessage:
+    """One message, canonical and normalized, with its canonical JSON (``strict``: that JSON is
+    exact, no ``default=str`` stand-ins nor NaN, so equal JSON means no difference)."""
+
+    value: Any
+    key: str
+    strict: bool
+
+
+class MessageMemo:
+    """Canonical normalized messages, computed once per distinct message.
+
+    A run's history repeats in every later request (request N carries the N-1 messages before
+    it), so canonicalizing whole histories per request is quadratic over a run. This memo
+    keys each raw message by its exact JSON and keeps its normalized form; comparing two
+    histories is then message by message, and only messages whose canonical JSON differs are
+    diffed. Results are those of ``json_diff(canonical_messages(a), canonical_messages(b))``.
+    Path rules (``ignore_paths``/``ignore_path_regexes``) depend on a message's position:
+    with them the memo is bypassed.
+    """
+
+    def __init__(self, config: DiffConfig = DEFAULT_CONFIG) -> None:
+        self.config = config
+        self.usable = not config.ignore_paths and not config.ignore_path_regexes
+        self._memo: dict[str, NormalizedMessage] = {}
+        # id(owner) -> (owner, its history): a recorded step's request is checked during the
+        # replay and again by the report (the owner is kept, so its id is not reused)
+        self._owned: dict[int, tuple[Any, list[NormalizedMessage]]] = {}
+
+    def _compute(self, raw: Mapping[str, Any]) -> NormalizedMessage:
+        value = _normalize_fast(canonical_message(raw), self.config.volatile_keys, self.config)
+        try:
+            key = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            strict = True
+        except (TypeError, ValueError):
+            key = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+            strict = False
+        return NormalizedMessage(value, key, strict)
+
+    def message(self, raw: Mapping[str, Any]) -> NormalizedMessage:
+        """``raw`` canonical and normalized (path rules aside: see :attr:`usable`)."""
+        try:  # NaN may share a key: normalizing it is a pure function of the raw JSON anyway
+            memo_key = json.dumps(raw)
+        except (TypeError, ValueError):  # not plain JSON: no exact key, computed every time
+            return self._compute(raw)
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._memo[memo_key] = self._compute(raw)
+        return found
+
+    def history(self, messages: Iterable[Mapping[str, Any]]) -> list[NormalizedMessage]:
+        return [self.message(m) for m in messages]
+
+    def owned_history(
+        self, owner: Any, messages: Iterable[Mapping[str, Any]]
+    ) -> list[NormalizedMessage]:
+        """:meth:`history` of messages that belong to ``owner`` (a recorded step: not changed
+        while this memo lives), computed once per owner."""
+        found = self._owned.get(id(owner))
+        if found is None or found[0] is not owner:
+            found = self._owned[id(owner)] = (owner, self.history(messages))
+        return found[1]
+
+    def diff(
+        self,
+        recorded: Iterable[Mapping[str, Any]],
+        replayed: Iterable[Mapping[str, Any]],
+        path: str = "",
+    ) -> list[DiffEntry]:
+        """``json_diff(canonical_messages(recorded), canonical_messages(replayed), config,
+        path)``, message by message."""
+        if not self.usable:
+            return json_diff(
+                canonical_messages(recorded), canonical_messages(replayed), self.config, path
+            )
+        return self.diff_normalized(self.history(recorded), self.history(replayed), path)
+
+    @staticmethod
+    def diff_normalized(
+        a: list[NormalizedMessage], b: list[NormalizedMessage], path: str = ""
+    ) -> list[DiffEntry]:
+        out: list[DiffEntry] = []
+        for i in range(max(len(a), len(b))):
+            child = f"{path}/{i}"
+            if i >= len(b):
+                out.append(DiffEntry(path=child, op="remove", recorded=a[i].value))
+            elif i >= len(a):
+                out.append(DiffEntry(path=child, op="add", replayed=b[i].value))
+            elif not (a[i].strict and b[i].strict and a[i].key == b[i].key):
+                out.extend(_diff(a[i].value, b[i].value, child))
+        return out

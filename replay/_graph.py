@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, message_to_dict
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool, ToolException
 
@@ -54,7 +54,7 @@ from replay._capture import CaptureExporter, detail_from_spans
 from replay._diff import (
     DEFAULT_CONFIG,
     DiffConfig,
-    canonical_messages,
+    MessageMemo,
     canonical_tool,
     json_diff,
     normalize,
@@ -64,7 +64,6 @@ from replay._recorded import (
     RequestMismatch,
     UnanswerableRequest,
     _ai_message,
-    _request_messages,
 )
 from replay._report import Unanswered, build_report
 from replay._trajectory import require_for_mode, step_label, trajectory_from_detail
@@ -174,6 +173,7 @@ class _Session:
         self.tool_steps = [s for s in self.trajectory.steps if s.kind == "tool"]
         self._args = [normalize(s.arguments, self.config) for s in self.tool_steps]
         self._used: set[int] = set()
+        self.memo = MessageMemo(self.config)  # the history repeats in every request
 
     def live_phase(self, step: int) -> bool:
         return step < 0 or step >= self.from_step
@@ -207,12 +207,16 @@ class _Session:
                 )
             )
         step = self.llm_steps[number]
-        diff = json_diff(
-            canonical_messages(step.input_messages),
-            _request_messages(messages),
-            self.config,
-            "/input_messages",
-        )
+        if self.memo.usable:
+            diff = self.memo.diff_normalized(
+                self.memo.owned_history(step, step.input_messages),
+                self.memo.history(message_to_dict(m) for m in messages),
+                "/input_messages",
+            )
+        else:
+            diff = self.memo.diff(
+                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
+            )
         if step.tool_definitions or tools:
             offered = sorted(
                 (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
@@ -854,6 +858,7 @@ async def replay_graph(trajectory: Trajectory, opts: GraphReplay) -> GraphResult
         unanswered=first.session.unanswered[:1],
         config=opts.diff_config,
         from_step=from_step,
+        memo=first.session.memo,
     )
     if report.diverged:  # once more: a code change diverges the same way every time
         second = await _run_once(graph, ref, trajectory, opts, substitute)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,8 +22,8 @@ from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, mes
 from replay._diff import (
     DEFAULT_CONFIG,
     DiffConfig,
+    MessageMemo,
     canonical_message,
-    canonical_messages,
     canonical_tool,
     json_diff,
     normalize,
@@ -83,10 +83,6 @@ def _ai_message(recorded: dict[str, Any]) -> AIMessage:
     return AIMessage(content=content if isinstance(content, str) else "", tool_calls=calls)
 
 
-def _request_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    return canonical_messages(message_to_dict(m) for m in messages)
-
-
 class RecordedModelProvider:
     """A ``ModelProvider`` answering the Nth LLM call with the recording's Nth answer."""
 
@@ -94,6 +90,7 @@ class RecordedModelProvider:
         self.name = trajectory.model or "recorded"
         self._steps = [s for s in trajectory.steps if s.kind == "llm"]
         self._config = config
+        self._memo = MessageMemo(config)
         self.calls = 0
         self.mismatches: list[RequestMismatch] = []
 
@@ -119,12 +116,16 @@ class RecordedModelProvider:
             )
         step = self._steps[number]
         self.calls += 1
-        diff = json_diff(
-            canonical_messages(step.input_messages),
-            _request_messages(messages),
-            self._config,
-            "/input_messages",
-        )
+        if self._memo.usable:
+            diff = self._memo.diff_normalized(
+                self._memo.owned_history(step, step.input_messages),
+                self._memo.history(message_to_dict(m) for m in messages),
+                "/input_messages",
+            )
+        else:
+            diff = self._memo.diff(
+                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
+            )
         offered = sorted(
             (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
         )

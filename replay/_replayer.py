@@ -302,17 +302,18 @@ class Replayer:
         only for setup problems: an unknown trace, missing data, a bad option.
         """
         opts = ReplayOptions(mode=ReplayMode(mode), **_renamed(options))
-        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None and opts.graph is None:
-            raise ConfigError(
-                "a live-tools replay needs live tools: build the Replayer with "
-                "Replayer.from_settings(settings) or pass live_tools="
-            )
         started = time.perf_counter()
         trajectory = self.load(source)
         _check_from_step(trajectory, opts.from_step)
         replay_id = replay_id or uuid.uuid4().hex
         if opts.graph or (trajectory.graph_ref and opts.config is None):
+            # a user's graph runs its own tools live: no Retrace tool servers needed
             return await self._replay_user_graph(trajectory, opts, source, replay_id, started)
+        if opts.mode is ReplayMode.LIVE_TOOLS and self.live_tools is None:
+            raise ConfigError(
+                "a live-tools replay needs live tools: build the Replayer with "
+                "Replayer.from_settings(settings) or pass live_tools="
+            )
         _require_for_mode(trajectory, opts)
         config = self._config(trajectory, opts)
         outcome = ReplayOutcome(

@@ -17,6 +17,7 @@ from replay._align import align
 from replay._diff import (
     DEFAULT_CONFIG,
     DiffConfig,
+    MessageMemo,
     canonical_messages,
     canonical_tool,
     json_diff,
@@ -79,23 +80,37 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def _keyed(**fields: Any) -> dict[str, Any]:
-    keys = {name: _key(fields[name]) for name in ("inputs", "offered", "output", "policy")}
+def _keyed(known: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+    keys = {
+        name: (known or {}).get(name) or _key(fields[name])
+        for name in ("inputs", "offered", "output", "policy")
+    }
     return {**fields, "keys": keys}
 
 
-def _view(step: Step, config: DiffConfig) -> _View:
+def _view(step: Step, config: DiffConfig, memo: MessageMemo) -> _View:
     if step.kind == "llm":
-        output = None
-        if step.output_message is not None:
-            output = canonical_messages([step.output_message])[0]
+        known: dict[str, str] = {}
+        if memo.usable:  # each message of the history canonicalized once per report
+            history = memo.owned_history(step, step.input_messages)
+            inputs: Any = [m.value for m in history]
+            known["inputs"] = "[" + ", ".join(m.key for m in history) + "]"  # = _key(inputs)
+            output = None if step.output_message is None else memo.message(step.output_message)
+            if output is not None:
+                known["output"] = output.key
+            output_value = None if output is None else output.value
+        else:
+            inputs = normalize(canonical_messages(step.input_messages), config, "/input_messages")
+            output_value = None
+            if step.output_message is not None:
+                output_value = canonical_messages([step.output_message])[0]
+            output_value = normalize(output_value, config, "/output_message")
         return _View(
             **_keyed(
+                known,
                 step=step,
                 name=step.model,
-                inputs=normalize(
-                    canonical_messages(step.input_messages), config, "/input_messages"
-                ),
+                inputs=inputs,
                 offered=normalize(
                     sorted(
                         (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
@@ -103,7 +118,7 @@ def _view(step: Step, config: DiffConfig) -> _View:
                     config,
                     "/tool_definitions",
                 ),
-                output=normalize(output, config, "/output_message"),
+                output=output_value,
                 failed=step.error is not None,
                 policy=None,
             )
@@ -138,7 +153,9 @@ def _similarity(a: _View, b: _View) -> int:
     return score
 
 
-def _compare(a: _View, b: _View, config: DiffConfig, sides: Sides) -> list[Divergence]:
+def _compare(
+    a: _View, b: _View, config: DiffConfig, sides: Sides, memo: MessageMemo
+) -> list[Divergence]:
     """Every aspect in which a replayed step differs from its recorded partner."""
     rec, rep = a.step, b.step
     out: list[Divergence] = []
@@ -177,12 +194,7 @@ def _compare(a: _View, b: _View, config: DiffConfig, sides: Sides) -> list[Diver
             )
     else:
         if a.keys["inputs"] != b.keys["inputs"] or a.keys["offered"] != b.keys["offered"]:
-            diff = json_diff(
-                canonical_messages(rec.input_messages),
-                canonical_messages(rep.input_messages),
-                config,
-                "/input_messages",
-            )
+            diff = memo.diff(rec.input_messages, rep.input_messages, "/input_messages")
             diff += json_diff(a.offered, b.offered, config, "/tool_definitions")
             add(DivergenceKind.OTHER_MESSAGES, f"{label}: the model was asked something else", diff)
     if a.failed != b.failed:
@@ -216,6 +228,7 @@ def build_report(
     config: DiffConfig = DEFAULT_CONFIG,
     from_step: int | None = None,
     sides: Sides = REPLAY_SIDES,
+    memo: MessageMemo | None = None,
 ) -> DivergenceReport:
     """Align the two runs, list every divergence in run order and summarize.
 
@@ -224,15 +237,18 @@ def build_report(
     ``from_step``: a replay from that step (the steps before it were served from the recording)
     is compared from it on; the earlier steps of either run are left out of the report.
     ``mode`` is None for a comparison of two runs that is not a replay (``diff_trajectories``).
+    ``memo``: canonical messages already computed (a replay's request checks), else a new one.
     """
+    if memo is None or memo.config is not config:
+        memo = MessageMemo(config)
     start = from_step or 0
     rec_steps = [s for s in recorded.steps if s.index >= start]
     rep_steps = [s for s in replayed.steps if s.index >= start]
     if start:
         recorded = recorded.model_copy(update={"steps": rec_steps})
         replayed = replayed.model_copy(update={"steps": rep_steps})
-    rec_views = [_view(s, config) for s in recorded.steps]
-    rep_views = [_view(s, config) for s in replayed.steps]
+    rec_views = [_view(s, config, memo) for s in recorded.steps]
+    rep_views = [_view(s, config, memo) for s in replayed.steps]
     pairs = align(rec_views, rep_views, _similarity)
 
     alignment: list[AlignedPair] = []
@@ -247,7 +263,7 @@ def build_report(
         if px is not None:
             position_of_replayed[px] = position
         if ri is not None and pi is not None:
-            found = _compare(rec_views[ri], rep_views[pi], config, sides)
+            found = _compare(rec_views[ri], rep_views[pi], config, sides, memo)
             status = "diverged" if found else "match"
             matched += not found
             ordered.extend((position, 1, d) for d in found)

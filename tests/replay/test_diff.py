@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage, message_to_dict
 
-from replay._diff import DiffConfig, canonical_message, json_diff, normalize
+from replay._diff import (
+    DiffConfig,
+    MessageMemo,
+    canonical_message,
+    canonical_messages,
+    json_diff,
+    normalize,
+)
 from schemas.errors import ConfigError
 
 json_values = st.recursive(
@@ -120,3 +127,39 @@ def test_diff_is_antisymmetric_and_serializable(a: Any, b: Any) -> None:
     backward = [(d.path, flip[d.op]) for d in json_diff(b, a)]
     assert forward == backward
     json.dumps([d.model_dump(mode="json") for d in json_diff(a, b)])
+
+
+messages = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "tool"]),
+        "content": st.text("ab1", max_size=3) | st.floats(allow_infinity=True) | st.booleans(),
+    },
+    optional={
+        "tool_calls": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.sampled_from(["f", "g"]), "args": json_values, "id": st.text("c")}
+            ),
+            max_size=2,
+        )
+    },
+)
+histories = st.lists(messages, max_size=4)
+configs = st.sampled_from(
+    [DiffConfig(), DiffConfig(mask_patterns=("1",)), DiffConfig(ignore_paths=("/m/0/content",))]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(histories, histories), min_size=1, max_size=4), config=configs)
+def test_the_message_memo_diffs_histories_as_json_diff_does(
+    pairs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], config: DiffConfig
+) -> None:
+    memo = MessageMemo(config)  # one memo across requests, as a replay run uses it
+    for recorded, replayed in pairs:
+        expected = json_diff(
+            canonical_messages(recorded), canonical_messages(replayed), config, "/m"
+        )
+        got = memo.diff(recorded, replayed, "/m")
+        assert [d.model_dump(mode="json") for d in got] == [
+            d.model_dump(mode="json") for d in expected
+        ]

@@ -95,6 +95,13 @@ def test_live_tools_runs_the_tool_for_real() -> None:
     assert " 7 " not in str(live.report.metrics.replayed_answer)
 
 
+def test_live_tools_of_the_recorded_graph_needs_no_retrace_tools() -> None:
+    recorded = record()  # the recording names its graph: no graph= and no live_tools=
+    live = Replayer().replay(recorded, "live-tools")
+    assert live.error == "" and live.report is not None
+    assert live.report.metrics.steps_replayed == len(recorded.steps)
+
+
 def test_a_replay_run_for_a_collector_client_never_imports_a_graph(tmp_path: Path) -> None:
     recorded = record()
     with pytest.raises(ConfigError, match="never through the collector"):
