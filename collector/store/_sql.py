@@ -23,6 +23,7 @@ from schemas.migrations import MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL
 from schemas.models import (
     ApprovalStatus,
     RunStatus,
+    SessionQuery,
     SpanKind,
     SpanQuery,
     StatsQuery,
@@ -38,6 +39,7 @@ SUMMARIES_TABLE = tables.SUMMARIES.name
 REPLAYS_TABLE = tables.REPLAYS.name
 APPROVALS_TABLE = tables.APPROVALS.name
 API_KEYS_TABLE = tables.API_KEYS.name
+FEEDBACK_TABLE = tables.FEEDBACK.name
 
 # Run statuses that make a trace count as failed even when no span carries an error status.
 FAILED_RUN_STATUSES: tuple[str, ...] = (
@@ -134,7 +136,8 @@ SPAN_SELECT = """
     `Events.Name` AS EventName, `Events.Attributes` AS EventAttrs,
     `Links.TraceId` AS LinkTraceId, `Links.SpanId` AS LinkSpanId,
     `Links.TraceState` AS LinkTraceState, `Links.Attributes` AS LinkAttrs,
-    Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex
+    Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex,
+    SessionId, UserId
 """
 
 
@@ -198,7 +201,7 @@ SETTINGS output_format_arrow_string_as_string = 0
 
 DELETE_SQL = [
     f"DELETE FROM {table} WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}"
-    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE)
+    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE, FEEDBACK_TABLE)
 ]
 
 
@@ -243,7 +246,9 @@ SUMMARY_COLUMNS = f"""
     sum(ToolCalls) AS ToolCalls_,
     groupUniqArrayArray(Models) AS Models_,
     groupUniqArrayArray(Tools) AS Tools_,
-    max(ReplayOf) AS ReplayOf_
+    max(ReplayOf) AS ReplayOf_,
+    max(SessionId) AS SessionId_,
+    max(UserId) AS UserId_
 """
 
 SORT_COLUMNS: dict[str, str] = {
@@ -347,6 +352,8 @@ def list_traces_sql(
         ("service", q.service, "ServiceName_"),
         ("agent", q.agent, "AgentName_"),
         ("replay_of", q.replay_of, "ReplayOf_"),
+        ("session_id", q.session_id, "SessionId_"),
+        ("user_id", q.user_id, "UserId_"),
     ):
         if value is not None:
             params[name] = value
@@ -362,6 +369,12 @@ def list_traces_sql(
     if q.min_duration_ms is not None:
         params["min_duration_ns"] = int(q.min_duration_ms * 1_000_000)
         having.append("DurationNs >= {min_duration_ns:Int64}")
+    if q.feedback is not None:
+        params["feedback"] = q.feedback
+        where.append(
+            f"TraceId IN (SELECT TraceId FROM {FEEDBACK_TABLE}"
+            " WHERE ProjectId = {project:String} AND Name = {feedback:String})"
+        )
     span_filters = _attribute_filter(q.attributes, params)
     if span_filters:
         where.append(
@@ -436,6 +449,8 @@ _LIGHT_COLUMNS: dict[str, str] = {
     "ServiceName_": "max(ServiceName)",
     "AgentName_": "max(AgentName)",
     "ReplayOf_": "max(ReplayOf)",
+    "SessionId_": "max(SessionId)",
+    "UserId_": "max(UserId)",
     "Models_": "groupArrayArray(Models)",
     "Tools_": "groupArrayArray(Tools)",
 }
@@ -475,6 +490,8 @@ def search_spans_sql(
         ("service", q.service, "ServiceName"),
         ("model", q.model, "Model"),
         ("tool", q.tool, "ToolName"),
+        ("session_id", q.session_id, "SessionId"),
+        ("user_id", q.user_id, "UserId"),
     ):
         if value is not None:
             params[name] = value
@@ -620,6 +637,81 @@ ORDER BY Errs DESC, Tool
 LIMIT 10
 """
     return Built(sql, params)
+
+
+# --- sessions ----------------------------------------------------------------------------------
+def list_sessions_sql(project: str, q: SessionQuery) -> Built:
+    """Sessions (traces sharing a session id, replays left out), the most recently active first,
+    keyset-paginated by (last start time, session id).
+
+    Each trace's session, user, start, end and status come from the summaries (one group per
+    trace), then traces are grouped by session. A time range keeps the traces starting in it.
+    """
+    params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
+    having = ["SessionId_ != ''", "ReplayOf_ = ''"]
+    if q.start is not None:
+        params["t_start"] = to_ns(q.start)
+        having.append("StartNs >= {t_start:Int64}")
+    if q.end is not None:
+        params["t_end"] = to_ns(q.end)
+        having.append("StartNs < {t_end:Int64}")
+    outer = []
+    if q.user_id is not None:
+        params["user_id"] = q.user_id
+        having.append("UserId_ = {user_id:String}")
+    if q.cursor:
+        last_ns, session = decode_cursor(q.cursor, 2)
+        if not isinstance(last_ns, int) or not isinstance(session, str):
+            raise InvalidInputError(f"invalid cursor {q.cursor!r}: not one this API returned")
+        params.update(c_value=last_ns, c_session=session)
+        outer.append("(LastNs, SessionId) < ({c_value:Int64}, {c_session:String})")
+    params["limit"] = q.limit + 1
+    sql = f"""
+SELECT SessionId_ AS SessionId, max(UserId_) AS UserId, count() AS Traces,
+       countIf(Status_ = 'error') AS Errors, min(StartNs) AS FirstNs, max(StartNs) AS LastNs,
+       max(EndNs) AS EndNs_,
+       sum(Feedback_) AS FeedbackCount
+FROM (
+    SELECT TraceId,
+           toUnixTimestamp64Nano(min(Start)) AS StartNs,
+           toUnixTimestamp64Nano(max(End)) AS EndNs,
+           {_STATUS_EXPR} AS Status_,
+           max(SessionId) AS SessionId_,
+           max(UserId) AS UserId_,
+           max(ReplayOf) AS ReplayOf_
+    FROM {SUMMARIES_TABLE}
+    WHERE ProjectId = {{project:String}}
+    GROUP BY TraceId
+    HAVING {" AND ".join(having)}
+) AS traces
+LEFT JOIN (
+    SELECT TraceId, toUInt64(count()) AS Feedback_
+    FROM {FEEDBACK_TABLE}
+    WHERE ProjectId = {{project:String}}
+    GROUP BY TraceId
+) AS fb ON fb.TraceId = traces.TraceId
+GROUP BY SessionId_
+{"HAVING " + " AND ".join(outer) if outer else ""}
+ORDER BY LastNs DESC, SessionId DESC
+LIMIT {{limit:UInt32}}
+"""
+    return Built(sql, params)
+
+
+# --- feedback ----------------------------------------------------------------------------------
+FEEDBACK_OF_TRACE_SQL = f"""
+SELECT FeedbackId, TraceId, SpanId, Name, Value, Comment, Source,
+       toUnixTimestamp64Milli(CreatedAt) AS CreatedMs
+FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+ORDER BY CreatedAt, FeedbackId
+"""
+
+
+FEEDBACK_COUNT_SQL = f"""
+SELECT count() AS N FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
+"""
 
 
 # --- replays -----------------------------------------------------------------------------------
