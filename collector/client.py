@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.errors import (
     AuthError,
@@ -215,9 +215,13 @@ class CollectorClient:
         source: FeedbackSource | str = FeedbackSource.USER,
     ) -> Feedback:
         """Record feedback on a trace (``NotFoundError`` if the trace is unknown here)."""
-        body = NewFeedback(
-            name=name, value=value, comment=comment, span_id=span_id, source=FeedbackSource(source)
-        )
+        try:
+            body = NewFeedback(
+                name=name, value=value, comment=comment, span_id=span_id, source=source
+            )
+        except ValidationError as exc:
+            parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise InvalidInputError("invalid feedback: " + "; ".join(parts)) from None
         return self._post_model(
             f"/api/v1/traces/{quote(trace_id, safe='')}/feedback", Feedback, body
         )

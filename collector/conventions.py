@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 
 from schemas.attributes import (
     GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
     GEN_AI_OPERATION_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
@@ -36,6 +37,7 @@ from schemas.attributes import (
     OP_CHAT,
     OP_EXECUTE_TOOL,
     OP_INVOKE_AGENT,
+    RETRACE_RUN_ID,
     RETRACE_STEP_INDEX,
     SESSION_ID_KEYS,
     TL_ENTITY_NAME,
@@ -149,13 +151,19 @@ def _first_count(attributes: Mapping[str, str], keys: tuple[str, ...]) -> int:
 
 
 def _first_text(
-    keys: tuple[str, ...], attributes: Mapping[str, str], resource: Mapping[str, str] | None
+    keys: tuple[str, ...],
+    attributes: Mapping[str, str],
+    resource: Mapping[str, str] | None,
+    run_id: str = "",
 ) -> str:
-    """The first non-empty value among ``keys``: on the span, then on its resource."""
+    """The first non-empty value among ``keys``: on the span, then on its resource.
+
+    A ``gen_ai.conversation.id`` equal to the span's ``retrace.run.id`` is skipped: Retrace's
+    runner before schema 6 stamped each run's id there, which is no session."""
     for source in (attributes, resource or {}):
         for key in keys:
             value = source.get(key)
-            if value:
+            if value and not (key == GEN_AI_CONVERSATION_ID and value == run_id):
                 return value if type(value) is str else str(value)
     return ""
 
@@ -232,6 +240,6 @@ def derive_columns(
         _first_count(attributes, _INPUT_TOKEN_KEYS),
         _first_count(attributes, _OUTPUT_TOKEN_KEYS),
         step_index,
-        _first_text(SESSION_ID_KEYS, attributes, resource_attributes),
+        _first_text(SESSION_ID_KEYS, attributes, resource_attributes, get(RETRACE_RUN_ID) or ""),
         _first_text(USER_ID_KEYS, attributes, resource_attributes),
     )

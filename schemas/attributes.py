@@ -83,6 +83,7 @@ TL_SESSION_ID: Final = "traceloop.association.properties.session_id"  # OpenLLMe
 TL_USER_ID: Final = "traceloop.association.properties.user_id"
 LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
 LANGFUSE_USER_ID: Final = "langfuse.user.id"
+RETRACE_METADATA_PREFIX: Final = "retrace.metadata."  # + key: a run's metadata (instrument, run)
 SESSION_ID_KEYS: Final = (SESSION_ID, GEN_AI_CONVERSATION_ID, TL_SESSION_ID, LANGFUSE_SESSION_ID)
 USER_ID_KEYS: Final = (USER_ID, ENDUSER_ID, TL_USER_ID, LANGFUSE_USER_ID)
 

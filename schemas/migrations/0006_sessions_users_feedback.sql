@@ -3,6 +3,8 @@
 --    attributes, else its resource's: OpenTelemetry/OpenInference session.id and user.id (and the
 --    older enduser.id), GenAI gen_ai.conversation.id, OpenLLMetry association properties
 --    (traceloop.association.properties.session_id/user_id), Langfuse langfuse.session.id/user.id.
+--    A gen_ai.conversation.id equal to the span's retrace.run.id is no session: Retrace's runner
+--    before this version stamped each run's id there.
 -- 2. Trace summaries get the trace's SessionId and UserId (max over its spans), so trace lists
 --    and the sessions list filter and group by them without reading spans. The view is
 --    recreated with the two columns (a view's SELECT cannot be altered in place).
@@ -76,11 +78,13 @@ FROM (
         max(fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + Duration)) AS T1,
         max(ifNull(coalesce(
             nullIf(SpanAttributes['session.id'], ''),
-            nullIf(SpanAttributes['gen_ai.conversation.id'], ''),
+            if(SpanAttributes['gen_ai.conversation.id'] IN ('', SpanAttributes['retrace.run.id']), NULL,
+                SpanAttributes['gen_ai.conversation.id']),
             nullIf(SpanAttributes['traceloop.association.properties.session_id'], ''),
             nullIf(SpanAttributes['langfuse.session.id'], ''),
             nullIf(ResourceAttributes['session.id'], ''),
-            nullIf(ResourceAttributes['gen_ai.conversation.id'], ''),
+            if(ResourceAttributes['gen_ai.conversation.id'] IN ('', SpanAttributes['retrace.run.id']), NULL,
+                ResourceAttributes['gen_ai.conversation.id']),
             nullIf(ResourceAttributes['traceloop.association.properties.session_id'], ''),
             nullIf(ResourceAttributes['langfuse.session.id'], '')
         ), '')) AS S,

@@ -227,3 +227,12 @@ def test_session_and_user_come_from_span_then_resource(session_key: str, user_ke
     both = derive_columns("x", {session_key: "span"}, {session_key: "resource", user_key: "u"})
     assert (both.session_id, both.user_id) == ("span", "u")
     assert derive_columns("x", {session_key: ""}, {}).session_id == ""
+
+
+def test_a_run_id_stamped_as_conversation_id_is_no_session() -> None:
+    """Retrace's runner before schema 6 put each run's id in gen_ai.conversation.id."""
+    old = {A.GEN_AI_CONVERSATION_ID: "run-1", A.RETRACE_RUN_ID: "run-1"}
+    assert derive_columns("invoke_agent a", old).session_id == ""
+    assert derive_columns("invoke_agent a", {**old, A.SESSION_ID: "s"}).session_id == "s"
+    other = {A.GEN_AI_CONVERSATION_ID: "conv-7", A.RETRACE_RUN_ID: "run-1"}
+    assert derive_columns("invoke_agent a", other).session_id == "conv-7"
