@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from schemas.errors import InvalidInputError, NotFoundError
+from schemas.errors import NotFoundError
 from schemas.ids import check_id
 from schemas.models import (
     Feedback,
@@ -29,12 +29,13 @@ from schemas.models import (
     TraceQuery,
     TraceSummary,
     Trajectory,
+    parse_feedback_value,
 )
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["feedback", "parse_value", "sessions", "show", "traces"]
+__all__ = ["feedback", "sessions", "show", "traces"]
 
 _ENDPOINT = click.option(
     "--endpoint", default=None, help="Collector URL (default: RETRACE_ENDPOINT)."
@@ -361,24 +362,6 @@ def sessions(
 
 
 # --- feedback ------------------------------------------------------------------------------------
-def parse_value(text: str) -> bool | int | float | str:
-    """A feedback value from the command line: true/false, a number, else the text itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if number != number or number in (float("inf"), float("-inf")):
-        raise InvalidInputError(f"--value: {text!r} is not a finite number")
-    return number
-
-
 @click.command()
 @click.argument("trace_id")
 @click.option("--name", required=True, help="What the feedback is (complaint, thumbs_up, score…).")
@@ -407,7 +390,7 @@ def feedback(
 ) -> None:
     """Record feedback on a trace (e.g. mark it as the customer's complaint)."""
     check_id(trace_id, "trace id")
-    value = parse_value(raw_value)
+    value = parse_feedback_value(raw_value)
     with _client(endpoint, api_key) as client:
         stored = client.add_feedback(
             trace_id, name, value, comment=comment, span_id=span_id, source=source

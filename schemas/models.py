@@ -6,6 +6,7 @@ field here changes the contract.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -189,6 +190,23 @@ class NewFeedback(_Model):
     comment: str = Field("", max_length=MAX_FEEDBACK_TEXT)
     span_id: str = ""
     source: FeedbackSource = FeedbackSource.USER
+
+
+def parse_feedback_value(text: str) -> bool | int | float | str:
+    """A feedback value typed by a person (CLI, UI): true/false, a number, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    # "nan", "inf": no number JSON can carry, so the text itself.
+    return number if math.isfinite(number) else text
 
 
 class Feedback(NewFeedback):

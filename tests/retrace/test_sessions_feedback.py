@@ -389,3 +389,66 @@ def test_retrace_feedback_marks_the_complaint(world: World, tmp_path: Path) -> N
     empty = _cli(world, tmp_path, "feedback", trace_id, "--name", "", "--value", "1")
     assert empty.returncode == 2 and "name" in empty.stderr
     assert "Traceback" not in unknown.stderr + empty.stderr
+
+
+# --- the UI ------------------------------------------------------------------------------------
+APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+HOSTILE = "![x](http://127.0.0.1:9/x.png) <img src=x> [link](http://127.0.0.1:9) **bold**"
+
+
+def _page(monkeypatch: pytest.MonkeyPatch, world: World, page: str, **params: str) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RETRACE_ENDPOINT", world.server.url)
+    monkeypatch.setenv("RETRACE_API_KEY", ALPHA)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()  # registers the pages
+    at.query_params.clear()
+    at.query_params.update(params)
+    at = at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _inert(at: Any) -> None:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark")
+    sources = [e.value for group in (at.markdown, at.caption, at.error) for e in group]
+    sources += [link.proto.label for link in at.get("page_link")]
+    sources += [e.label for e in at.expander]
+    for shown in map(md.render, map(str, sources)):
+        assert "<img" not in shown and '<a href="http' not in shown, shown
+
+
+def test_ui_session_page_and_feedback_on_the_trace_page(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = world.alice[:2]
+    at = _page(monkeypatch, world, "session", session="s-alice-1")
+    labels = [link.proto.label for link in at.get("page_link")]
+    assert any(first in label for label in labels)
+    order = [i for i, label in enumerate(labels) if first in label or second in label]
+    assert len(order) == 2 and first in labels[order[0]]  # the conversation in order
+    texts = [t.value for t in at.text]
+    assert texts.count("Where is my refund?") == 2 and texts.count("Your refund was sent.") == 2
+    assert at.metric[0].value == "2"
+    _inert(at)
+
+    world.alpha.add_feedback(second, "complaint", True, comment=HOSTILE, source="user")
+    at = _page(monkeypatch, world, "trace", trace=second)
+    assert any(e.label == "Feedback (1)" for e in at.expander)
+    table = next(d.value for d in at.dataframe if "comment" in d.value.columns)
+    assert list(table["comment"]) == [HOSTILE] and list(table["value"]) == ["true"]
+    assert any("session?session=s-alice-1" in m.value for m in at.markdown)
+    _inert(at)
+
+    # Adding feedback from the page stores it.
+    at.text_input(key="feedback-name").input("score")
+    at.text_input(key="feedback-value").input("3")
+    at.text_input(key="feedback-comment").input("reviewed")
+    next(b for b in at.button if b.label == "Add feedback").click()
+    at = at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    stored = [(f.name, f.value, f.comment) for f in world.alpha.list_feedback(second)]
+    assert stored == [("complaint", True, HOSTILE), ("score", 3, "reviewed")]
+    assert any(e.label == "Feedback (2)" for e in at.expander)
