@@ -339,7 +339,7 @@ def test_retrace_show_walks_the_run_step_by_step(world: World, tmp_path: Path) -
     assert len(body["trajectory"]["steps"]) == len(trajectory.steps)
 
     missing = _cli(world, tmp_path, "show", "0" * 32)
-    assert missing.returncode != 0 and "not found" in missing.stderr
+    assert missing.returncode == 2 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
@@ -385,7 +385,7 @@ def test_retrace_feedback_marks_the_complaint(world: World, tmp_path: Path) -> N
     assert "complaint" in shown.stdout and "ticket 4711" in shown.stdout
 
     unknown = _cli(world, tmp_path, "feedback", "0" * 32, "--name", "x", "--value", "1")
-    assert unknown.returncode != 0 and "not found" in unknown.stderr
+    assert unknown.returncode == 2 and "not found" in unknown.stderr
     empty = _cli(world, tmp_path, "feedback", trace_id, "--name", "", "--value", "1")
     assert empty.returncode == 2 and "name" in empty.stderr
     assert "Traceback" not in unknown.stderr + empty.stderr
