@@ -384,19 +384,16 @@ def list_traces_sql(
             else _all_attributes_subquery(span_filters, span_time)
         )
     if q.text:
-        params["text"] = q.text
+        contains = _text_matcher(q.text, params)
         where.append(
-            "(positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
-            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
+            f"({contains('InputPreview')} OR {contains('OutputPreview')}"
             f" OR TraceId IN (SELECT TraceId FROM {SPANS_TABLE}"
             f" WHERE ProjectId = {{project:String}}{span_time} AND ("
-            "positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
-            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
-            " OR arrayExists(v -> positionCaseInsensitiveUTF8(v, {text:String}) > 0,"
-            " mapValues(SpanAttributes))"
+            f"{contains('InputPreview')} OR {contains('OutputPreview')}"
+            f" OR arrayExists(v -> {contains('v')}, mapValues(SpanAttributes))"
             " OR hasAny(mapValues(PayloadRefs), (SELECT groupArray(toString(Hash))"
             f" FROM {PAYLOADS_TABLE} WHERE ProjectId = {{project:String}}"
-            " AND positionCaseInsensitiveUTF8(Content, {text:String}) > 0)))))"
+            f" AND {contains('Content')})))))"
         )
     sort_col = SORT_COLUMNS[q.sort]
     direction = "DESC" if q.order == "desc" else "ASC"
@@ -435,6 +432,50 @@ GROUP BY TraceId
 ORDER BY {sort_col} {direction}, TraceId {direction}
 """
     return Built(sql, params), sort_col
+
+
+def text_pattern(text: str) -> str:
+    """A case-insensitive RE2 pattern finding ``text`` as written or JSON-escaped.
+
+    Payloads and attributes are often JSON written with ``\\uXXXX`` escapes for every non-ASCII
+    character (Python's ``json.dumps`` default), so a Cyrillic or Japanese word is not in their
+    bytes as typed. Each non-ASCII character matches itself, its other case, or the escapes of
+    either (UTF-16, surrogate pairs past the BMP, hex digits in either case); ``"``, ``\\`` and
+    ``/`` match with or without JSON's backslash. Every character is written ``\\x{hex}``, so
+    nothing in ``text`` is read as regular-expression syntax.
+    """
+    parts: list[str] = []
+    for ch in text:
+        if ch.isascii():
+            literal = f"\\x{{{ord(ch):x}}}"
+            parts.append(f"(?:\\x{{5c}})?{literal}" if ch in "\"\\/" else literal)
+            continue
+        alternatives: list[str] = []
+        for variant in dict.fromkeys((ch, ch.lower(), ch.upper())):
+            if len(variant) != 1:
+                continue  # "ß".upper() == "SS": the character itself stands for it
+            alternatives.append(f"\\x{{{ord(variant):x}}}")
+            units = variant.encode("utf-16-be")
+            escaped = "".join(
+                f"\\x{{5c}}u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)
+            )
+            alternatives.append(escaped)
+        parts.append("(?:" + "|".join(alternatives) + ")")
+    return "(?is)" + "".join(parts)
+
+
+def _text_matcher(text: str, params: Params) -> Any:
+    """``column -> SQL condition`` finding ``text`` in the column, case-insensitively.
+
+    ASCII text is looked for with ``positionCaseInsensitiveUTF8`` (JSON keeps ASCII letters as
+    they are); text with other characters, or with a quote or backslash (which JSON escapes),
+    with :func:`text_pattern` (``match``, RE2).
+    """
+    if text.isascii() and '"' not in text and "\\" not in text:
+        params["text"] = text
+        return lambda column: f"positionCaseInsensitiveUTF8({column}, {{text:String}}) > 0"
+    params["text_re"] = text_pattern(text)
+    return lambda column: f"match({column}, {{text_re:String}})"
 
 
 # The summary columns a list filter or sort may use, cheap to aggregate over every trace.

@@ -1315,3 +1315,38 @@ def test_sessions_users_and_feedback(store: TraceStore) -> None:
     # Deleting a trace deletes its feedback.
     assert store.delete_trace("p", ids["b1"])
     assert store.list_feedback("p", ids["b1"]) == []
+
+
+# --- text search in any script ------------------------------------------------------------------
+def test_text_search_finds_any_script_in_any_case_as_written_or_json_escaped(
+    store: TraceStore,
+) -> None:
+    ru, _, ru_payloads = make_run("p", question="Где мой возврат?", answer="Ваш возврат отправлен")
+    store.insert_spans("p", _, ru_payloads)
+    ja, spans, payloads = make_run(
+        "p", question="返金はどこですか", start=BASE + timedelta(minutes=1)
+    )
+    # Tool arguments as Python's json.dumps writes them: every non-ASCII character \uXXXX-escaped,
+    # one past the BMP as a surrogate pair.
+    args = json.dumps({"note": "Заказ Ñandú 注文番号 😀", "path": 'a/b "c"'}).encode()
+    assert b"\\u0417" in args and b"\\ud83d\\ude00" in args
+    spans[2].payload_refs[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = _sha(args)
+    store.insert_spans("p", spans, {**payloads, _sha(args): args})
+    plain, spans3, payloads3 = make_run(
+        "p", question="Plain ASCII question", start=BASE + timedelta(minutes=2)
+    )
+    store.insert_spans("p", spans3, payloads3)
+
+    def found(text: str) -> set[str]:
+        return set(_ids(store, "p", TraceQuery(text=text)))
+
+    for text in ("ВОЗВРАТ", "возврат", "Возврат", "ОТПРАВЛЕН"):
+        assert found(text) == {ru}, text
+    for text in ("返金", "どこ"):  # as written (the previews)
+        assert found(text) == {ja}, text
+    for text in ("заказ", "ЗАКАЗ", "ñANDÚ", "注文番号", "😀", 'b "c"', "a/b"):  # escaped payload
+        assert found(text) == {ja}, text
+    assert found("plain ascii") == {plain}
+    assert found("Возвраты") == set()
+    assert found("(.*)") == set()  # regular-expression syntax is text
+    assert _ids(store, "q", TraceQuery(text="возврат")) == []

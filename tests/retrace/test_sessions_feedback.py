@@ -60,6 +60,7 @@ class World:
     alice: list[str] = field(default_factory=list)  # s-alice-1 (two traces), then s-alice-2
     run_trace: str = ""
     replay_trace: str = ""
+    multilingual: str = ""
 
 
 def send_trace(
@@ -119,6 +120,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             w.alice.append(
                 send_trace(server.url, ALPHA, {A.SESSION_ID: session, A.USER_ID: "alice"}, {})
             )
+        # Questions in Russian and Japanese; tool arguments JSON-escaped as json.dumps writes them.
+        w.multilingual = send_trace(
+            server.url,
+            ALPHA,
+            {
+                A.GEN_AI_TOOL_CALL_ARGUMENTS: json.dumps(
+                    {"заказ": "注文番号 4711", "café": "Ñandú"}
+                ),
+                A.RETRACE_RUN_INPUT: "Где мой возврат? 返金はどこですか",
+            },
+            {},
+        )
         # A real run of the demo agent in carol's session.
         run_dir = base / "run"
         run_dir.mkdir()
@@ -151,7 +164,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {A.SESSION_ID: "s-carol", A.USER_ID: "carol", A.RETRACE_REPLAY_OF: w.run_trace},
             {},
         )
-        for trace_id in [*w.by_convention.values(), *w.alice, w.replay_trace]:
+        for trace_id in [*w.by_convention.values(), *w.alice, w.replay_trace, w.multilingual]:
             w.alpha.wait_for_trace(trace_id, min_spans=2)
         w.alpha.wait_for_trace(w.run_trace, min_spans=3)
         yield w
@@ -452,3 +465,25 @@ def test_ui_session_page_and_feedback_on_the_trace_page(
     stored = [(f.name, f.value, f.comment) for f in world.alpha.list_feedback(second)]
     assert stored == [("complaint", True, HOSTILE), ("score", 3, "reviewed")]
     assert any(e.label == "Feedback (2)" for e in at.expander)
+
+
+# --- search in any script ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    ["ВОЗВРАТ", "возврат", "返金", "ЗАКАЗ", "注文番号", "CAFÉ", "ñandú"],
+)
+def test_text_search_finds_any_script_in_any_case(world: World, text: str) -> None:
+    response = httpx.get(
+        world.server.url + "/api/v1/traces",
+        params={"text": text},
+        headers={"Authorization": f"Bearer {ALPHA}"},
+    )
+    assert response.status_code == 200, response.text
+    assert [t["trace_id"] for t in response.json()["traces"]] == [world.multilingual]
+    assert _ids(world.beta, text=text) == []
+
+
+def test_retrace_traces_text_in_cyrillic(world: World, tmp_path: Path) -> None:
+    done = _cli(world, tmp_path, "traces", "--text", "ЗаКаЗ", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [t["trace_id"] for t in json.loads(done.stdout)["traces"]] == [world.multilingual]
