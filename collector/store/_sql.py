@@ -448,7 +448,7 @@ def text_pattern(text: str) -> str:
     for ch in text:
         if ch.isascii():
             literal = f"\\x{{{ord(ch):x}}}"
-            parts.append(f"(?:\\x{{5c}})?{literal}" if ch in "\"\\/" else literal)
+            parts.append(f"(?:\\x{{5c}})?{literal}" if ch in '"\\/' else literal)
             continue
         alternatives: list[str] = []
         for variant in dict.fromkeys((ch, ch.lower(), ch.upper())):

@@ -487,3 +487,17 @@ def test_retrace_traces_text_in_cyrillic(world: World, tmp_path: Path) -> None:
     done = _cli(world, tmp_path, "traces", "--text", "ЗаКаЗ", "--json")
     assert done.returncode == 0, done.stderr
     assert [t["trace_id"] for t in json.loads(done.stdout)["traces"]] == [world.multilingual]
+
+
+def test_ui_trace_list_filters_by_session_user_and_feedback(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def listed(**params: str) -> set[str]:
+        at = _page(monkeypatch, world, "traces", **params)
+        labels = " ".join(link.proto.label for link in at.get("page_link"))
+        return {t for t in [*world.alice, *world.by_convention.values()] if t in labels}
+
+    assert listed(user="alice") == set(world.alice)
+    assert listed(session="s-alice-1") == set(world.alice[:2])
+    world.alpha.add_feedback(world.by_convention["genai"], "ui_flag", 1)
+    assert listed(feedback="ui_flag") == {world.by_convention["genai"]}
