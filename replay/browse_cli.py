@@ -78,19 +78,18 @@ def _replay_mark(t: TraceSummary) -> str:
 def traces_table(page_traces: list[TraceSummary]) -> Table:
     table = Table(show_lines=False)
     table.add_column("trace", no_wrap=True, min_width=32)
-    table.add_column("started", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("agent")
-    table.add_column("session")
-    table.add_column("user")
+    table.add_column("started (UTC)", no_wrap=True, min_width=14)
+    table.add_column("status", no_wrap=True, min_width=6)
+    for name in ("agent", "session", "user"):
+        table.add_column(name, overflow="fold")
     table.add_column("ms", justify="right", no_wrap=True)
     table.add_column("input / replay")
     for t in page_traces:
         status = "[red]error[/]" if t.status == "error" else "ok"
-        what = _replay_mark(t) or _cut(t.input_preview, 60)
+        what = _replay_mark(t) or _cut(t.input_preview, 48)
         table.add_row(
             t.trace_id,
-            _time(t.start_time),
+            t.start_time.strftime("%m-%d %H:%M:%S"),
             status,
             escape(t.agent_name),
             escape(t.session_id),
@@ -161,6 +160,8 @@ def traces(
 def _message_text(message: dict[str, Any] | None) -> str:
     if not message:
         return ""
+    if isinstance(message.get("data"), dict):  # a LangChain message as dumpd writes it
+        message = message["data"]
     content = message.get("content")
     if isinstance(content, str):
         return content

@@ -345,6 +345,7 @@ def test_retrace_show_walks_the_run_step_by_step(world: World, tmp_path: Path) -
     assert "SELECT" in out  # the tool call's SQL argument
     trajectory = world.alpha.get_trajectory(world.run_trace)
     assert f"answer: {trajectory.output.split()[0]}" in out
+    assert f"says: {trajectory.output.split()[0]}" in out  # the last LLM call's message
 
     as_json = _cli(world, tmp_path, "show", world.run_trace, "--json")
     body = json.loads(as_json.stdout)
