@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -186,7 +186,12 @@ class NewFeedback(_Model):
 
     name: str = Field(min_length=1, max_length=MAX_FEEDBACK_NAME, pattern=r"\S")
     # bool before int: JSON true stays a bool (pydantic's smart union keeps exact types).
-    value: bool | int | float | str = Field(union_mode="smart")
+    value: (
+        bool
+        | int
+        | Annotated[float, Field(allow_inf_nan=False)]
+        | Annotated[str, Field(max_length=MAX_FEEDBACK_TEXT)]
+    ) = Field(union_mode="smart")
     comment: str = Field("", max_length=MAX_FEEDBACK_TEXT)
     span_id: str = ""
     source: FeedbackSource = FeedbackSource.USER

@@ -61,6 +61,7 @@ class World:
     run_trace: str = ""
     replay_trace: str = ""
     multilingual: str = ""
+    odd_session: str = ""
 
 
 def send_trace(
@@ -132,6 +133,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             },
             {},
         )
+        # A session id with a slash and a non-ASCII letter (a path segment once quoted).
+        w.odd_session = send_trace(server.url, ALPHA, {A.SESSION_ID: "conv/ü 1"}, {})
         # A real run of the demo agent in carol's session.
         run_dir = base / "run"
         run_dir.mkdir()
@@ -164,7 +167,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {A.SESSION_ID: "s-carol", A.USER_ID: "carol", A.RETRACE_REPLAY_OF: w.run_trace},
             {},
         )
-        for trace_id in [*w.by_convention.values(), *w.alice, w.replay_trace, w.multilingual]:
+        for trace_id in [
+            *w.by_convention.values(),
+            *w.alice,
+            w.replay_trace,
+            w.multilingual,
+            w.odd_session,
+        ]:
             w.alpha.wait_for_trace(trace_id, min_spans=2)
         w.alpha.wait_for_trace(w.run_trace, min_spans=3)
         yield w
@@ -213,6 +222,8 @@ def test_sessions_list_per_user_and_one_sessions_traces_in_order(world: World) -
     assert [t.trace_id for t in detail.traces] == world.alice[:2]  # oldest first
     with pytest.raises(NotFoundError):
         world.alpha.get_session("s-nobody")
+    odd = world.alpha.get_session("conv/ü 1")
+    assert [t.trace_id for t in odd.traces] == [world.odd_session]
     # The replay is not part of carol's session; the run is.
     carol = world.alpha.get_session("s-carol")
     assert [t.trace_id for t in carol.traces] == [world.run_trace]
@@ -268,6 +279,8 @@ def test_feedback_round_trip_through_the_api(world: World) -> None:
         ({"name": "", "value": 1}, "name"),
         ({"name": "x", "value": None}, "value"),
         ({"name": "x", "value": {"a": 1}}, "value"),
+        ({"name": "x", "value": "y" * 10_001}, "value"),
+        ({"name": "x", "value": 1, "comment": "y" * 10_001}, "comment"),
         ({"name": "x", "value": 1, "source": "boss"}, "source"),
         ({"name": "x", "value": 1, "span_id": "0123456789abcdef"}, "span_id"),
     ):
