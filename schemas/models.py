@@ -356,6 +356,12 @@ class ToolFailures(_Model):
     errors: int
 
 
+class FeedbackCount(_Model):
+    name: str
+    count: int = Field(description="feedback entries of this name")
+    traces: int = Field(description="runs with at least one")
+
+
 class Stats(_Model):
     runs: int
     errors: int
@@ -367,6 +373,10 @@ class Stats(_Model):
     output_tokens: int
     buckets: list[StatsBucket]
     top_failing_tools: list[ToolFailures]
+    feedback: list[FeedbackCount] = Field(
+        default_factory=list,
+        description="feedback on the runs counted here, by name (most frequent first)",
+    )
 
 
 # --- approvals --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from schemas.models import (
     Approval,
     ApprovalStatus,
     Feedback,
+    FeedbackCount,
     ReplayRecord,
     SessionDetail,
     SessionPage,
@@ -294,6 +295,7 @@ class SqlTraceStore(TraceStore):
         totals = self._rows(totals_b.sql, totals_b.params)[0]
         buckets_b = q.stats_buckets_sql(project, query)
         tools_b = q.stats_tools_sql(project, query)
+        feedback_b = q.stats_feedback_sql(project, query)
         runs = int(totals["Runs"])
         errors = int(totals["Errors"])
         quantiles = [float(x) for x in (totals["Q"] or [0.0, 0.0, 0.0])] if runs else [0.0] * 3
@@ -321,6 +323,10 @@ class SqlTraceStore(TraceStore):
             top_failing_tools=[
                 ToolFailures(tool=t["Tool"], calls=int(t["Calls"]), errors=int(t["Errs"]))
                 for t in self._rows(tools_b.sql, tools_b.params)
+            ],
+            feedback=[
+                FeedbackCount(name=str(r["Name"]), count=int(r["N"]), traces=int(r["Traces"]))
+                for r in self._rows(feedback_b.sql, feedback_b.params)
             ],
         )
 

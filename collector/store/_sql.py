@@ -755,6 +755,21 @@ WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
 """
 
 
+def stats_feedback_sql(project: str, q: StatsQuery) -> Built:
+    """Feedback on the traces the stats count, by name (the top 20)."""
+    params: Params = {}
+    sub = _stats_traces_subquery(project, q, params)
+    sql = f"""
+SELECT Name, count() AS N, uniqExact(TraceId) AS Traces
+FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN (SELECT TraceId FROM ({sub}))
+GROUP BY Name
+ORDER BY N DESC, Name
+LIMIT 20
+"""
+    return Built(sql, params)
+
+
 # --- replays -----------------------------------------------------------------------------------
 REPLAY_SQL = f"""
 SELECT Report FROM {REPLAYS_TABLE} FINAL

@@ -1312,6 +1312,17 @@ def test_sessions_users_and_feedback(store: TraceStore) -> None:
     assert q_session is not None and [t.trace_id for t in q_session.traces] == [other]
     assert store.list_sessions("r", SessionQuery()).sessions == []
 
+    # Stats count feedback on the runs in their range, by name.
+    counted = store.stats("p", StatsQuery()).feedback
+    assert [(c.name, c.count, c.traces) for c in counted] == [
+        ("complaint", 1, 1),
+        ("score", 1, 1),
+        ("thumbs_up", 1, 1),
+    ]
+    later = store.stats("p", StatsQuery(start=BASE + timedelta(minutes=3))).feedback
+    assert [c.name for c in later] == ["complaint", "score"]  # a2 started at 5 min, b1 at 2
+    assert store.stats("q", StatsQuery()).feedback == []
+
     # Deleting a trace deletes its feedback.
     assert store.delete_trace("p", ids["b1"])
     assert store.list_feedback("p", ids["b1"]) == []
