@@ -42,13 +42,19 @@ from schemas.models import (
     ApprovalStatus,
     Caller,
     ErrorBody,
+    Feedback,
+    FeedbackList,
     Job,
     JobKind,
     JobList,
     NewApproval,
+    NewFeedback,
     ReplayList,
     ReplayRecord,
     ReplayRequest,
+    SessionDetail,
+    SessionPage,
+    SessionQuery,
     SpanPage,
     SpanQuery,
     Stats,
@@ -178,6 +184,11 @@ def list_traces(
     attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
     replay_of: str | None = None,
     include_replays: bool = True,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    feedback: Annotated[
+        str | None, Query(description="Only traces with feedback of this name")
+    ] = None,
     sort: Literal["start_time", "duration", "tokens", "errors", "spans"] = "start_time",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -198,6 +209,9 @@ def list_traces(
         attributes=_parse_attrs(attr),
         replay_of=replay_of,
         include_replays=include_replays,
+        session_id=session_id,
+        user_id=user_id,
+        feedback=feedback,
         sort=sort,
         order=order,
         limit=limit,
@@ -308,6 +322,86 @@ def spans_table_bytes(detail: TraceDetail, format: str) -> tuple[bytes, str]:
     return buf.getvalue(), "application/vnd.apache.arrow.file"
 
 
+@router.post(
+    "/traces/{trace_id}/feedback",
+    response_model=Feedback,
+    status_code=201,
+    tags=["feedback"],
+    summary="Add feedback or an annotation to a trace (or one of its spans)",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def add_feedback(
+    request: Request, project: Project, trace_id: str, feedback: NewFeedback
+) -> Response:
+    """``value`` is a number, string or bool; ``source`` is user, reviewer or ci. The trace must
+    exist in the caller's project (404 otherwise), and ``span_id``, if given, be one of its
+    spans."""
+    state = _state(request)
+    if feedback.span_id:
+        detail = _trace_or_404(request, project, trace_id)
+        if all(s.span_id != feedback.span_id for s in detail.spans):
+            raise InvalidInputError(f"span_id: trace {trace_id} has no span {feedback.span_id!r}")
+    elif not state.store.has_trace(project, trace_id):
+        raise NotFoundError(f"trace {trace_id} not found")
+    stored = Feedback(
+        **feedback.model_dump(),
+        feedback_id=uuid.uuid4().hex,
+        trace_id=trace_id,
+        created_at=_now_ms(),
+    )
+    state.store.save_feedback(project, stored)
+    return Response(stored.model_dump_json(), status_code=201, media_type="application/json")
+
+
+@router.get(
+    "/traces/{trace_id}/feedback",
+    response_model=FeedbackList,
+    tags=["feedback"],
+    summary="A trace's feedback, oldest first",
+)
+def list_feedback(request: Request, project: Project, trace_id: str) -> FeedbackList:
+    state = _state(request)
+    if not state.store.has_trace(project, trace_id):
+        raise NotFoundError(f"trace {trace_id} not found")
+    return FeedbackList(feedback=state.store.list_feedback(project, trace_id))
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/sessions",
+    response_model=SessionPage,
+    tags=["sessions"],
+    summary="Sessions (conversations), most recently active first",
+)
+def list_sessions(
+    request: Request,
+    project: Project,
+    user_id: str | None = None,
+    start: QueryTime = None,
+    end: QueryTime = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    query = _build(SessionQuery, user_id=user_id, start=start, end=end, limit=limit, cursor=cursor)
+    page: SessionPage = _state(request).store.list_sessions(project, query)
+    return _json(page)
+
+
+@router.get(
+    "/sessions/{session_id:path}",
+    response_model=SessionDetail,
+    tags=["sessions"],
+    summary="One session and its traces, oldest first (replays left out; 404 if unknown)",
+)
+def get_session(request: Request, project: Project, session_id: str) -> Response:
+    detail: SessionDetail | None = _state(request).store.get_session(project, session_id)
+    if detail is None:
+        raise NotFoundError(f"session {session_id} not found")
+    return _json(detail)
+
+
 # --- spans and stats --------------------------------------------------------------------------
 
 
@@ -326,6 +420,8 @@ def search_spans(
     status: Literal["ok", "error", "unset"] | None = None,
     min_duration_ms: MinDurationMs = None,
     attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
+    session_id: str | None = None,
+    user_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     cursor: str | None = None,
 ) -> Response:
@@ -342,6 +438,8 @@ def search_spans(
         status=status,
         min_duration_ms=min_duration_ms,
         attributes=_parse_attrs(attr),
+        session_id=session_id,
+        user_id=user_id,
         limit=limit,
         cursor=cursor,
     )

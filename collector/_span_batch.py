@@ -137,6 +137,8 @@ class SpanRow(TypedDict):
     input_tokens: int
     output_tokens: int
     step_index: int
+    session_id: str
+    user_id: str
     payload_refs: dict[str, str]
     input_preview: str
     output_preview: str

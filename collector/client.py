@@ -14,9 +14,10 @@ import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.errors import (
     AuthError,
@@ -39,13 +40,20 @@ from schemas.models import (
     ApprovalList,
     ApprovalStatus,
     Caller,
+    Feedback,
+    FeedbackList,
+    FeedbackSource,
     Job,
     JobKind,
     JobList,
+    NewFeedback,
     ReplayList,
     ReplayMode,
     ReplayRecord,
     ReplayRequest,
+    SessionDetail,
+    SessionPage,
+    SessionQuery,
     SpanPage,
     SpanQuery,
     Stats,
@@ -195,6 +203,42 @@ class CollectorClient:
     def get_trace(self, trace_id: str) -> TraceDetail:
         """One trace with all spans; ``NotFoundError`` if unknown in this project."""
         return self._get_model(f"/api/v1/traces/{trace_id}", TraceDetail)
+
+    def add_feedback(
+        self,
+        trace_id: str,
+        name: str,
+        value: bool | int | float | str,
+        *,
+        comment: str = "",
+        span_id: str = "",
+        source: FeedbackSource | str = FeedbackSource.USER,
+    ) -> Feedback:
+        """Record feedback on a trace (``NotFoundError`` if the trace is unknown here)."""
+        try:
+            body = NewFeedback(
+                name=name, value=value, comment=comment, span_id=span_id, source=source
+            )
+        except ValidationError as exc:
+            parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise InvalidInputError("invalid feedback: " + "; ".join(parts)) from None
+        return self._post_model(
+            f"/api/v1/traces/{quote(trace_id, safe='')}/feedback", Feedback, body
+        )
+
+    def list_feedback(self, trace_id: str) -> list[Feedback]:
+        path = f"/api/v1/traces/{quote(trace_id, safe='')}/feedback"
+        return self._get_model(path, FeedbackList).feedback
+
+    # --- sessions ----------------------------------------------------------------------------
+    def list_sessions(self, query: SessionQuery | None = None, **filters: Any) -> SessionPage:
+        """Sessions, most recently active first; pass a ``SessionQuery`` or its fields."""
+        q = query if query is not None else SessionQuery(**filters)
+        return self._get_model("/api/v1/sessions", SessionPage, params=_query_params(q))
+
+    def get_session(self, session_id: str) -> SessionDetail:
+        """One session and its traces oldest first; ``NotFoundError`` if unknown."""
+        return self._get_model(f"/api/v1/sessions/{quote(session_id, safe='')}", SessionDetail)
 
     def delete_trace(self, trace_id: str) -> None:
         self._request("DELETE", f"/api/v1/traces/{trace_id}")

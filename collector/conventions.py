@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 
 from schemas.attributes import (
     GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
     GEN_AI_OPERATION_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
@@ -36,9 +37,12 @@ from schemas.attributes import (
     OP_CHAT,
     OP_EXECUTE_TOOL,
     OP_INVOKE_AGENT,
+    RETRACE_RUN_ID,
     RETRACE_STEP_INDEX,
+    SESSION_ID_KEYS,
     TL_ENTITY_NAME,
     TL_SPAN_KIND,
+    USER_ID_KEYS,
 )
 
 __all__ = ["DerivedColumns", "derive_columns", "parse_count"]
@@ -113,6 +117,8 @@ class DerivedColumns(NamedTuple):
     input_tokens: int = 0
     output_tokens: int = 0
     step_index: int = -1
+    session_id: str = ""
+    user_id: str = ""
 
 
 def parse_count(value: str | None, *, maximum: int = _UINT64_MAX) -> int | None:
@@ -144,11 +150,36 @@ def _first_count(attributes: Mapping[str, str], keys: tuple[str, ...]) -> int:
     return 0
 
 
-def derive_columns(name: str, attributes: Mapping[str, str]) -> DerivedColumns:
-    """Derive operation, agent, model, tool, token counts and step index from a span.
+def _first_text(
+    keys: tuple[str, ...],
+    attributes: Mapping[str, str],
+    resource: Mapping[str, str] | None,
+    run_id: str = "",
+) -> str:
+    """The first non-empty value among ``keys``: on the span, then on its resource.
+
+    A ``gen_ai.conversation.id`` equal to the span's ``retrace.run.id`` is skipped: Retrace's
+    runner before schema 6 stamped each run's id there, which is no session."""
+    for source in (attributes, resource or {}):
+        for key in keys:
+            value = source.get(key)
+            if value and not (key == GEN_AI_CONVERSATION_ID and value == run_id):
+                return value if type(value) is str else str(value)
+    return ""
+
+
+def derive_columns(
+    name: str,
+    attributes: Mapping[str, str],
+    resource_attributes: Mapping[str, str] | None = None,
+) -> DerivedColumns:
+    """Derive operation, agent, model, tool, token counts, step index, session and end user.
 
     Explicit attributes win over what the span name implies; the GenAI conventions win over
-    OpenInference, which wins over OpenLLMetry.
+    OpenInference, which wins over OpenLLMetry. Session and user come from the span's
+    attributes, else its resource's (``schemas.attributes.SESSION_ID_KEYS``/``USER_ID_KEYS``:
+    OpenTelemetry and OpenInference ``session.id``/``user.id``, GenAI
+    ``gen_ai.conversation.id``, OpenLLMetry association properties, Langfuse).
     """
     get = attributes.get
     operation = ""
@@ -209,4 +240,6 @@ def derive_columns(name: str, attributes: Mapping[str, str]) -> DerivedColumns:
         _first_count(attributes, _INPUT_TOKEN_KEYS),
         _first_count(attributes, _OUTPUT_TOKEN_KEYS),
         step_index,
+        _first_text(SESSION_ID_KEYS, attributes, resource_attributes, get(RETRACE_RUN_ID) or ""),
+        _first_text(USER_ID_KEYS, attributes, resource_attributes),
     )

@@ -32,6 +32,10 @@ COMMANDS: dict[str, str] = {
     "ci": "replay.cli:ci",
     "diff": "replay.cli:diff",
     "ui": "ui.cli:ui",
+    "traces": "replay.browse_cli:traces",
+    "show": "replay.browse_cli:show",
+    "sessions": "replay.browse_cli:sessions",
+    "feedback": "replay.browse_cli:feedback",
 }
 
 

@@ -331,9 +331,17 @@ def live_model_factory(settings: Settings) -> Callable[[AgentConfig], ModelProvi
 
 
 async def execute_task(
-    task: str, config: AgentConfig, settings: Settings, client: CollectorClient
+    task: str,
+    config: AgentConfig,
+    settings: Settings,
+    client: CollectorClient,
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Run one task with live providers from ``config``, traced into ``settings.endpoint``."""
+    """Run one task with live providers from ``config``, traced into ``settings.endpoint``;
+    ``session_id``/``user_id``/``metadata`` are recorded on the run (``run_agent``)."""
     from runner.approvals import ApiApprovals
     from runner.providers import make_model
     from runner.run import run_agent
@@ -358,6 +366,9 @@ async def execute_task(
             project=settings.project,
             data_dir=Path(settings.data_dir).resolve(),
             approvals=ApiApprovals(client),
+            session_id=session_id,
+            user_id=user_id,
+            metadata=metadata,
         )
 
 

@@ -135,6 +135,15 @@ _data_dir = click.option(
     help="Sandbox backend (RETRACE_SANDBOX_BACKEND).",
 )
 @click.option("--insecure", is_flag=True, default=None, help="Allow the 'process' backend.")
+@click.option("--session-id", default=None, help="The session (conversation) the run belongs to.")
+@click.option("--user-id", default=None, help="The end user the run answers.")
+@click.option(
+    "--metadata",
+    "metadata_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata recorded on the run (repeatable).",
+)
 @_endpoint
 @_api_key_opt
 @_data_dir
@@ -145,6 +154,9 @@ def run(
     model: str | None,
     backend: str | None,
     insecure: bool | None,
+    session_id: str | None,
+    user_id: str | None,
+    metadata_items: tuple[str, ...],
     endpoint: str | None,
     api_key: str | None,
     data_dir: Path | None,
@@ -152,6 +164,16 @@ def run(
     """Run TASK (or a --suite) with an agent; print the trace id and the answer."""
     if (task is None) == (suite is None):
         raise InvalidInputError("give a TASK or --suite FILE (exactly one)")
+    metadata: dict[str, str] = {}
+    for item in metadata_items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--metadata: {item!r} must be KEY=VALUE")
+        metadata[key] = value
+    if suite is not None and (session_id or user_id or metadata):
+        raise InvalidInputError(
+            "--session-id, --user-id and --metadata go with a TASK, not --suite"
+        )
     settings = _settings(
         endpoint=endpoint,
         api_key=api_key,
@@ -170,7 +192,18 @@ def run(
                 sys.exit(1)
             return
         assert task is not None
-        result = run_sync(execute_task(task, load_agent(agent_path, model), settings, client))
+        config = load_agent(agent_path, model)
+        result = run_sync(
+            execute_task(
+                task,
+                config,
+                settings,
+                client,
+                session_id=session_id,
+                user_id=user_id,
+                metadata=metadata,
+            )
+        )
     _print_result(result)
 
 

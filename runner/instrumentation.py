@@ -41,7 +41,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Span
 
 from runner.seams import ToolResult
-from runner.tracing import PinnableIdGenerator, RunTracer, build_tracer_provider
+from runner.tracing import (
+    PinnableIdGenerator,
+    RunTracer,
+    build_tracer_provider,
+    session_attributes,
+)
 from schemas import attributes as A
 from schemas.models import RunStatus
 
@@ -338,7 +343,6 @@ class InstrumentedGraph:
         clock_start = time.time()
         attributes: dict[str, Any] = {
             A.RETRACE_RUN_ID: run_id,
-            A.GEN_AI_CONVERSATION_ID: run_id,
             A.RETRACE_RUN_INPUT: _text_of(payload),
             A.RETRACE_GRAPH_METHOD: method,
             A.RETRACE_GRAPH_INPUT: _dumpd_json(payload),
@@ -447,6 +451,9 @@ def instrument(
     span_exporter: SpanExporter | None = None,
     graph_ref: str | None = None,
     root_attributes: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> InstrumentedGraph:
     """Wrap a compiled LangGraph graph so each run emits Retrace's agent spans.
 
@@ -456,7 +463,10 @@ def instrument(
 
     ``graph_ref`` (``"package.module:attr"``, importable from the project's directory) is what
     ``retrace replay TRACE`` re-drives without ``--graph``. ``root_attributes`` are added to
-    every run's root span (a replay's ``retrace.replay_of``...).
+    every run's root span (a replay's ``retrace.replay_of``...). ``session_id``, ``user_id`` and
+    ``metadata`` name every run's session (conversation), end user and metadata (recorded on the
+    root span, see ``runner.tracing.session_attributes``); the collector files the runs under
+    them (``GET /api/v1/sessions``, ``?user_id=`` on trace lists).
     """
     if isinstance(graph, InstrumentedGraph):
         graph = graph.graph
@@ -471,7 +481,10 @@ def instrument(
         agent_name,
         owns=span_exporter is None,
         graph_ref=graph_ref,
-        root_attributes=root_attributes,
+        root_attributes={
+            **session_attributes(session_id, user_id, metadata),
+            **(root_attributes or {}),
+        },
     )
 
 

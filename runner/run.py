@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,12 @@ from runner.guardrails import Guardrails
 from runner.policy import Policy
 from runner.runtime import RecordingRuntime
 from runner.seams import ModelProvider, Runtime, ToolExecutor
-from runner.tracing import RunTracer, build_tracer_provider, shared_tracer_provider
+from runner.tracing import (
+    RunTracer,
+    build_tracer_provider,
+    session_attributes,
+    shared_tracer_provider,
+)
 from schemas import attributes as A
 from schemas.errors import ConflictError, InvalidInputError
 from schemas.models import Approval, ApprovalStatus, RunStatus
@@ -88,6 +93,9 @@ async def run_agent(
     approvals: ApprovalDesk | None = None,
     approval_resolver: ApprovalResolver | None = None,
     span_exporter: SpanExporter | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run ``task`` to an answer (or a pause, a guardrail, a failure) and return how it ended.
 
@@ -98,7 +106,8 @@ async def run_agent(
     (:func:`resume_agent`); ``approval_resolver`` answers approvals in-process instead (replay).
     ``project`` must be the project ``api_key`` acts for (``CollectorClient.whoami``): a paused
     run is kept under it and only that project can resume it.
-    The root span is ended on every path, including exceptions.
+    The root span is ended on every path, including exceptions. ``session_id``, ``user_id`` and
+    ``metadata`` are recorded on the root span (``runner.tracing.session_attributes``).
     """
     if not task.strip():
         raise InvalidInputError("the task is empty")
@@ -120,7 +129,7 @@ async def run_agent(
         session.runtime.ids.append(run_id)
     else:
         run_id = session.runtime.new_id()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(session_attributes(session_id, user_id, metadata))
     if replay_of:
         extra[A.RETRACE_REPLAY_OF] = replay_of
     if replay_mode:
@@ -295,7 +304,6 @@ class _Session:
         )
         root_attrs = {
             A.RETRACE_RUN_ID: run_id,
-            A.GEN_AI_CONVERSATION_ID: run_id,
             A.RETRACE_RUN_INPUT: task,
             A.RETRACE_AGENT_CONFIG: config.recorded_json(),
             A.RETRACE_SEED: config.seed,

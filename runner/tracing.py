@@ -17,7 +17,7 @@ import json
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -90,6 +90,29 @@ def pinned_trace_id(trace_id: str | None) -> Iterator[None]:
         yield
     finally:
         _PINNED_TRACE_ID.reset(token)
+
+
+def session_attributes(
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Root-span attributes naming a run's session (conversation), end user and metadata.
+
+    The session goes in ``session.id`` and ``gen_ai.conversation.id``, the user in ``user.id``
+    (the collector maps them to its SessionId/UserId columns), each metadata entry in
+    ``retrace.metadata.<key>`` (text as is, anything else as JSON).
+    """
+    out: dict[str, str] = {}
+    if session_id:
+        out[A.SESSION_ID] = session_id
+        out[A.GEN_AI_CONVERSATION_ID] = session_id
+    if user_id:
+        out[A.USER_ID] = user_id
+    for key, value in (metadata or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        out[A.RETRACE_METADATA_PREFIX + str(key)] = text
+    return out
 
 
 def build_tracer_provider(

@@ -83,6 +83,19 @@ TL_PROMPT: Final = "gen_ai.prompt"
 TL_COMPLETION: Final = "gen_ai.completion"
 TL_UNKNOWN_MODEL: Final = "unknown"  # OpenLLMetry's gen_ai.request.model when it found none
 
+# --- Sessions (conversations) and end users, mapped to SessionId/UserId at ingest -----------------
+# In order of precedence; each is looked up on the span, then on its resource.
+SESSION_ID: Final = "session.id"  # OpenTelemetry session conventions; OpenInference too
+USER_ID: Final = "user.id"  # OpenTelemetry user conventions; OpenInference too
+ENDUSER_ID: Final = "enduser.id"  # the older OpenTelemetry key user.id replaced
+TL_SESSION_ID: Final = "traceloop.association.properties.session_id"  # OpenLLMetry
+TL_USER_ID: Final = "traceloop.association.properties.user_id"
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+RETRACE_METADATA_PREFIX: Final = "retrace.metadata."  # + key: a run's metadata (instrument, run)
+SESSION_ID_KEYS: Final = (SESSION_ID, GEN_AI_CONVERSATION_ID, TL_SESSION_ID, LANGFUSE_SESSION_ID)
+USER_ID_KEYS: Final = (USER_ID, ENDUSER_ID, TL_USER_ID, LANGFUSE_USER_ID)
+
 # --- Retrace's own keys ------------------------------------------------------------------------
 RETRACE_PROJECT: Final = "retrace.project"  # resource attribute; the API key decides in the end
 RETRACE_RUN_ID: Final = "retrace.run.id"

@@ -6,9 +6,10 @@ field here changes the contract.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -103,6 +104,8 @@ class SpanRecord(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     step_index: int = -1
+    session_id: str = ""
+    user_id: str = ""
     payload_refs: dict[str, str] = Field(
         default_factory=dict, description="attribute key -> sha256 of a payload moved out"
     )
@@ -139,6 +142,8 @@ class SpanView(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     step_index: int = -1
+    session_id: str = ""
+    user_id: str = ""
 
 
 class TraceSummary(_Model):
@@ -162,11 +167,69 @@ class TraceSummary(_Model):
     models: list[str] = Field(default_factory=list)
     tools: list[str] = Field(default_factory=list)
     replay_of: str = ""
+    session_id: str = ""
+    user_id: str = ""
+
+
+class FeedbackSource(StrEnum):
+    USER = "user"  # the end user (thumbs down, a complaint)
+    REVIEWER = "reviewer"  # someone reading the trace
+    CI = "ci"  # an automated check
+
+
+MAX_FEEDBACK_NAME = 200
+MAX_FEEDBACK_TEXT = 10_000
+
+
+class NewFeedback(_Model):
+    """Feedback or an annotation on a trace (or one of its spans), as a client posts it."""
+
+    name: str = Field(min_length=1, max_length=MAX_FEEDBACK_NAME, pattern=r"\S")
+    # bool before int: JSON true stays a bool (pydantic's smart union keeps exact types).
+    value: (
+        bool
+        | int
+        | Annotated[float, Field(allow_inf_nan=False)]
+        | Annotated[str, Field(max_length=MAX_FEEDBACK_TEXT)]
+    ) = Field(union_mode="smart")
+    comment: str = Field("", max_length=MAX_FEEDBACK_TEXT)
+    span_id: str = ""
+    source: FeedbackSource = FeedbackSource.USER
+
+
+def parse_feedback_value(text: str) -> bool | int | float | str:
+    """A feedback value typed by a person (CLI, UI): true/false, a number, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    # "nan", "inf": no number JSON can carry, so the text itself.
+    return number if math.isfinite(number) else text
+
+
+class Feedback(NewFeedback):
+    """Feedback as stored: with its id, trace and time."""
+
+    feedback_id: str
+    trace_id: str
+    created_at: datetime
+
+
+class FeedbackList(_Model):
+    feedback: list[Feedback]
 
 
 class TraceDetail(_Model):
     trace: TraceSummary
     spans: list[SpanView]
+    feedback: list[Feedback] = Field(default_factory=list)
 
 
 class TracePage(_Model):
@@ -210,6 +273,9 @@ class TraceQuery(_Model):
     attributes: dict[str, str] = Field(default_factory=dict)
     replay_of: str | None = None
     include_replays: bool = True
+    session_id: str | None = None
+    user_id: str | None = None
+    feedback: str | None = Field(None, description="only traces with feedback of this name")
     sort: SortField = "start_time"
     order: Literal["asc", "desc"] = "desc"
     limit: int = Field(50, ge=1, le=1000)
@@ -228,8 +294,42 @@ class SpanQuery(_Model):
     status: Literal["ok", "error", "unset"] | None = None
     min_duration_ms: float | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
+    session_id: str | None = None
+    user_id: str | None = None
     limit: int = Field(100, ge=1, le=5000)
     cursor: str | None = None
+
+
+class SessionQuery(_Model):
+    """Filters for listing sessions: by end user, and by when their traces started."""
+
+    user_id: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int = Field(50, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class SessionSummary(_Model):
+    """A session (conversation): its traces (replays left out) taken together."""
+
+    session_id: str
+    user_id: str = ""
+    trace_count: int
+    error_count: int = Field(description="traces of the session whose status is 'error'")
+    feedback_count: int = 0
+    first_time: datetime
+    last_time: datetime
+
+
+class SessionPage(_Model):
+    sessions: list[SessionSummary]
+    next_cursor: str | None = None
+
+
+class SessionDetail(_Model):
+    session: SessionSummary
+    traces: list[TraceSummary] = Field(description="the session's traces, oldest first")
 
 
 class StatsQuery(_Model):
@@ -256,6 +356,12 @@ class ToolFailures(_Model):
     errors: int
 
 
+class FeedbackCount(_Model):
+    name: str
+    count: int = Field(description="feedback entries of this name")
+    traces: int = Field(description="runs with at least one")
+
+
 class Stats(_Model):
     runs: int
     errors: int
@@ -267,6 +373,10 @@ class Stats(_Model):
     output_tokens: int
     buckets: list[StatsBucket]
     top_failing_tools: list[ToolFailures]
+    feedback: list[FeedbackCount] = Field(
+        default_factory=list,
+        description="feedback on the runs counted here, by name (most frequent first)",
+    )
 
 
 # --- approvals --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from schemas.migrations import MIGRATIONS_TABLE
 __all__ = [
     "API_KEYS",
     "APPROVALS",
+    "FEEDBACK",
     "PAYLOADS",
     "REPLAYS",
     "SCHEMA_MIGRATIONS",
@@ -147,6 +148,9 @@ SPANS = Table(
             "OutputTokens", "UInt64", pa.uint64(), default="0", field="output_tokens", derived=True
         ),
         Column("StepIndex", "Int32", pa.int32(), default="-1", field="step_index", derived=True),
+        # Session (conversation) and end user (migration 0006).
+        Column("SessionId", "String", _STR, default="''", field="session_id", derived=True),
+        Column("UserId", "String", _STR, default="''", field="user_id", derived=True),
         Column("PayloadRefs", _CH_MAP, _MAP, field="payload_refs"),
         Column("InputPreview", "String", _STR, default="''", field="input_preview"),
         Column("OutputPreview", "String", _STR, default="''", field="output_preview"),
@@ -205,6 +209,8 @@ SUMMARIES = Table(
         Column("Tools", _agg("groupUniqArrayArray", "Array(String)")),
         Column("LatestRoot", _agg("max", "Tuple(DateTime64(9), String, String, String)")),
         Column("FirstInputPreview", "AggregateFunction(argMin, String, DateTime64(9))"),
+        Column("SessionId", _agg("max", "String")),
+        Column("UserId", _agg("max", "String")),
     ),
 )
 
@@ -249,6 +255,22 @@ APPROVALS = Table(
     ),
 )
 
+# Feedback and annotations on a trace or one of its spans (migration 0006); Value is JSON.
+FEEDBACK = Table(
+    "retrace_feedback",
+    (
+        Column("ProjectId", _LC, _STR),
+        Column("TraceId", "String", _STR),
+        Column("FeedbackId", "String", _STR),
+        Column("SpanId", "String", _STR),
+        Column("Name", _LC, _STR),
+        Column("Value", "String", _STR),
+        Column("Comment", "String", _STR),
+        Column("Source", _LC, _STR),
+        Column("CreatedAt", "DateTime64(3)", _MS),
+    ),
+)
+
 API_KEYS = Table(
     "retrace_api_keys",
     (
@@ -279,6 +301,7 @@ TABLES: tuple[Table, ...] = (
     SUMMARIES,
     REPLAYS,
     APPROVALS,
+    FEEDBACK,
     API_KEYS,
     SCHEMA_MIGRATIONS,
 )

@@ -42,6 +42,9 @@ P_SORT = "sort"
 P_ORDER = "order"
 P_LIMIT = "limit"
 P_CURSOR = "cursor"
+P_SESSION = "session"
+P_USER = "user"
+P_FEEDBACK = "feedback"
 P_TRACE = "trace"
 P_SPAN = "span"
 P_REPLAY = "replay"
@@ -65,6 +68,9 @@ class TraceFilters:
     order: str = "desc"
     limit: int = 50
     cursor: str = ""
+    session: str = ""
+    user: str = ""
+    feedback: str = ""
 
     def to_params(self) -> dict[str, str | list[str]]:
         """Query params for this filter set, omitting defaults so links stay short."""
@@ -77,7 +83,14 @@ class TraceFilters:
             params[P_END] = self.end.isoformat()
         if self.status != "any":
             params[P_STATUS] = self.status
-        for key, value in ((P_AGENT, self.agent), (P_MODEL, self.model), (P_TOOL, self.tool)):
+        for key, value in (
+            (P_AGENT, self.agent),
+            (P_MODEL, self.model),
+            (P_TOOL, self.tool),
+            (P_SESSION, self.session),
+            (P_USER, self.user),
+            (P_FEEDBACK, self.feedback),
+        ):
             if value:
                 params[key] = value
         if self.min_duration_ms is not None:
@@ -119,6 +132,9 @@ class TraceFilters:
             order=cast(Literal["asc", "desc"], self.order),
             limit=self.limit,
             cursor=self.cursor or None,
+            session_id=self.session or None,
+            user_id=self.user or None,
+            feedback=self.feedback or None,
         )
 
 
@@ -200,4 +216,7 @@ def filters_from_params(params: Mapping[str, str | list[str]]) -> TraceFilters:
         order=order,
         limit=limit,
         cursor=one(P_CURSOR),
+        session=one(P_SESSION).strip(),
+        user=one(P_USER).strip(),
+        feedback=one(P_FEEDBACK).strip(),
     )

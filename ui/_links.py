@@ -25,6 +25,10 @@ def compare_link(a: str, b: str = "") -> str:
     return f"compare?{urlencode(params)}"
 
 
+def session_link(session_id: str) -> str:
+    return f"session?{urlencode({'session': session_id})}"
+
+
 def same_tab_link(href: str, text: str, *, code: bool = False) -> str:
     """An HTML anchor that opens in this tab (Streamlit's markdown links open a new tab).
 

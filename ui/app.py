@@ -1,7 +1,8 @@
 """Retrace UI entry point (``streamlit run ui/app.py``; normally started by ``retrace ui``).
 
 Pages are files under ``ui/views/``; each is reachable by URL (``/traces``, ``/trace?trace=<id>``,
-``/replay``, ``/divergence``, ``/compare?a=<id>&b=<id>``, ``/approvals``, ``/overview``).
+``/replay``, ``/divergence``, ``/compare?a=<id>&b=<id>``, ``/approvals``, ``/overview``,
+``/session?session=<id>``).
 ``/?trace=<id>`` opens the trace too.
 """
 
@@ -43,6 +44,12 @@ pages = {
         title="Approvals",
         icon=":material/front_hand:",
         url_path="approvals",
+    ),
+    "session": st.Page(
+        _VIEWS / "session.py",
+        title="Session",
+        icon=":material/forum:",
+        url_path="session",
     ),
     "overview": st.Page(
         _VIEWS / "overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"

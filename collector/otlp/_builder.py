@@ -187,7 +187,7 @@ class BatchBuilder:
         redacted: int,
     ) -> None:
         """Keep one valid span: redact it, move its payloads out, derive its columns."""
-        derived = derive_columns(name, attributes)
+        derived = derive_columns(name, attributes, resource_attributes)
         operation, agent_name, model, tool_name = (
             derived.operation,
             derived.agent_name,
@@ -270,6 +270,8 @@ class BatchBuilder:
                 "input_tokens": derived.input_tokens,
                 "output_tokens": derived.output_tokens,
                 "step_index": derived.step_index,
+                "session_id": derived.session_id,
+                "user_id": derived.user_id,
                 "payload_refs": refs,
                 "input_preview": input_preview,
                 "output_preview": output_preview,

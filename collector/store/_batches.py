@@ -19,12 +19,13 @@ from collector._span_batch import SPAN_SCHEMA
 from collector.store._sql import to_ns
 from schemas import tables
 from schemas.errors import InvalidInputError
-from schemas.models import Approval, ReplayRecord
+from schemas.models import Approval, Feedback, ReplayRecord
 
 PAYLOAD_SCHEMA = tables.PAYLOADS.arrow_schema()
 REPLAY_SCHEMA = tables.REPLAYS.arrow_schema()
 APPROVAL_SCHEMA = tables.APPROVALS.arrow_schema()
 API_KEY_SCHEMA = tables.API_KEYS.arrow_schema()
+FEEDBACK_SCHEMA = tables.FEEDBACK.arrow_schema()
 
 
 # --- spans ---------------------------------------------------------------------------------------
@@ -111,6 +112,23 @@ def replay_to_arrow(project: str, r: ReplayRecord) -> pa.Table:
         "Report": r.model_dump_json(),
     }
     return pa.Table.from_pylist([row], schema=REPLAY_SCHEMA)
+
+
+# --- feedback ----------------------------------------------------------------------------------
+def feedback_to_arrow(project: str, f: Feedback) -> pa.Table:
+    """One feedback row; the value is kept as JSON (a number, string or bool)."""
+    row = {
+        "ProjectId": project,
+        "TraceId": f.trace_id,
+        "FeedbackId": f.feedback_id,
+        "SpanId": f.span_id,
+        "Name": f.name,
+        "Value": json.dumps(f.value, ensure_ascii=False),
+        "Comment": f.comment,
+        "Source": f.source.value,
+        "CreatedAt": _ms(f.created_at),
+    }
+    return pa.Table.from_pylist([row], schema=FEEDBACK_SCHEMA)
 
 
 # --- approvals ---------------------------------------------------------------------------------

@@ -26,7 +26,13 @@ from schemas.migrations import SCHEMA_VERSION, load_migrations
 from schemas.models import (
     Approval,
     ApprovalStatus,
+    Feedback,
+    FeedbackCount,
     ReplayRecord,
+    SessionDetail,
+    SessionPage,
+    SessionQuery,
+    SessionSummary,
     SpanPage,
     SpanQuery,
     SpanRecord,
@@ -219,7 +225,12 @@ class SqlTraceStore(TraceStore):
         return TraceDetail.model_construct(
             trace=_rows.summary_from_spans(rows),
             spans=[_rows.span_from_row(r, payloads) for r in rows],
+            feedback=self.list_feedback(project, trace_id),
         )
+
+    def has_trace(self, project: str, trace_id: str) -> bool:
+        found = self._rows(q.TRACE_RANGE_SQL, {"project": project, "trace_id": trace_id})
+        return bool(found) and int(found[0]["N"]) > 0
 
     def list_traces(self, project: str, query: TraceQuery) -> TracePage:
         rows: list[dict[str, Any]] | None = None
@@ -284,6 +295,7 @@ class SqlTraceStore(TraceStore):
         totals = self._rows(totals_b.sql, totals_b.params)[0]
         buckets_b = q.stats_buckets_sql(project, query)
         tools_b = q.stats_tools_sql(project, query)
+        feedback_b = q.stats_feedback_sql(project, query)
         runs = int(totals["Runs"])
         errors = int(totals["Errors"])
         quantiles = [float(x) for x in (totals["Q"] or [0.0, 0.0, 0.0])] if runs else [0.0] * 3
@@ -312,7 +324,67 @@ class SqlTraceStore(TraceStore):
                 ToolFailures(tool=t["Tool"], calls=int(t["Calls"]), errors=int(t["Errs"]))
                 for t in self._rows(tools_b.sql, tools_b.params)
             ],
+            feedback=[
+                FeedbackCount(name=str(r["Name"]), count=int(r["N"]), traces=int(r["Traces"]))
+                for r in self._rows(feedback_b.sql, feedback_b.params)
+            ],
         )
+
+    # --- sessions and feedback -------------------------------------------------------------------
+    def list_sessions(self, project: str, query: SessionQuery) -> SessionPage:
+        built = q.list_sessions_sql(project, query)
+        rows = self._rows(built.sql, built.params)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        cursor = None
+        if more and rows:
+            last = rows[-1]
+            cursor = q.encode_cursor([int(last["LastNs"]), str(last["SessionId"])])
+        return SessionPage(sessions=[_rows.session_from_row(r) for r in rows], next_cursor=cursor)
+
+    def get_session(self, project: str, session_id: str) -> SessionDetail | None:
+        traces = []
+        cursor: str | None = None
+        while True:
+            page = self.list_traces(
+                project,
+                TraceQuery(
+                    session_id=session_id,
+                    include_replays=False,
+                    order="asc",
+                    limit=1000,
+                    cursor=cursor,
+                ),
+            )
+            traces.extend(page.traces)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if not traces:
+            return None
+        feedback = self._rows(
+            q.FEEDBACK_COUNT_SQL,
+            {"project": project, "trace_ids": [t.trace_id for t in traces]},
+        )
+        return SessionDetail(
+            session=SessionSummary(
+                session_id=session_id,
+                user_id=max(t.user_id for t in traces),
+                trace_count=len(traces),
+                error_count=sum(1 for t in traces if t.status == "error"),
+                feedback_count=int(feedback[0]["N"]) if feedback else 0,
+                first_time=traces[0].start_time,
+                last_time=max(t.end_time for t in traces),
+            ),
+            traces=traces,
+        )
+
+    def save_feedback(self, project: str, feedback: Feedback) -> None:
+        self._insert(q.FEEDBACK_TABLE, _batches.feedback_to_arrow(project, feedback), {})
+
+    def list_feedback(self, project: str, trace_id: str) -> list[Feedback]:
+        rows = self._rows(q.FEEDBACK_OF_TRACE_SQL, {"project": project, "trace_id": trace_id})
+        return [_rows.feedback_from_row(r) for r in rows]
 
     # --- replays -------------------------------------------------------------------------------
     def save_replay(self, project: str, replay: ReplayRecord) -> None:

@@ -16,7 +16,10 @@ from schemas import attributes as attr
 from schemas.models import (
     Approval,
     ApprovalStatus,
+    Feedback,
+    FeedbackSource,
     ReplayRecord,
+    SessionSummary,
     SpanEvent,
     SpanKind,
     SpanLink,
@@ -126,6 +129,8 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
         input_tokens=int(row["InputTokens"]),
         output_tokens=int(row["OutputTokens"]),
         step_index=int(row["StepIndex"]),
+        session_id=str(row["SessionId"]),
+        user_id=str(row["UserId"]),
     )
 
 
@@ -191,6 +196,8 @@ def summary_from_spans(rows: Sequence[Mapping[str, Any]]) -> TraceSummary:
         models=sorted({str(r["Model"]) for r in rows if r["Model"]}),
         tools=sorted({str(r["ToolName"]) for r in rows if r["ToolName"]}),
         replay_of=replay_of,
+        session_id=max((str(r["SessionId"]) for r in rows), default=""),
+        user_id=max((str(r["UserId"]) for r in rows), default=""),
     )
 
 
@@ -230,6 +237,38 @@ def summary_from_row(row: Mapping[str, Any]) -> TraceSummary:
         models=sorted(row["Models_"] or []),
         tools=sorted(row["Tools_"] or []),
         replay_of=row["ReplayOf_"],
+        session_id=row["SessionId_"],
+        user_id=row["UserId_"],
+    )
+
+
+# --- sessions and feedback -----------------------------------------------------------------------
+def session_from_row(row: Mapping[str, Any]) -> SessionSummary:
+    """A row of ``list_sessions_sql`` as the API model."""
+    return SessionSummary(
+        session_id=str(row["SessionId"]),
+        user_id=str(row["UserId"]),
+        trace_count=int(row["Traces"]),
+        error_count=int(row["Errors"]),
+        feedback_count=int(row["FeedbackCount"] or 0),
+        first_time=from_ns(int(row["FirstNs"])),
+        last_time=from_ns(max(int(row["LastNs"]), int(row["EndNs_"]))),
+    )
+
+
+def feedback_from_row(row: Mapping[str, Any]) -> Feedback:
+    """A row of ``FEEDBACK_OF_TRACE_SQL`` as the API model."""
+    created = _ms_dt(row["CreatedMs"])
+    assert created is not None
+    return Feedback(
+        feedback_id=str(row["FeedbackId"]),
+        trace_id=str(row["TraceId"]),
+        span_id=str(row["SpanId"]),
+        name=str(row["Name"]),
+        value=json.loads(row["Value"]),
+        comment=str(row["Comment"]),
+        source=FeedbackSource(row["Source"]),
+        created_at=created,
     )
 
 

@@ -23,6 +23,7 @@ from schemas.migrations import MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL
 from schemas.models import (
     ApprovalStatus,
     RunStatus,
+    SessionQuery,
     SpanKind,
     SpanQuery,
     StatsQuery,
@@ -38,6 +39,7 @@ SUMMARIES_TABLE = tables.SUMMARIES.name
 REPLAYS_TABLE = tables.REPLAYS.name
 APPROVALS_TABLE = tables.APPROVALS.name
 API_KEYS_TABLE = tables.API_KEYS.name
+FEEDBACK_TABLE = tables.FEEDBACK.name
 
 # Run statuses that make a trace count as failed even when no span carries an error status.
 FAILED_RUN_STATUSES: tuple[str, ...] = (
@@ -134,7 +136,8 @@ SPAN_SELECT = """
     `Events.Name` AS EventName, `Events.Attributes` AS EventAttrs,
     `Links.TraceId` AS LinkTraceId, `Links.SpanId` AS LinkSpanId,
     `Links.TraceState` AS LinkTraceState, `Links.Attributes` AS LinkAttrs,
-    Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex
+    Operation, AgentName, Model, ToolName, InputTokens, OutputTokens, StepIndex,
+    SessionId, UserId
 """
 
 
@@ -198,7 +201,7 @@ SETTINGS output_format_arrow_string_as_string = 0
 
 DELETE_SQL = [
     f"DELETE FROM {table} WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}"
-    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE)
+    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE, FEEDBACK_TABLE)
 ]
 
 
@@ -243,7 +246,9 @@ SUMMARY_COLUMNS = f"""
     sum(ToolCalls) AS ToolCalls_,
     groupUniqArrayArray(Models) AS Models_,
     groupUniqArrayArray(Tools) AS Tools_,
-    max(ReplayOf) AS ReplayOf_
+    max(ReplayOf) AS ReplayOf_,
+    max(SessionId) AS SessionId_,
+    max(UserId) AS UserId_
 """
 
 SORT_COLUMNS: dict[str, str] = {
@@ -347,6 +352,8 @@ def list_traces_sql(
         ("service", q.service, "ServiceName_"),
         ("agent", q.agent, "AgentName_"),
         ("replay_of", q.replay_of, "ReplayOf_"),
+        ("session_id", q.session_id, "SessionId_"),
+        ("user_id", q.user_id, "UserId_"),
     ):
         if value is not None:
             params[name] = value
@@ -362,6 +369,12 @@ def list_traces_sql(
     if q.min_duration_ms is not None:
         params["min_duration_ns"] = int(q.min_duration_ms * 1_000_000)
         having.append("DurationNs >= {min_duration_ns:Int64}")
+    if q.feedback is not None:
+        params["feedback"] = q.feedback
+        where.append(
+            f"TraceId IN (SELECT TraceId FROM {FEEDBACK_TABLE}"
+            " WHERE ProjectId = {project:String} AND Name = {feedback:String})"
+        )
     span_filters = _attribute_filter(q.attributes, params)
     if span_filters:
         where.append(
@@ -371,19 +384,16 @@ def list_traces_sql(
             else _all_attributes_subquery(span_filters, span_time)
         )
     if q.text:
-        params["text"] = q.text
+        contains = _text_matcher(q.text, params)
         where.append(
-            "(positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
-            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
+            f"({contains('InputPreview')} OR {contains('OutputPreview')}"
             f" OR TraceId IN (SELECT TraceId FROM {SPANS_TABLE}"
             f" WHERE ProjectId = {{project:String}}{span_time} AND ("
-            "positionCaseInsensitiveUTF8(InputPreview, {text:String}) > 0"
-            " OR positionCaseInsensitiveUTF8(OutputPreview, {text:String}) > 0"
-            " OR arrayExists(v -> positionCaseInsensitiveUTF8(v, {text:String}) > 0,"
-            " mapValues(SpanAttributes))"
+            f"{contains('InputPreview')} OR {contains('OutputPreview')}"
+            f" OR arrayExists(v -> {contains('v')}, mapValues(SpanAttributes))"
             " OR hasAny(mapValues(PayloadRefs), (SELECT groupArray(toString(Hash))"
             f" FROM {PAYLOADS_TABLE} WHERE ProjectId = {{project:String}}"
-            " AND positionCaseInsensitiveUTF8(Content, {text:String}) > 0)))))"
+            f" AND {contains('Content')})))))"
         )
     sort_col = SORT_COLUMNS[q.sort]
     direction = "DESC" if q.order == "desc" else "ASC"
@@ -424,6 +434,50 @@ ORDER BY {sort_col} {direction}, TraceId {direction}
     return Built(sql, params), sort_col
 
 
+def text_pattern(text: str) -> str:
+    """A case-insensitive RE2 pattern finding ``text`` as written or JSON-escaped.
+
+    Payloads and attributes are often JSON written with ``\\uXXXX`` escapes for every non-ASCII
+    character (Python's ``json.dumps`` default), so a Cyrillic or Japanese word is not in their
+    bytes as typed. Each non-ASCII character matches itself, its other case, or the escapes of
+    either (UTF-16, surrogate pairs past the BMP, hex digits in either case); ``"``, ``\\`` and
+    ``/`` match with or without JSON's backslash. Every character is written ``\\x{hex}``, so
+    nothing in ``text`` is read as regular-expression syntax.
+    """
+    parts: list[str] = []
+    for ch in text:
+        if ch.isascii():
+            literal = f"\\x{{{ord(ch):x}}}"
+            parts.append(f"(?:\\x{{5c}})?{literal}" if ch in '"\\/' else literal)
+            continue
+        alternatives: list[str] = []
+        for variant in dict.fromkeys((ch, ch.lower(), ch.upper())):
+            if len(variant) != 1:
+                continue  # "ß".upper() == "SS": the character itself stands for it
+            alternatives.append(f"\\x{{{ord(variant):x}}}")
+            units = variant.encode("utf-16-be")
+            escaped = "".join(
+                f"\\x{{5c}}u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)
+            )
+            alternatives.append(escaped)
+        parts.append("(?:" + "|".join(alternatives) + ")")
+    return "(?is)" + "".join(parts)
+
+
+def _text_matcher(text: str, params: Params) -> Any:
+    """``column -> SQL condition`` finding ``text`` in the column, case-insensitively.
+
+    ASCII text is looked for with ``positionCaseInsensitiveUTF8`` (JSON keeps ASCII letters as
+    they are); text with other characters, or with a quote or backslash (which JSON escapes),
+    with :func:`text_pattern` (``match``, RE2).
+    """
+    if text.isascii() and '"' not in text and "\\" not in text:
+        params["text"] = text
+        return lambda column: f"positionCaseInsensitiveUTF8({column}, {{text:String}}) > 0"
+    params["text_re"] = text_pattern(text)
+    return lambda column: f"match({column}, {{text_re:String}})"
+
+
 # The summary columns a list filter or sort may use, cheap to aggregate over every trace.
 _LIGHT_COLUMNS: dict[str, str] = {
     "StartNs": "toUnixTimestamp64Nano(min(Start))",
@@ -436,6 +490,8 @@ _LIGHT_COLUMNS: dict[str, str] = {
     "ServiceName_": "max(ServiceName)",
     "AgentName_": "max(AgentName)",
     "ReplayOf_": "max(ReplayOf)",
+    "SessionId_": "max(SessionId)",
+    "UserId_": "max(UserId)",
     "Models_": "groupArrayArray(Models)",
     "Tools_": "groupArrayArray(Tools)",
 }
@@ -475,6 +531,8 @@ def search_spans_sql(
         ("service", q.service, "ServiceName"),
         ("model", q.model, "Model"),
         ("tool", q.tool, "ToolName"),
+        ("session_id", q.session_id, "SessionId"),
+        ("user_id", q.user_id, "UserId"),
     ):
         if value is not None:
             params[name] = value
@@ -618,6 +676,96 @@ GROUP BY ToolName
 HAVING Errs > 0
 ORDER BY Errs DESC, Tool
 LIMIT 10
+"""
+    return Built(sql, params)
+
+
+# --- sessions ----------------------------------------------------------------------------------
+def list_sessions_sql(project: str, q: SessionQuery) -> Built:
+    """Sessions (traces sharing a session id, replays left out), the most recently active first,
+    keyset-paginated by (last start time, session id).
+
+    Each trace's session, user, start, end and status come from the summaries (one group per
+    trace), then traces are grouped by session. A time range keeps the traces starting in it.
+    """
+    params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
+    having = ["SessionId_ != ''", "ReplayOf_ = ''"]
+    if q.start is not None:
+        params["t_start"] = to_ns(q.start)
+        having.append("StartNs >= {t_start:Int64}")
+    if q.end is not None:
+        params["t_end"] = to_ns(q.end)
+        having.append("StartNs < {t_end:Int64}")
+    outer = []
+    if q.user_id is not None:
+        params["user_id"] = q.user_id
+        having.append("UserId_ = {user_id:String}")
+    if q.cursor:
+        last_ns, session = decode_cursor(q.cursor, 2)
+        if not isinstance(last_ns, int) or not isinstance(session, str):
+            raise InvalidInputError(f"invalid cursor {q.cursor!r}: not one this API returned")
+        params.update(c_value=last_ns, c_session=session)
+        outer.append("(LastNs, SessionId) < ({c_value:Int64}, {c_session:String})")
+    params["limit"] = q.limit + 1
+    sql = f"""
+SELECT SessionId_ AS SessionId, max(UserId_) AS UserId, count() AS Traces,
+       countIf(Status_ = 'error') AS Errors, min(StartNs) AS FirstNs, max(StartNs) AS LastNs,
+       max(EndNs) AS EndNs_,
+       sum(Feedback_) AS FeedbackCount
+FROM (
+    SELECT TraceId,
+           toUnixTimestamp64Nano(min(Start)) AS StartNs,
+           toUnixTimestamp64Nano(max(End)) AS EndNs,
+           {_STATUS_EXPR} AS Status_,
+           max(SessionId) AS SessionId_,
+           max(UserId) AS UserId_,
+           max(ReplayOf) AS ReplayOf_
+    FROM {SUMMARIES_TABLE}
+    WHERE ProjectId = {{project:String}}
+    GROUP BY TraceId
+    HAVING {" AND ".join(having)}
+) AS traces
+LEFT JOIN (
+    SELECT TraceId, toUInt64(count()) AS Feedback_
+    FROM {FEEDBACK_TABLE}
+    WHERE ProjectId = {{project:String}}
+    GROUP BY TraceId
+) AS fb ON fb.TraceId = traces.TraceId
+GROUP BY SessionId_
+{"HAVING " + " AND ".join(outer) if outer else ""}
+ORDER BY LastNs DESC, SessionId DESC
+LIMIT {{limit:UInt32}}
+"""
+    return Built(sql, params)
+
+
+# --- feedback ----------------------------------------------------------------------------------
+FEEDBACK_OF_TRACE_SQL = f"""
+SELECT FeedbackId, TraceId, SpanId, Name, Value, Comment, Source,
+       toUnixTimestamp64Milli(CreatedAt) AS CreatedMs
+FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+ORDER BY CreatedAt, FeedbackId
+"""
+
+
+FEEDBACK_COUNT_SQL = f"""
+SELECT count() AS N FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN {{trace_ids:Array(String)}}
+"""
+
+
+def stats_feedback_sql(project: str, q: StatsQuery) -> Built:
+    """Feedback on the traces the stats count, by name (the top 20)."""
+    params: Params = {}
+    sub = _stats_traces_subquery(project, q, params)
+    sql = f"""
+SELECT Name, count() AS N, uniqExact(TraceId) AS Traces
+FROM {FEEDBACK_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId IN (SELECT TraceId FROM ({sub}))
+GROUP BY Name
+ORDER BY N DESC, Name
+LIMIT 20
 """
     return Built(sql, params)
 

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING
 from schemas.models import (
     Approval,
     ApprovalStatus,
+    Feedback,
     ReplayRecord,
+    SessionDetail,
+    SessionPage,
+    SessionQuery,
     SpanPage,
     SpanQuery,
     SpanRecord,
@@ -108,6 +112,27 @@ class TraceStore(ABC):
     @abstractmethod
     def get_payloads(self, project: str, hashes: Sequence[str]) -> dict[str, bytes]:
         """The payloads found among ``hashes`` (missing ones are absent from the result)."""
+
+    @abstractmethod
+    def has_trace(self, project: str, trace_id: str) -> bool:
+        """Whether the project holds spans of this trace."""
+
+    # --- sessions and feedback -----------------------------------------------------------------
+    @abstractmethod
+    def list_sessions(self, project: str, query: SessionQuery) -> SessionPage:
+        """Sessions (traces sharing a session id, replays left out), most recently active first."""
+
+    @abstractmethod
+    def get_session(self, project: str, session_id: str) -> SessionDetail | None:
+        """One session with its traces oldest first (replays left out); None if unknown."""
+
+    @abstractmethod
+    def save_feedback(self, project: str, feedback: Feedback) -> None:
+        """Store feedback on a trace (the caller checks the trace exists)."""
+
+    @abstractmethod
+    def list_feedback(self, project: str, trace_id: str) -> list[Feedback]:
+        """A trace's feedback, oldest first."""
 
     # --- replays -----------------------------------------------------------------------------
     @abstractmethod

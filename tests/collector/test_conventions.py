@@ -208,3 +208,31 @@ def test_bad_counts_and_step_index_fall_back() -> None:
     )
     assert (derived.input_tokens, derived.step_index) == (7, -1)
     assert derive_columns("x", {A.RETRACE_STEP_INDEX: str(2**40)}).step_index == 2**31 - 1
+
+
+@pytest.mark.parametrize(
+    ("session_key", "user_key"),
+    [
+        (A.SESSION_ID, A.USER_ID),  # OpenTelemetry, OpenInference
+        (A.GEN_AI_CONVERSATION_ID, A.ENDUSER_ID),  # GenAI; the older OpenTelemetry user key
+        (A.TL_SESSION_ID, A.TL_USER_ID),  # OpenLLMetry association properties
+        (A.LANGFUSE_SESSION_ID, A.LANGFUSE_USER_ID),
+    ],
+)
+def test_session_and_user_come_from_span_then_resource(session_key: str, user_key: str) -> None:
+    on_span = derive_columns("x", {session_key: "s1", user_key: "u1"})
+    assert (on_span.session_id, on_span.user_id) == ("s1", "u1")
+    on_resource = derive_columns("x", {}, {session_key: "s2", user_key: "u2"})
+    assert (on_resource.session_id, on_resource.user_id) == ("s2", "u2")
+    both = derive_columns("x", {session_key: "span"}, {session_key: "resource", user_key: "u"})
+    assert (both.session_id, both.user_id) == ("span", "u")
+    assert derive_columns("x", {session_key: ""}, {}).session_id == ""
+
+
+def test_a_run_id_stamped_as_conversation_id_is_no_session() -> None:
+    """Retrace's runner before schema 6 put each run's id in gen_ai.conversation.id."""
+    old = {A.GEN_AI_CONVERSATION_ID: "run-1", A.RETRACE_RUN_ID: "run-1"}
+    assert derive_columns("invoke_agent a", old).session_id == ""
+    assert derive_columns("invoke_agent a", {**old, A.SESSION_ID: "s"}).session_id == "s"
+    other = {A.GEN_AI_CONVERSATION_ID: "conv-7", A.RETRACE_RUN_ID: "run-1"}
+    assert derive_columns("invoke_agent a", other).session_id == "conv-7"

@@ -37,9 +37,12 @@ from schemas.models import (
     ApprovalStatus,
     DivergenceMetrics,
     DivergenceReport,
+    Feedback,
+    FeedbackSource,
     ReplayMode,
     ReplayRecord,
     RunStatus,
+    SessionQuery,
     SpanEvent,
     SpanKind,
     SpanLink,
@@ -703,9 +706,9 @@ def _insert_as_older_code(
     settings: dict[str, object] = {"deduplicate_blocks_in_dependent_materialized_views": 1}
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
-    store._insert(  # type: ignore[attr-defined]
-        store_sql.SPANS_TABLE, spans_to_arrow("p", spans), settings
-    )
+    # Older code knew no SessionId/UserId columns (schema 6).
+    table = spans_to_arrow("p", spans).drop_columns(["SessionId", "UserId"])
+    store._insert(store_sql.SPANS_TABLE, table, settings)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(params=["chdb", "clickhouse"])
@@ -753,6 +756,55 @@ def test_upgrade_keeps_old_summaries_and_fixes_runs_resumed_after_it(
         assert _ids(store, "p", TraceQuery(run_status="pending_approval")) == []
         assert set(_ids(store, "p", TraceQuery(run_status="completed"))) == {old_id, resumed_id}
         _optimize_summaries(store)
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_at_v5(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 5 (no sessions, users or feedback)."""
+    opened = _store_at(request, tmp_path, 5)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_to_v6_gives_stored_traces_their_session_and_user(store_at_v5: TraceStore) -> None:
+    store = store_at_v5
+    on_span, spans, payloads = make_run("p", attributes={attr.SESSION_ID: "s-old"})
+    _insert_as_older_code(store, spans, payloads)
+    on_resource, spans2, payloads2 = make_run("p", start=BASE + timedelta(minutes=1))
+    spans2[0].resource_attributes[attr.LANGFUSE_USER_ID] = "u-old"
+    spans2[0].resource_attributes[attr.LANGFUSE_SESSION_ID] = "s-old"
+    _insert_as_older_code(store, spans2, payloads2)
+    plain, spans3, payloads3 = make_run("p", start=BASE + timedelta(minutes=2))
+    _insert_as_older_code(store, spans3, payloads3)
+
+    assert store.migrate() == SCHEMA_VERSION
+    for _ in range(2):  # before and after the merge of the backfilled rows
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        assert listed[on_span].session_id == "s-old"
+        assert (listed[on_resource].session_id, listed[on_resource].user_id) == ("s-old", "u-old")
+        assert (listed[plain].session_id, listed[plain].user_id) == ("", "")
+        # Counts and times are those stored before: the backfill adds nothing to them.
+        assert listed[on_span].span_count == 3
+        assert listed[on_span].start_time == BASE
+        assert listed[on_span].input_preview == "How many rows?"
+        sessions = store.list_sessions("p", SessionQuery()).sessions
+        assert [(x.session_id, x.user_id, x.trace_count) for x in sessions] == [
+            ("s-old", "u-old", 2)
+        ]
+        _optimize_summaries(store)
+    # New spans are mapped at ingest from then on.
+    new_id, new_spans, new_payloads = make_run("p", start=BASE + timedelta(minutes=3))
+    for span in new_spans:
+        span.session_id = "s-old"
+    store.insert_spans("p", new_spans, new_payloads)
+    assert store.get_session("p", "s-old") is not None
+    assert [t.trace_id for t in store.get_session("p", "s-old").traces] == [  # type: ignore[union-attr]
+        on_span,
+        on_resource,
+        new_id,
+    ]
 
 
 def test_upgrade_from_v4_recounts_stored_runs_and_reads_late_spans(
@@ -1135,3 +1187,177 @@ def test_chdb_store_is_owned_by_one_process(tmp_path: Path) -> None:
     reopened = open_store(Settings(data_dir=data_dir))  # released on close
     reopened.close()
     owner.close()  # idempotent
+
+
+# --- sessions, end users and feedback (schema 6) ------------------------------------------------
+def _in_session(
+    project: str, session: str, user: str, minutes: int, **kw: object
+) -> tuple[str, list[SpanRecord], dict[str, bytes]]:
+    trace_id, spans, payloads = make_run(project, start=BASE + timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
+    for span in spans:
+        span.session_id, span.user_id = session, user
+    return trace_id, spans, payloads
+
+
+def test_sessions_users_and_feedback(store: TraceStore) -> None:
+    ids: dict[str, str] = {}
+    for key, session, user, minutes, fails in (
+        ("a1", "s-a", "alice", 0, False),
+        ("a2", "s-a", "alice", 5, True),
+        ("b1", "s-b", "bob", 2, False),
+        ("c1", "s-c", "alice", 10, False),
+    ):
+        trace_id, spans, payloads = _in_session(
+            "p",
+            session,
+            user,
+            minutes,
+            run_status=RunStatus.FAILED if fails else RunStatus.COMPLETED,
+        )
+        store.insert_spans("p", spans, payloads)
+        ids[key] = trace_id
+    # A replay of a1 in the same session is no part of the session's count.
+    replay_id, replay_spans, replay_payloads = _in_session(
+        "p", "s-a", "alice", 20, attributes={attr.RETRACE_REPLAY_OF: ids["a1"]}
+    )
+    store.insert_spans("p", replay_spans, replay_payloads)
+    # Another project has a session of the same name.
+    other, other_spans, other_payloads = _in_session("q", "s-a", "alice", 0)
+    store.insert_spans("q", other_spans, other_payloads)
+
+    assert set(_ids(store, "p", TraceQuery(session_id="s-a"))) == {ids["a1"], ids["a2"], replay_id}
+    assert set(_ids(store, "p", TraceQuery(session_id="s-a", include_replays=False))) == {
+        ids["a1"],
+        ids["a2"],
+    }
+    assert set(_ids(store, "p", TraceQuery(user_id="bob"))) == {ids["b1"]}
+    assert _ids(store, "p", TraceQuery(user_id="nobody")) == []
+    listed = store.list_traces("p", TraceQuery(session_id="s-b")).traces
+    assert [(t.session_id, t.user_id) for t in listed] == [("s-b", "bob")]
+    detail = store.get_trace("p", ids["b1"])
+    assert detail is not None
+    assert (detail.trace.session_id, detail.trace.user_id) == ("s-b", "bob")
+    assert {(s.session_id, s.user_id) for s in detail.spans} == {("s-b", "bob")}
+    spans = store.search_spans("p", SpanQuery(user_id="bob")).spans
+    assert {s.trace_id for s in spans} == {ids["b1"]} and len(spans) == 3
+    assert (
+        store.search_spans("p", SpanQuery(session_id="s-c", operation="chat")).spans[0].trace_id
+        == ids["c1"]
+    )
+
+    # Feedback: stored per project, shown with the trace, filterable.
+    complaint = Feedback(
+        feedback_id="f1",
+        trace_id=ids["a2"],
+        name="complaint",
+        value="said the refund was sent; it was not",
+        comment="ticket 4711",
+        source=FeedbackSource.USER,
+        created_at=BASE + timedelta(hours=1),
+    )
+    score = Feedback(
+        feedback_id="f2",
+        trace_id=ids["a2"],
+        span_id=detail.spans[1].span_id,
+        name="score",
+        value=0.25,
+        source=FeedbackSource.REVIEWER,
+        created_at=BASE + timedelta(hours=2),
+    )
+    thumbs = Feedback(
+        feedback_id="f3",
+        trace_id=ids["b1"],
+        name="thumbs_up",
+        value=True,
+        source=FeedbackSource.CI,
+        created_at=BASE + timedelta(hours=3),
+    )
+    for fb in (complaint, score, thumbs):
+        store.save_feedback("p", fb)
+    got = store.get_trace("p", ids["a2"])
+    assert got is not None and got.feedback == [complaint, score]
+    assert store.list_feedback("p", ids["b1"])[0].value is True
+    assert _ids(store, "p", TraceQuery(feedback="complaint")) == [ids["a2"]]
+    assert _ids(store, "p", TraceQuery(feedback="complaint", user_id="bob")) == []
+    assert store.list_feedback("q", ids["a2"]) == []
+    assert _ids(store, "q", TraceQuery(feedback="complaint")) == []
+
+    # Sessions: newest activity first, per user, with counts; replays left out.
+    page = store.list_sessions("p", SessionQuery())
+    assert [s.session_id for s in page.sessions] == ["s-c", "s-a", "s-b"]
+    a = next(s for s in page.sessions if s.session_id == "s-a")
+    assert (a.user_id, a.trace_count, a.error_count, a.feedback_count) == ("alice", 2, 1, 2)
+    assert a.first_time == BASE
+    assert a.last_time == BASE + timedelta(minutes=5, milliseconds=100)
+    alice = store.list_sessions("p", SessionQuery(user_id="alice")).sessions
+    assert [s.session_id for s in alice] == ["s-c", "s-a"]
+    in_range = store.list_sessions(
+        "p", SessionQuery(start=BASE + timedelta(minutes=1), end=BASE + timedelta(minutes=6))
+    ).sessions
+    assert {(s.session_id, s.trace_count) for s in in_range} == {("s-a", 1), ("s-b", 1)}
+    first = store.list_sessions("p", SessionQuery(limit=2))
+    assert [s.session_id for s in first.sessions] == ["s-c", "s-a"] and first.next_cursor
+    rest = store.list_sessions("p", SessionQuery(limit=2, cursor=first.next_cursor))
+    assert [s.session_id for s in rest.sessions] == ["s-b"] and rest.next_cursor is None
+
+    session = store.get_session("p", "s-a")
+    assert session is not None
+    assert [t.trace_id for t in session.traces] == [ids["a1"], ids["a2"]]  # oldest first
+    assert session.session.trace_count == 2 and session.session.feedback_count == 2
+    assert store.get_session("p", "s-unknown") is None
+    # Project isolation: the other project sees its own session only.
+    q_sessions = store.list_sessions("q", SessionQuery()).sessions
+    assert [(s.session_id, s.trace_count) for s in q_sessions] == [("s-a", 1)]
+    q_session = store.get_session("q", "s-a")
+    assert q_session is not None and [t.trace_id for t in q_session.traces] == [other]
+    assert store.list_sessions("r", SessionQuery()).sessions == []
+
+    # Stats count feedback on the runs in their range, by name.
+    counted = store.stats("p", StatsQuery()).feedback
+    assert [(c.name, c.count, c.traces) for c in counted] == [
+        ("complaint", 1, 1),
+        ("score", 1, 1),
+        ("thumbs_up", 1, 1),
+    ]
+    later = store.stats("p", StatsQuery(start=BASE + timedelta(minutes=3))).feedback
+    assert [c.name for c in later] == ["complaint", "score"]  # a2 started at 5 min, b1 at 2
+    assert store.stats("q", StatsQuery()).feedback == []
+
+    # Deleting a trace deletes its feedback.
+    assert store.delete_trace("p", ids["b1"])
+    assert store.list_feedback("p", ids["b1"]) == []
+
+
+# --- text search in any script ------------------------------------------------------------------
+def test_text_search_finds_any_script_in_any_case_as_written_or_json_escaped(
+    store: TraceStore,
+) -> None:
+    ru, _, ru_payloads = make_run("p", question="Где мой возврат?", answer="Ваш возврат отправлен")
+    store.insert_spans("p", _, ru_payloads)
+    ja, spans, payloads = make_run(
+        "p", question="返金はどこですか", start=BASE + timedelta(minutes=1)
+    )
+    # Tool arguments as Python's json.dumps writes them: every non-ASCII character \uXXXX-escaped,
+    # one past the BMP as a surrogate pair.
+    args = json.dumps({"note": "Заказ Ñandú 注文番号 😀", "path": 'a/b "c"'}).encode()
+    assert b"\\u0417" in args and b"\\ud83d\\ude00" in args
+    spans[2].payload_refs[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = _sha(args)
+    store.insert_spans("p", spans, {**payloads, _sha(args): args})
+    plain, spans3, payloads3 = make_run(
+        "p", question="Plain ASCII question", start=BASE + timedelta(minutes=2)
+    )
+    store.insert_spans("p", spans3, payloads3)
+
+    def found(text: str) -> set[str]:
+        return set(_ids(store, "p", TraceQuery(text=text)))
+
+    for text in ("ВОЗВРАТ", "возврат", "Возврат", "ОТПРАВЛЕН"):
+        assert found(text) == {ru}, text
+    for text in ("返金", "どこ"):  # as written (the previews)
+        assert found(text) == {ja}, text
+    for text in ("заказ", "ЗАКАЗ", "ñANDÚ", "注文番号", "😀", 'b "c"', "a/b"):  # escaped payload
+        assert found(text) == {ja}, text
+    assert found("plain ascii") == {plain}
+    assert found("Возвраты") == set()
+    assert found("(.*)") == set()  # regular-expression syntax is text
+    assert _ids(store, "q", TraceQuery(text="возврат")) == []

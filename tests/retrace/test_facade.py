@@ -22,12 +22,16 @@ PRODUCT_COMMANDS = [
     "diff",
     "doctor",
     "export",
+    "feedback",
     "keys",
     "reject",
     "replay",
     "resume",
     "run",
     "serve",
+    "sessions",
+    "show",
+    "traces",
     "ui",
 ]
 HEAVY = ("langgraph", "langchain_core", "streamlit", "chdb", "fastapi", "mcp")

@@ -183,3 +183,31 @@ def test_mcp_session_calls_inside_a_user_graph_become_tool_spans() -> None:
     assert format(tool.context.trace_id, "032x") == trace_id
     assert tool.attributes[A.RETRACE_MCP_SERVER] == "data"
     assert tool.attributes[A.GEN_AI_TOOL_CALL_RESULT] == "n\n400\n"
+
+
+def test_session_user_and_metadata_are_recorded_on_the_run() -> None:
+    exporter = InMemorySpanExporter()
+    graph = instrument(
+        _user_graph([]),
+        agent_name="support",
+        span_exporter=exporter,
+        session_id="conv-9",
+        user_id="customer-17",
+        metadata={"ticket": "4711", "tier": 2},
+    )
+    graph.invoke({"messages": [HumanMessage("what is 6 times 7?")]})
+    roots = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert len(roots) == 1
+    for root in roots:
+        assert root.attributes[A.SESSION_ID] == "conv-9"
+        assert root.attributes[A.GEN_AI_CONVERSATION_ID] == "conv-9"
+        assert root.attributes[A.USER_ID] == "customer-17"
+        assert root.attributes[A.RETRACE_METADATA_PREFIX + "ticket"] == "4711"
+        assert root.attributes[A.RETRACE_METADATA_PREFIX + "tier"] == "2"
+    # Without a session the run id is not passed off as a conversation.
+    plain = InMemorySpanExporter()
+    instrument(_user_graph([]), span_exporter=plain).invoke(
+        {"messages": [HumanMessage("what is 6 times 7?")]}
+    )
+    root = next(s for s in plain.get_finished_spans() if s.parent is None)
+    assert A.GEN_AI_CONVERSATION_ID not in root.attributes and A.SESSION_ID not in root.attributes

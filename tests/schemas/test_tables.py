@@ -201,6 +201,8 @@ def test_derived_fields_are_the_declared_ones() -> None:
         "InputTokens",
         "OutputTokens",
         "StepIndex",
+        "SessionId",
+        "UserId",
     ]
     assert DerivedColumns._fields == tuple(c.field for c in derived)
     assert DerivedColumns._field_defaults == {c.field: c.default_value for c in derived}

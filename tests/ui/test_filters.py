@@ -34,8 +34,13 @@ def test_round_trip_of_every_filter() -> None:
         order="asc",
         limit=100,
         cursor="abc",
+        session="conv-42",
+        user="cust-17",
+        feedback="complaint",
     )
     assert filters_from_params(filters.to_params()) == filters
+    query = filters.to_query()
+    assert (query.session_id, query.user_id, query.feedback) == ("conv-42", "cust-17", "complaint")
 
 
 def test_relative_range_resolves_against_now() -> None:

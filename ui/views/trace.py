@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import polars as pl
 import streamlit as st
 
 from schemas import attributes as A
+from schemas.models import FeedbackSource, parse_feedback_value
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
 from ui._escape import md_code, md_text
-from ui._links import same_tab_link, trace_link
+from ui._links import same_tab_link, session_link, trace_link
 from ui._page import trace_id_from_url
 from ui._span_panel import render_span
 from ui._timeline import waterfall
@@ -65,6 +67,46 @@ if summary.replay_of:
         + same_tab_link(trace_link(summary.replay_of), summary.replay_of, code=True),
         unsafe_allow_html=True,
     )
+if summary.session_id or summary.user_id:
+    who = f"user {md_text(summary.user_id)}" if summary.user_id else ""
+    if summary.session_id:
+        session = "session " + same_tab_link(
+            session_link(summary.session_id), summary.session_id, code=True
+        )
+        st.markdown(" · ".join(p for p in (session, who) if p), unsafe_allow_html=True)
+    else:
+        st.markdown(who)
+with st.expander(f"Feedback ({len(detail.feedback)})", expanded=bool(detail.feedback)):
+    if detail.feedback:
+        st.dataframe(
+            pl.DataFrame(
+                {
+                    "name": [f.name for f in detail.feedback],
+                    "value": [json.dumps(f.value, ensure_ascii=False) for f in detail.feedback],
+                    "comment": [f.comment for f in detail.feedback],
+                    "source": [f.source.value for f in detail.feedback],
+                    "span": [f.span_id for f in detail.feedback],
+                    "at": [f.created_at for f in detail.feedback],
+                }
+            ),
+            hide_index=True,
+            key="feedback-table",
+        )
+    with st.form("add-feedback", clear_on_submit=True):
+        name = st.text_input("Name", placeholder="complaint", key="feedback-name")
+        value = st.text_input("Value (true/false, a number or text)", key="feedback-value")
+        comment = st.text_input("Comment", key="feedback-comment")
+        if st.form_submit_button("Add feedback"):
+            with shown_errors("add feedback", stop=False):
+                client().add_feedback(
+                    trace_id,
+                    name.strip(),
+                    parse_feedback_value(value),
+                    comment=comment,
+                    source=FeedbackSource.REVIEWER,
+                )
+                st.session_state.pop(_CACHE_KEY, None)  # show it: fetch the trace again
+                st.rerun()
 links = st.columns(2)
 links[0].page_link(
     "views/replay.py",

@@ -64,6 +64,10 @@ with st.form("filters", border=True):
     order = row2[4].selectbox("Order", ["desc", "asc"], index=["desc", "asc"].index(filters.order))
     sizes = list(f.PAGE_SIZES) if filters.limit in f.PAGE_SIZES else [*f.PAGE_SIZES, filters.limit]
     limit = row2[5].selectbox("Page size", sizes, index=sizes.index(filters.limit))
+    row3 = st.columns([1, 1, 1, 3])
+    session = row3[0].text_input("Session", filters.session)
+    user = row3[1].text_input("End user", filters.user)
+    feedback = row3[2].text_input("With feedback named", filters.feedback)
     submitted = st.form_submit_button("Apply filters", type="primary")
 
 if submitted:
@@ -79,6 +83,9 @@ if submitted:
         f.P_SORT: sort,
         f.P_ORDER: order,
         f.P_LIMIT: str(limit),
+        f.P_SESSION: session,
+        f.P_USER: user,
+        f.P_FEEDBACK: feedback,
     }
     with shown_errors("apply the filters"):
         _apply(f.filters_from_params(params))
@@ -113,6 +120,8 @@ else:
             "input": [t.input_preview[:200] for t in page.traces],
             "answer": [t.output_preview[:200] for t in page.traces],
             "replay of": [t.replay_of for t in page.traces],
+            "session": [t.session_id for t in page.traces],
+            "user": [t.user_id for t in page.traces],
         },
         strict=False,
     )
