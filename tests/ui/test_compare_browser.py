@@ -71,6 +71,9 @@ def _shot(page: Page, name: str) -> None:
 def _pick_b_from_the_trace_page(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/trace?trace={stack.good}")
     expect(page.get_by_text("Span tree")).to_be_visible()
+    # The trace page writes the open span into its URL while it runs; a click before that lands
+    # on the compare page and the late write would replace its query string (seen on a loaded box).
+    expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
     page.get_by_role("link", name="Compare with…").click()
     expect(page).to_have_url(re.compile(rf"/compare\?a={stack.good}$"))
     expect(page.locator(f'a[href="trace?trace={stack.good}"]').first).to_be_visible()
