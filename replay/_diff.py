@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from schemas.errors import ConfigError
-from schemas.models import DiffEntry
+from schemas.models import DiffEntry, Step
 
 # Keys whose values change between two runs of the same code and mean nothing for behaviour.
 DEFAULT_VOLATILE_KEYS: frozenset[str] = frozenset(
@@ -403,6 +403,17 @@ class MessageMemo:
                 canonical_messages(recorded), canonical_messages(replayed), self.config, path
             )
         return self.diff_normalized(self.history(recorded), self.history(replayed), path)
+
+    def diff_request(
+        self, step: Step, replayed: Iterable[Mapping[str, Any]], path: str = "/input_messages"
+    ) -> list[DiffEntry]:
+        """A replayed request's history against recorded ``step``'s (whose history is
+        canonicalized once per step, as the report reads it again)."""
+        if not self.usable:
+            return self.diff(step.input_messages, replayed, path)
+        return self.diff_normalized(
+            self.owned_history(step, step.input_messages), self.history(replayed), path
+        )
 
     @staticmethod
     def diff_normalized(

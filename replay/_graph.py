@@ -64,6 +64,8 @@ from replay._recorded import (
     RequestMismatch,
     UnanswerableRequest,
     _ai_message,
+    no_recorded_answer,
+    tool_definitions_diff,
 )
 from replay._report import Unanswered, build_report
 from replay._trajectory import require_for_mode, step_label, trajectory_from_detail
@@ -196,36 +198,12 @@ class _Session:
         self, number: int, messages: list[BaseMessage], tools: Any, step_index: int
     ) -> AIMessage:
         if number >= len(self.llm_steps) or self.llm_steps[number].output_message is None:
-            raise self._stop(
-                Unanswered(
-                    replayed_index=step_index,
-                    step_kind="llm",
-                    summary=(
-                        f"replay step {step_index}: LLM call #{number + 1}, but the recording "
-                        f"has only {len(self.llm_steps)} LLM call(s) with an answer to serve"
-                    ),
-                )
-            )
+            raise self._stop(no_recorded_answer(step_index, number, len(self.llm_steps)))
         step = self.llm_steps[number]
-        if self.memo.usable:
-            diff = self.memo.diff_normalized(
-                self.memo.owned_history(step, step.input_messages),
-                self.memo.history(message_to_dict(m) for m in messages),
-                "/input_messages",
-            )
-        else:
-            diff = self.memo.diff(
-                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
-            )
+        diff = self.memo.diff_request(step, [message_to_dict(m) for m in messages])
         if step.tool_definitions or tools:
-            offered = sorted(
-                (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
-            )
-            asked = sorted(
-                (canonical_tool(t) for t in _plain(tools or []) if isinstance(t, dict)),
-                key=lambda t: t["name"],
-            )
-            diff += json_diff(offered, asked, self.config, "/tool_definitions")
+            asked = (canonical_tool(t) for t in _plain(tools or []) if isinstance(t, dict))
+            diff += tool_definitions_diff(step, asked, self.config)
         if diff:
             with self._lock:
                 self.mismatches.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +83,29 @@ def _ai_message(recorded: dict[str, Any]) -> AIMessage:
     return AIMessage(content=content if isinstance(content, str) else "", tool_calls=calls)
 
 
+def no_recorded_answer(step_index: int, number: int, recorded_calls: int) -> Unanswered:
+    """The replay's LLM call #``number + 1`` (at replay step ``step_index``) has no recorded
+    answer among the ``recorded_calls`` LLM calls."""
+    return Unanswered(
+        replayed_index=step_index,
+        step_kind="llm",
+        summary=(
+            f"replay step {step_index}: LLM call #{number + 1}, but the recording "
+            f"has only {recorded_calls} LLM call(s) with an answer to serve"
+        ),
+    )
+
+
+def tool_definitions_diff(
+    step: Step, asked: Iterable[dict[str, Any]], config: DiffConfig
+) -> list[DiffEntry]:
+    """The tools a replayed request offers against those recorded ``step`` offered, by name."""
+    offered = sorted((canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"])
+    return json_diff(
+        offered, sorted(asked, key=lambda t: str(t["name"])), config, "/tool_definitions"
+    )
+
+
 class RecordedModelProvider:
     """A ``ModelProvider`` answering the Nth LLM call with the recording's Nth answer."""
 
@@ -104,40 +127,16 @@ class RecordedModelProvider:
     ) -> AIMessage:
         number = self.calls
         if number >= len(self._steps) or self._steps[number].output_message is None:
-            raise UnanswerableRequest(
-                Unanswered(
-                    replayed_index=step_index,
-                    step_kind="llm",
-                    summary=(
-                        f"replay step {step_index}: LLM call #{number + 1}, but the recording "
-                        f"has only {len(self._steps)} LLM call(s) with an answer to serve"
-                    ),
-                )
-            )
+            raise UnanswerableRequest(no_recorded_answer(step_index, number, len(self._steps)))
         step = self._steps[number]
         self.calls += 1
-        if self._memo.usable:
-            diff = self._memo.diff_normalized(
-                self._memo.owned_history(step, step.input_messages),
-                self._memo.history(message_to_dict(m) for m in messages),
-                "/input_messages",
-            )
-        else:
-            diff = self._memo.diff(
-                step.input_messages, [message_to_dict(m) for m in messages], "/input_messages"
-            )
-        offered = sorted(
-            (canonical_tool(t) for t in step.tool_definitions), key=lambda t: t["name"]
-        )
-        asked = sorted(
-            (
+        diff = self._memo.diff_request(step, [message_to_dict(m) for m in messages])
+        if step.tool_definitions:
+            asked = (
                 {"name": t.name, "description": t.description, "parameters": t.input_schema}
                 for t in tools
-            ),
-            key=lambda t: str(t["name"]),
-        )
-        if step.tool_definitions:
-            diff += json_diff(offered, asked, self._config, "/tool_definitions")
+            )
+            diff += tool_definitions_diff(step, asked, self._config)
         if diff:
             self.mismatches.append(
                 RequestMismatch(
