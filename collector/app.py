@@ -28,12 +28,14 @@ from collector._api_query import router as query_router
 from collector._decode_pool import DecodePool
 from collector._span_batch import SpanBatch
 from collector.auth import Authenticator, parse_key_specs
+from collector.grpc_ingest import OtlpGrpcServer
 from collector.jobs import RETRACE_CLI, BackgroundJobs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
 from collector.spool import IngestRecord, Spool
 from collector.store import TraceStore, open_store
 from collector.writer import RecordDecoder, SpoolWriter
 from schemas.errors import (
+    ConfigError,
     InvalidInputError,
     OverloadedError,
     PayloadTooLargeError,
@@ -195,13 +197,17 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
             lambda stage=stage: writer.timings[stage],  # type: ignore[misc]
         )
 
+    grpc_server = OtlpGrpcServer(state, spool_export, check_ingest_capacity)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.start()
         decoder.start()
         try:
+            await _start_grpc(settings, grpc_server)
             yield
         finally:
+            await grpc_server.stop()
             decoder.close()
             await run_in_threadpool(writer.stop)
             spool.close()
@@ -215,6 +221,7 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
         lifespan=lifespan,
     )
     app.state.collector = state
+    app.state.grpc = grpc_server
     _install_error_handlers(app)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     _add_ingest_routes(app)
@@ -222,6 +229,19 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
     app.include_router(query_router, responses=_ERROR_RESPONSES)
     _document_400_not_422(app)
     return app
+
+
+async def _start_grpc(settings: Settings, server: OtlpGrpcServer) -> None:
+    """Serve OTLP/gRPC unless ``grpc_port`` is 0. The default port being busy (another
+    collector on this host) is a warning; a port asked for explicitly must be free."""
+    if settings.grpc_port == 0:
+        return
+    try:
+        await server.start(settings.host, settings.grpc_port)
+    except ConfigError as exc:
+        if "grpc_port" in settings.model_fields_set:
+            raise
+        log.warning("%s; serving OTLP/HTTP only", exc.message)
 
 
 def _document_400_not_422(app: FastAPI) -> None:
@@ -343,6 +363,40 @@ def _add_ingest_routes(app: FastAPI) -> None:
             raise
 
 
+def check_ingest_capacity(state: CollectorState) -> None:
+    """Back-pressure shared by every transport: raise ``OverloadedError`` (spool over its cap)
+    or ``TooManyRequestsError`` (too many request bytes being decoded)."""
+    if state.spool.over_cap:
+        raise OverloadedError(
+            "the spool is full (the store is behind or down); retry later",
+            state.spool.retry_after_s,
+        )
+    if state.inflight_bytes >= INGEST_INFLIGHT_MAX_BYTES:
+        raise TooManyRequestsError(
+            f"{state.inflight_bytes} bytes of OTLP requests are being decoded; retry shortly"
+        )
+
+
+async def spool_export(
+    state: CollectorState, body: bytes, media: str, encoding: str | None, project: str
+) -> SpanBatch:
+    """Decode one OTLP request and append it to the spool; returns once it is fsync'ed.
+
+    The one ingest path of OTLP/HTTP and OTLP/gRPC: a caller acknowledges the request only after
+    this returns. Raises the decoder's 400/413/415 errors and the spool's back-pressure.
+    """
+    limit = state.settings.max_body_bytes
+    batch = await state.decoder.decode(body, media, encoding, project, limit)
+    if batch.span_count or batch.payloads:
+        record = IngestRecord(project, media, encoding, body)
+        end = state.spool.append(record.encode(), cached=batch, cached_bytes=batch.nbytes)
+        await state.spool.wait_durable_async(end)
+    state.metrics.inc("retrace_spans_accepted_total", batch.span_count)
+    if batch.rejected:
+        state.metrics.inc("retrace_spans_rejected_total", batch.rejected)
+    return batch
+
+
 async def _ingest(
     state: CollectorState,
     request: Request,
@@ -354,15 +408,7 @@ async def _ingest(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body of {declared} bytes is over the {limit} limit")
-    if state.spool.over_cap:
-        raise OverloadedError(
-            "the spool is full (the store is behind or down); retry later",
-            state.spool.retry_after_s,
-        )
-    if state.inflight_bytes >= INGEST_INFLIGHT_MAX_BYTES:
-        raise TooManyRequestsError(
-            f"{state.inflight_bytes} bytes of OTLP requests are being decoded; retry shortly"
-        )
+    check_ingest_capacity(state)
     chunks = []
     size = 0
     try:
@@ -375,17 +421,9 @@ async def _ingest(
         body = b"".join(chunks)
         media = _media_type(content_type)
         encoding = content_encoding.strip().lower() if content_encoding else None
-        batch = await state.decoder.decode(body, media, encoding, project, limit)
-        if batch.span_count or batch.payloads:
-            record = IngestRecord(project, media, encoding, body)
-            weight = batch.nbytes
-            end = state.spool.append(record.encode(), cached=batch, cached_bytes=weight)
-            await state.spool.wait_durable_async(end)
+        batch = await spool_export(state, body, media, encoding, project)
     finally:
         state.inflight_bytes -= size
-    state.metrics.inc("retrace_spans_accepted_total", batch.span_count)
-    if batch.rejected:
-        state.metrics.inc("retrace_spans_rejected_total", batch.rejected)
     reply_type = OTLP_JSON if media == OTLP_JSON else OTLP_PROTOBUF
     body_out = otlp.encode_export_response(batch.rejected, batch.message, reply_type)
     return Response(body_out, media_type=reply_type)

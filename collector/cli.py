@@ -31,6 +31,12 @@ def _settings(**overrides: Any) -> Settings:
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1; RETRACE_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 4318; RETRACE_PORT).")
 @click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="OTLP/gRPC port (default 4317, 0 turns gRPC off; RETRACE_GRPC_PORT).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -49,13 +55,15 @@ def _settings(**overrides: Any) -> Settings:
 def serve(
     host: str | None,
     port: int | None,
+    grpc_port: int | None,
     data_dir: Path | None,
     clickhouse_url: str | None,
     api_keys: tuple[str, ...],
     spool_max_bytes: int | None,
     log_level: str,
 ) -> None:
-    """Run the collector: OTLP/HTTP ingest on /v1/traces and the query API on /api/v1."""
+    """Run the collector: OTLP/HTTP ingest on /v1/traces, OTLP/gRPC on --grpc-port and the
+    query API on /api/v1."""
     import uvicorn
 
     from collector.app import create_app
@@ -63,6 +71,7 @@ def serve(
     settings = _settings(
         host=host,
         port=port,
+        grpc_port=grpc_port,
         data_dir=data_dir,
         clickhouse_url=clickhouse_url,
         spool_max_bytes=spool_max_bytes,
@@ -73,6 +82,7 @@ def serve(
     # Bind before opening the store: a busy port is a one-line error, and --port 0 works.
     sock = _bind(settings.host, settings.port)
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    settings = _check_grpc_port(settings)
     app = create_app(settings)
     state = app.state.collector
     where = (
@@ -85,6 +95,8 @@ def serve(
         f"Retrace collector listening on {_url(settings.host, settings.port)} "
         f"(store: {where}; {mode})"
     )
+    if settings.grpc_port:
+        click.echo(f"OTLP/gRPC on {_grpc_address(settings.host, settings.grpc_port)}")
     sys.stdout.flush()
     config = uvicorn.Config(
         app,
@@ -94,6 +106,25 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _check_grpc_port(settings: Settings) -> Settings:
+    """Settings with gRPC off when its default port is taken (a one-line warning); a port given
+    explicitly (flag or RETRACE_GRPC_PORT) that is taken is a one-line error."""
+    if settings.grpc_port == 0:
+        return settings
+    try:
+        _bind(settings.host, settings.grpc_port).close()
+    except ConfigError as exc:
+        if "grpc_port" in settings.model_fields_set:
+            raise ConfigError(f"OTLP/gRPC: {exc.message} (--grpc-port 0 turns gRPC off)") from None
+        click.echo(f"warning: OTLP/gRPC off: {exc.message} (set --grpc-port)", err=True)
+        return settings.model_copy(update={"grpc_port": 0})
+    return settings
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _url(host: str, port: int) -> str:

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_COLLECTOR_PORT = 4318  # the OTLP/HTTP port
+DEFAULT_GRPC_PORT = 4317  # the OTLP/gRPC port
 DEFAULT_UI_PORT = 8501
 DEFAULT_PROJECT = "default"
 
@@ -33,6 +34,23 @@ class Settings(BaseSettings):
     # --- collector ---------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = DEFAULT_COLLECTOR_PORT
+    grpc_port: int = Field(
+        DEFAULT_GRPC_PORT,
+        ge=0,
+        le=65535,
+        description=(
+            "OTLP/gRPC port (0: no gRPC). When left at the default and busy, the collector "
+            "warns and serves HTTP only; a port given explicitly must be free."
+        ),
+    )
+    dead_letter_after: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Store insert attempts of one batch before it goes to DATA_DIR/dead-letter "
+            "(a rejection known to be permanent goes there at once)."
+        ),
+    )
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Larger OTLP bodies get 413.")
     spool_dir: Path | None = Field(None, description="Write-ahead spool; default DATA_DIR/spool.")
     spool_max_bytes: int = Field(1024 * 1024 * 1024, description="Above this, ingest answers 503.")
