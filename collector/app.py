@@ -28,6 +28,7 @@ from collector._api_query import router as query_router
 from collector._decode_pool import DecodePool
 from collector._span_batch import SpanBatch
 from collector.auth import Authenticator, parse_key_specs
+from collector.dead_letter import DeadLetters
 from collector.grpc_ingest import OtlpGrpcServer
 from collector.jobs import RETRACE_CLI, BackgroundJobs
 from collector.metrics import PROMETHEUS_CONTENT_TYPE, CollectorMetrics
@@ -169,6 +170,8 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
         _decode_records(settings, decoder),
         batch_max_spans=settings.batch_max_spans,
         batch_max_wait_s=settings.batch_max_wait_s,
+        dead_letters=DeadLetters(Path(settings.data_dir) / "dead-letter"),
+        dead_letter_after=settings.dead_letter_after,
     )
     state = CollectorState(
         settings,

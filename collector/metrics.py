@@ -20,6 +20,9 @@ _COUNTERS: dict[str, str] = {
     "retrace_ingest_requests_rejected_total": "OTLP requests refused whole (4xx/5xx).",
     "retrace_store_insert_failures_total": "Failed store inserts (retried with backoff).",
     "retrace_store_batches_total": "Batches written to the store.",
+    "retrace_dead_letter_batches_total": "Batches (or spool records) the store refused for good, "
+    "written to DATA_DIR/dead-letter instead.",
+    "retrace_dead_letter_spans_total": "Spans in dead-lettered batches.",
 }
 
 

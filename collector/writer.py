@@ -5,7 +5,9 @@ A batch is a contiguous range of spool records (up to ``batch_max_spans`` spans 
 flight* before the store sees it, and each per-project insert carries a dedup token derived from
 that range, so replaying it after ``kill -9`` is dropped by the engine instead of duplicated.
 When the store fails, the batch stays in the spool and is retried with backoff; ``healthy``
-turns false (``/readyz`` answers 503) until an insert succeeds again.
+turns false (``/readyz`` answers 503) until an insert succeeds again. A batch the store refuses
+for good (see ``collector.dead_letter``) goes to the dead-letter directory instead, so ingest
+continues behind it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector._span_batch import SpanBatch
+from collector.dead_letter import DeadLetters, permanent_reason, transient
 from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
 from collector.store import TraceStore
@@ -53,6 +56,8 @@ class SpoolWriter:
         batch_max_wait_s: float,
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 5.0,
+        dead_letters: DeadLetters | None = None,
+        dead_letter_after: int = 10,
     ) -> None:
         self._spool = spool
         self._store = store
@@ -62,6 +67,9 @@ class SpoolWriter:
         self._max_wait = max(0.0, batch_max_wait_s)
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
+        # None: retry every failure forever (nowhere to set a batch aside)
+        self._dead_letters = dead_letters
+        self._dead_letter_after = max(1, dead_letter_after)
         self._stop = threading.Event()
         # Two stages so unpickling/decoding the next batch overlaps the store insert of this one
         # (chDB releases the GIL for much of an insert). One batch is in hand at most.
@@ -188,8 +196,16 @@ class SpoolWriter:
         for i, entry in enumerate(entries):
             batch = entry.cached if entry.cached is not None else decoded[i]
             if isinstance(batch, Exception):
-                # Accepted once, so it decoded then; a newer decoder refusing it is logged.
+                # Accepted once, so it decoded then; a newer decoder refusing it is set aside.
                 log.error("dropping spool record at %s: %s", entry.start.token(), batch)
+                if self._dead_letters is not None:
+                    self._dead_letters.add_record(
+                        entry.data,
+                        reason="the spool record no longer decodes",
+                        error=f"{type(batch).__name__}: {batch}",
+                        spool_position=entry.start.token(),
+                    )
+                    self._metrics.inc("retrace_dead_letter_batches_total")
                 continue
             if batch.span_count or batch.payloads:
                 per_project.setdefault(batch.project, []).append(batch)
@@ -197,19 +213,23 @@ class SpoolWriter:
 
     def _store_batch(self, spool_range: _SpoolRange) -> None:
         start, end = spool_range.start, spool_range.end
+        stored = sum(batch.span_count for batch in spool_range.batches)
         self._spool.mark_inflight(start, end)
         for batch in spool_range.batches:
-            self._insert_with_retry(batch, dedup_token(start, end, batch.project))
+            token = dedup_token(start, end, batch.project)
+            if not self._insert_with_retry(batch, token):
+                stored -= batch.span_count
         began = time.perf_counter()
         self._spool.commit(end)
         self.timings["commit"] += time.perf_counter() - began
-        stored = sum(batch.span_count for batch in spool_range.batches)
         self._metrics.inc("retrace_spans_stored_total", stored)
         self._metrics.inc("retrace_store_batches_total")
         self.batches += 1
 
-    def _insert_with_retry(self, batch: SpanBatch, token: str) -> None:
+    def _insert_with_retry(self, batch: SpanBatch, token: str) -> bool:
+        """Insert ``batch``, retrying while the store is down; False if it was dead-lettered."""
         delay = self._backoff_initial
+        attempts = 0
         while True:
             began = time.perf_counter()
             try:
@@ -218,6 +238,12 @@ class SpoolWriter:
                 )
             except Exception as exc:
                 self._metrics.inc("retrace_store_insert_failures_total")
+                attempts += 1
+                if self._dead_letters is not None:
+                    reason = self._refused_for_good(exc, attempts)
+                    if reason is not None:
+                        self._dead_letter(batch, token, exc, reason, attempts)
+                        return False
                 self.healthy = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("store insert failed (retrying in %.2fs): %s", delay, exc)
@@ -230,7 +256,44 @@ class SpoolWriter:
             self.timings["insert"] += time.perf_counter() - began
             self.healthy = True
             self.last_error = ""
-            return
+            return True
+
+    def _refused_for_good(self, exc: Exception, attempts: int) -> str | None:
+        """Why the batch will never be stored, or None while a retry may still get it in."""
+        reason = permanent_reason(exc)
+        if reason is not None or attempts < self._dead_letter_after or transient(exc):
+            return reason
+        try:
+            self._store.ping()  # the store answers, yet this batch keeps failing
+        except Exception:
+            return None  # the store is down: keep the batch and keep retrying
+        return f"the insert failed {attempts} times while the store answered"
+
+    def _dead_letter(
+        self, batch: SpanBatch, token: str, exc: Exception, reason: str, attempts: int
+    ) -> None:
+        assert self._dead_letters is not None
+        path = self._dead_letters.add_batch(
+            project=batch.project,
+            spans=batch.spans,
+            payloads=batch.payloads,
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}",
+            attempts=attempts,
+            spool_range=token,
+        )
+        self._metrics.inc("retrace_dead_letter_batches_total")
+        self._metrics.inc("retrace_dead_letter_spans_total", batch.span_count)
+        log.error(
+            "dead-lettered %d spans of project %r to %s: %s (%s)",
+            batch.span_count,
+            batch.project,
+            path,
+            reason,
+            exc,
+        )
+        self.healthy = True  # the store answered; the next batch is not blocked
+        self.last_error = ""
 
 
 @dataclass(frozen=True)

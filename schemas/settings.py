@@ -44,11 +44,12 @@ class Settings(BaseSettings):
         ),
     )
     dead_letter_after: int = Field(
-        5,
+        10,
         ge=1,
         description=(
-            "Store insert attempts of one batch before it goes to DATA_DIR/dead-letter "
-            "(a rejection known to be permanent goes there at once)."
+            "Failed inserts of one batch, while the store answers pings, before it goes to "
+            "DATA_DIR/dead-letter (a ClickHouse data error such as VIOLATED_CONSTRAINT goes "
+            "there at once; store outages and overload errors are retried forever)."
         ),
     )
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Larger OTLP bodies get 413.")

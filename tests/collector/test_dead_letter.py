@@ -1,0 +1,108 @@
+"""Dead letters: a batch the store refuses for good (the real engine failing to convert a value
+into a column it can never hold) goes to DATA_DIR/dead-letter with the reason, is counted, and
+ingest carries on behind it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from collector.dead_letter import permanent_reason, transient
+from schemas import tables
+from schemas.errors import InvalidInputError, StoreError
+from tests.collector.test_app_durability import ChdbHttpServer
+from tests.collector.test_app_ingest import json_request, json_span
+from tests.fixtures.collector import RunningCollector
+
+POISON = "poison"
+
+
+def test_permanent_and_transient_store_errors_are_told_apart() -> None:
+    violated = StoreError(
+        "ClickHouse at x: insert into otel_traces failed: Code: 469. "
+        "DB::Exception: Constraint `c` is violated. (VIOLATED_CONSTRAINT)"
+    )
+    assert "469" in (permanent_reason(violated) or "")
+    cause = InvalidInputError("a span table's column types are not the otel_traces ones")
+    wrapped = StoreError("insert failed")
+    wrapped.__cause__ = cause
+    assert "column types" in (permanent_reason(wrapped) or "")
+    too_many_parts = StoreError("Code: 252. DB::Exception: Too many parts. (TOO_MANY_PARTS)")
+    assert permanent_reason(too_many_parts) is None and transient(too_many_parts)
+    down = StoreError("cannot reach ClickHouse at http://127.0.0.1:1: Connection refused")
+    assert permanent_reason(down) is None and not transient(down)
+
+
+@pytest.fixture
+def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
+    engine = ChdbHttpServer(tmp_path / "engine")
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+def _post(server: RunningCollector, trace_id: str, name: str, status_message: str = "") -> None:
+    status = {"code": 2, "message": status_message} if status_message else {"code": 1}
+    span = json_span(trace_id, secrets.token_hex(8), name, status=status)
+    r = httpx.post(
+        server.url + "/v1/traces",
+        content=json_request([span]),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.integration
+def test_a_batch_the_store_rejects_for_good_is_dead_lettered_and_ingest_continues(
+    chdb_http: ChdbHttpServer, start_collector: Callable[..., RunningCollector]
+) -> None:
+    server = start_collector(clickhouse_url=chdb_http.url)
+    # The engine can store status messages '' and 'boom' only: a span whose status message is
+    # POISON can never be inserted (chDB's streaming insert skips CHECK constraints silently,
+    # so a type the value cannot convert to is the real permanent failure used here).
+    statement = (
+        f"ALTER TABLE retrace.{tables.SPANS.name} "
+        "MODIFY COLUMN StatusMessage Enum8('' = 0, 'boom' = 1)"
+    )
+    r = httpx.post(chdb_http.url, params={"query": statement}, timeout=30)
+    assert r.status_code == 200, r.text
+
+    poisoned = secrets.token_hex(16)
+    _post(server, poisoned, "chat doomed", status_message=POISON)
+    deadline = time.monotonic() + 60
+    while server.client.metrics()["retrace_dead_letter_batches_total"] < 1:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.2)
+
+    good = secrets.token_hex(16)
+    _post(server, good, "chat fine")
+    detail = server.client.wait_for_trace(good, min_spans=1, timeout=60)
+    assert [s.name for s in detail.spans] == ["chat fine"]
+    assert httpx.get(f"{server.url}/api/v1/traces/{poisoned}").status_code == 404
+
+    letters = server.data_dir / "dead-letter"
+    (meta_path,) = sorted(letters.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    assert meta["kind"] == "batch" and meta["project"] == "default"
+    assert meta["span_count"] == 1 and meta["attempts"] == 1
+    assert "ClickHouse code 691" in meta["reason"]
+    assert "UNKNOWN_ELEMENT_OF_ENUM" in meta["error"]
+    assert meta["time"] and meta["spool_range"].startswith("spool:")
+    with pa.memory_map(str(letters / meta["files"]["spans"])) as source:
+        rows = pa.ipc.open_file(source).read_all()
+    assert rows.column("StatusMessage").to_pylist() == [POISON]
+    assert rows.column("TraceId").to_pylist() == [poisoned]
+
+    metrics = server.client.metrics()
+    assert metrics["retrace_dead_letter_spans_total"] == 1
+    assert metrics["retrace_spool_bytes"] == 0  # the spool moved past it
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    assert "dead-lettered 1 spans" in server.log()
