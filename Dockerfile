@@ -21,6 +21,6 @@ RUN pip install -c constraints.txt . \
 
 USER retrace
 ENV RETRACE_DATA_DIR=/data
-EXPOSE 4318 8501
+EXPOSE 4317 4318 8501
 # The compose file picks the command per service; alone, the image runs the collector.
-CMD ["retrace", "serve", "--host", "0.0.0.0", "--port", "4318", "--data-dir", "/data"]
+CMD ["retrace", "serve", "--host", "0.0.0.0", "--port", "4318", "--grpc-port", "4317", "--data-dir", "/data"]

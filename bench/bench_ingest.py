@@ -1,9 +1,14 @@
 """Ingest throughput: realistic agent spans, gzip protobuf, concurrent client processes.
 
     .venv/bin/python bench/bench_ingest.py [--spans 200000] [--clients 4] [--batch 512]
-                                           [--endpoint URL] [--data-dir DIR]
+                                           [--transport http|grpc|both]
+                                           [--endpoint URL [--grpc-endpoint HOST:PORT]]
+                                           [--data-dir DIR]
 
-Starts a real ``retrace serve`` (embedded chDB in a temp dir) unless --endpoint is given. Each
+Starts a real ``retrace serve`` (embedded chDB in a temp dir; a fresh one per transport) unless
+--endpoint is given. ``--transport grpc`` sends the same requests over OTLP/gRPC (gzip message
+compression, RESOURCE_EXHAUSTED retried after the server's RetryInfo); ``both`` runs HTTP, then
+gRPC, and prints the two rates side by side. Each
 agent run is one ``invoke_agent`` root, chat spans carrying ~2 KB of distinct input messages and
 tool spans with arguments/results, as the OTel SDK's BatchSpanProcessor would send them (up to
 --batch spans per request). Client processes pre-encode their requests, then post them as fast
@@ -153,10 +158,21 @@ def build_requests(n_spans: int, batch: int, seed: int) -> list[bytes]:
     return bodies
 
 
-def start_collector(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[str], str]:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_collector(
+    data_dir: Path, log_path: Path, grpc_port: int = 0
+) -> tuple[subprocess.Popen[str], str]:
     """``retrace serve --port 0`` in ``data_dir``; returns the process and its URL once healthy."""
+    argv = [sys.executable, "-m", "retrace", "serve", "--port", "0", "--data-dir", str(data_dir)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retrace", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [*argv, "--grpc-port", str(grpc_port)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -200,9 +216,44 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def _grpc_worker(
+    target: str, bodies: list[bytes], queue: list[int], lock: threading.Lock, retries: list[int]
+) -> None:
+    """Send ``bodies`` (plain protobuf; gRPC gzips each message) over one channel."""
+    import grpc
+    from google.rpc.error_details_pb2 import RetryInfo
+
+    from collector.grpc_ingest import EXPORT_METHOD
+
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        export = channel.unary_unary(EXPORT_METHOD)
+        while True:
+            with lock:
+                if not queue:
+                    return
+                i = queue.pop()
+            while True:
+                try:
+                    export(bodies[i], timeout=120, compression=grpc.Compression.Gzip)
+                    break
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
+                        raise
+                    trailing = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
+                    delay = 1.0
+                    if "google.rpc.retryinfo-bin" in trailing:
+                        info = RetryInfo.FromString(trailing["google.rpc.retryinfo-bin"])
+                        delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                    with lock:
+                        retries[0] += 1
+                    time.sleep(delay)
+
+
 def client_process(
     url: str, bodies_path: str, start_evt: mp.Event, threads: int, out: mp.Queue
 ) -> None:  # type: ignore[type-arg]
+    """Post this client's bodies; ``url`` is ``grpc://HOST:PORT`` for OTLP/gRPC."""
     import pickle
 
     with open(bodies_path, "rb") as f:
@@ -232,7 +283,14 @@ def client_process(
                         continue
                     raise RuntimeError(f"ingest failed: {r.status_code} {r.text[:200]}")
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    if url.startswith("grpc://"):
+        target = url.removeprefix("grpc://")
+        pool = [
+            threading.Thread(target=_grpc_worker, args=(target, bodies, queue, lock, retries))
+            for _ in range(threads)
+        ]
+    else:
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
@@ -275,7 +333,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="spans per request")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--threads", type=int, default=2, help="concurrent requests per client")
+    parser.add_argument("--transport", choices=("http", "grpc", "both"), default="http")
     parser.add_argument("--endpoint", default=None, help="use a running collector")
+    parser.add_argument("--grpc-endpoint", default=None, help="its OTLP/gRPC HOST:PORT")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--spool-only", action="store_true", help="measure the spool's group commit alone"
@@ -285,12 +345,32 @@ def main() -> None:
         spool_bench(threads=32, records=20_000, size=2048)
         spool_bench(threads=1, records=2_000, size=2048)
         return
+    transports = ["http", "grpc"] if args.transport == "both" else [args.transport]
+    rates = {transport: run(args, transport) for transport in transports}
+    if len(rates) > 1:
+        print(
+            "summary:          "
+            + ", ".join(
+                f"{t} {acked:,.0f} acked / {stored:,.0f} stored spans/s"
+                for t, (acked, stored) in rates.items()
+            )
+            + f" (load average {os.getloadavg()[0]:.1f})"
+        )
 
+
+def run(args: argparse.Namespace, transport: str) -> tuple[float, float]:
+    """One measurement over ``transport``; returns (acknowledged, stored) spans/s."""
+    print(f"--- transport: {transport}")
     tmp = Path(tempfile.mkdtemp(prefix="retrace-bench-"))
     proc = None
     url = args.endpoint
+    grpc_port = _free_port() if transport == "grpc" else 0
     if url is None:
-        proc, url = start_collector(Path(args.data_dir or tmp / "data"), tmp / "collector.log")
+        data_dir = Path(args.data_dir) / transport if args.data_dir else tmp / "data"
+        proc, url = start_collector(data_dir, tmp / "collector.log", grpc_port)
+    send_to = url
+    if transport == "grpc":
+        send_to = "grpc://" + (args.grpc_endpoint or f"127.0.0.1:{grpc_port}")
     try:
         before = parse_metrics(httpx.get(url + "/metrics").text)
 
@@ -303,6 +383,8 @@ def main() -> None:
         for c in range(args.clients):
             bodies = build_requests(per_client, args.batch, seed=c)
             raw_bytes += sum(len(b) for b in bodies)
+            if transport == "grpc":  # gRPC compresses each message itself
+                bodies = [gzip.decompress(b) for b in bodies]
             p = tmp / f"bodies-{c}.pkl"
             with open(p, "wb") as f:
                 pickle.dump(bodies, f)
@@ -317,7 +399,7 @@ def main() -> None:
         start_evt = ctx.Event()
         out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
         procs = [
-            ctx.Process(target=client_process, args=(url, p, start_evt, args.threads, out))
+            ctx.Process(target=client_process, args=(send_to, p, start_evt, args.threads, out))
             for p in paths
         ]
         for p in procs:
@@ -356,7 +438,7 @@ def main() -> None:
             f"({appends / max(fsyncs, 1):.1f} requests per fsync)"
         )
         print(f"store batches:    {batches:.0f} ({total / max(batches, 1):,.0f} spans per insert)")
-        print(f"503 retries:      {retries}")
+        print(f"back-pressure:    {retries} retries (503/429 or RESOURCE_EXHAUSTED)")
         if cpu_used:
             print(
                 f"collector CPU:    {cpu_used:.1f}s for {total} spans = "
@@ -368,6 +450,7 @@ def main() -> None:
         )
         print(f"writer wall time: {stages}")
         print(f"load average:     {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        return total / (acked - first), total / stored_s
     finally:
         if proc is not None:
             proc.kill()

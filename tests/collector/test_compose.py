@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from retrace.cli import COMMANDS, cli
-from schemas.settings import DEFAULT_COLLECTOR_PORT, DEFAULT_UI_PORT, Settings
+from schemas.settings import DEFAULT_COLLECTOR_PORT, DEFAULT_GRPC_PORT, DEFAULT_UI_PORT, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,11 @@ def test_collector_command_and_ports(compose: dict[str, Any]) -> None:
     assert command.name == "serve"
     assert ctx.params["port"] == DEFAULT_COLLECTOR_PORT
     assert ctx.params["host"] == "0.0.0.0"
-    assert _published(collector) == {DEFAULT_COLLECTOR_PORT: DEFAULT_COLLECTOR_PORT}
+    assert ctx.params["grpc_port"] == DEFAULT_GRPC_PORT
+    assert _published(collector) == {
+        DEFAULT_COLLECTOR_PORT: DEFAULT_COLLECTOR_PORT,
+        DEFAULT_GRPC_PORT: DEFAULT_GRPC_PORT,
+    }
     # a public bind needs keys: compose must require them
     assert "RETRACE_API_KEYS" in collector["environment"]
     url = urlsplit(ctx.params["clickhouse_url"])
@@ -101,9 +105,10 @@ def test_dockerfile_matches_the_project() -> None:
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
     assert "pip install -c constraints.txt ." in text
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert {DEFAULT_COLLECTOR_PORT, DEFAULT_UI_PORT} <= exposed
+    assert {DEFAULT_COLLECTOR_PORT, DEFAULT_GRPC_PORT, DEFAULT_UI_PORT} <= exposed
     cmd = json.loads(re.findall(r"^CMD (.+)$", text, re.M)[-1])
     command, ctx = _command(cmd)
     assert command.name == "serve" and ctx.params["port"] == DEFAULT_COLLECTOR_PORT
+    assert ctx.params["grpc_port"] == DEFAULT_GRPC_PORT
     for package in ("retrace", "schemas", "collector", "runner", "replay", "ui"):
         assert f"COPY {package} ./{package}" in text
