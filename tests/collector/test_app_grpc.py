@@ -5,6 +5,10 @@ back), and kill -9 after the acknowledgement losing nothing."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +31,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from collector.grpc_ingest import EXPORT_METHOD
 from tests.collector.test_app_durability import ChdbHttpServer
 from tests.collector.test_app_ingest import make_agent_spans
-from tests.fixtures.collector import RunningCollector, free_port, launch_collector
+from tests.fixtures.collector import REPO_ROOT, RunningCollector, free_port, launch_collector
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +213,25 @@ def test_kill_9_after_ack_keeps_the_spans(
     restarted = start_collector(data_dir=data_dir)
     detail = restarted.client.wait_for_trace(_trace_id(spans), min_spans=len(spans), timeout=60)
     assert len(detail.spans) == len(spans)
+
+
+def test_an_explicit_grpc_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
+        argv = ["serve", "--port", "0", "--grpc-port", str(port), "--data-dir", str(tmp_path)]
+        result = subprocess.run(
+            [sys.executable, "-m", "retrace", *argv],
+            cwd=REPO_ROOT,
+            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: OTLP/gRPC: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(--grpc-port 0 turns gRPC off)"
+    ]
