@@ -60,6 +60,10 @@ PERMANENT_CLICKHOUSE_CODES = frozenset(
         691,  # UNKNOWN_ELEMENT_OF_ENUM
     }
 )
+# Of those, the ones a particular row causes (a value the column cannot take): the rest of the
+# batch may well be fine, so a refused batch is split to find the rows (see SpoolWriter).
+ROW_CLICKHOUSE_CODES = frozenset({6, 26, 27, 38, 41, 69, 70, 72, 117, 131, 321, 349, 469, 691})
+
 # Codes that say "not now": a batch failing with one of them is never dead-lettered, however
 # many attempts it takes.
 TRANSIENT_CLICKHOUSE_CODES = frozenset(
@@ -87,6 +91,11 @@ def _codes(exc: BaseException) -> list[int]:
         codes += [int(code) for code in _CODE.findall(str(seen))]
         seen = seen.__cause__
     return codes
+
+
+def caused_by_rows(exc: BaseException) -> bool:
+    """Whether ``exc`` names a ClickHouse error that some rows cause, not the whole batch."""
+    return any(code in ROW_CLICKHOUSE_CODES for code in _codes(exc))
 
 
 def transient(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ continues behind it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,12 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector._span_batch import SpanBatch
-from collector.dead_letter import DeadLetters, permanent_reason, transient
+from collector.dead_letter import DeadLetters, caused_by_rows, permanent_reason, transient
 from collector.metrics import CollectorMetrics
 from collector.spool import InFlight, IngestRecord, Position, Spool, SpoolEntry
 from collector.store import TraceStore
 
 log = logging.getLogger(__name__)
+
+# Refused inserts of pieces one batch may cost while its refused rows are looked for (each bad
+# row takes ~log2(batch size) of them); past it, the piece at hand is set aside whole.
+SPLIT_FAILURES_MAX = 64
 
 # Spool bytes (mostly gzip'd OTLP) per batch at most: decoded, that is a few hundred MB of spans
 # and payloads, which is as much as one insert should carry whatever batch_max_spans says.
@@ -70,6 +75,7 @@ class SpoolWriter:
         # None: retry every failure forever (nowhere to set a batch aside)
         self._dead_letters = dead_letters
         self._dead_letter_after = max(1, dead_letter_after)
+        self._split_failures_left = SPLIT_FAILURES_MAX
         self._stop = threading.Event()
         # Two stages so unpickling/decoding the next batch overlaps the store insert of this one
         # (chDB releases the GIL for much of an insert). One batch is in hand at most.
@@ -216,9 +222,9 @@ class SpoolWriter:
         stored = sum(batch.span_count for batch in spool_range.batches)
         self._spool.mark_inflight(start, end)
         for batch in spool_range.batches:
+            self._split_failures_left = SPLIT_FAILURES_MAX
             token = dedup_token(start, end, batch.project)
-            if not self._insert_with_retry(batch, token):
-                stored -= batch.span_count
+            stored -= self._insert_with_retry(batch, token)
         began = time.perf_counter()
         self._spool.commit(end)
         self.timings["commit"] += time.perf_counter() - began
@@ -226,8 +232,9 @@ class SpoolWriter:
         self._metrics.inc("retrace_store_batches_total")
         self.batches += 1
 
-    def _insert_with_retry(self, batch: SpanBatch, token: str) -> bool:
-        """Insert ``batch``, retrying while the store is down; False if it was dead-lettered."""
+    def _insert_with_retry(self, batch: SpanBatch, token: str) -> int:
+        """Insert ``batch``, retrying while the store is down; returns how many of its spans
+        were dead-lettered instead (0: all stored)."""
         delay = self._backoff_initial
         attempts = 0
         while True:
@@ -242,8 +249,7 @@ class SpoolWriter:
                 if self._dead_letters is not None:
                     reason = self._refused_for_good(exc, attempts)
                     if reason is not None:
-                        self._dead_letter(batch, token, exc, reason, attempts)
-                        return False
+                        return self._set_aside(batch, token, exc, reason, attempts)
                 self.healthy = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("store insert failed (retrying in %.2fs): %s", delay, exc)
@@ -256,7 +262,28 @@ class SpoolWriter:
             self.timings["insert"] += time.perf_counter() - began
             self.healthy = True
             self.last_error = ""
-            return True
+            return 0
+
+    def _set_aside(
+        self, batch: SpanBatch, token: str, exc: Exception, reason: str, attempts: int
+    ) -> int:
+        """Dead-letter what of ``batch`` the store refuses; returns how many spans that is.
+
+        A batch merges many requests: when the engine refuses its data, the halves are inserted
+        apart (recursively, each with its own dedup token, deterministic for a replay), so only
+        the rows it refuses are set aside, not the good spans that shared their batch.
+        """
+        rows = batch.span_count
+        if rows > 1 and caused_by_rows(exc) and self._split_failures_left > 0:
+            self._split_failures_left -= 1
+            half = rows // 2
+            set_aside = 0
+            for lo, hi in ((0, half), (half, rows)):
+                piece = dataclasses.replace(batch, spans=batch.spans.slice(lo, hi - lo))
+                set_aside += self._insert_with_retry(piece, f"{token}/{lo}-{hi}")
+            return set_aside
+        self._dead_letter(batch, token, exc, reason, attempts)
+        return rows
 
     def _refused_for_good(self, exc: Exception, attempts: int) -> str | None:
         """Why the batch will never be stored, or None while a retry may still get it in."""

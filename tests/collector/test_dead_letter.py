@@ -1,6 +1,6 @@
-"""Dead letters: a batch the store refuses for good (the real engine failing to convert a value
-into a column it can never hold) goes to DATA_DIR/dead-letter with the reason, is counted, and
-ingest carries on behind it."""
+"""Dead letters: spans the store refuses for good (the real engine failing to convert a value
+into a column it can never hold) go to DATA_DIR/dead-letter with the reason, are counted, the
+good spans of their batch are stored, and ingest carries on behind them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from collector.dead_letter import permanent_reason, transient
+from collector.dead_letter import caused_by_rows, permanent_reason, transient
 from schemas import tables
 from schemas.errors import InvalidInputError, StoreError
 from tests.collector.test_app_durability import ChdbHttpServer
@@ -29,11 +29,13 @@ def test_permanent_and_transient_store_errors_are_told_apart() -> None:
         "ClickHouse at x: insert into otel_traces failed: Code: 469. "
         "DB::Exception: Constraint `c` is violated. (VIOLATED_CONSTRAINT)"
     )
-    assert "469" in (permanent_reason(violated) or "")
+    assert "469" in (permanent_reason(violated) or "") and caused_by_rows(violated)
+    no_column = StoreError("Code: 16. DB::Exception: No such column X. (NO_SUCH_COLUMN_IN_TABLE)")
+    assert permanent_reason(no_column) is not None and not caused_by_rows(no_column)
     cause = InvalidInputError("a span table's column types are not the otel_traces ones")
     wrapped = StoreError("insert failed")
     wrapped.__cause__ = cause
-    assert "column types" in (permanent_reason(wrapped) or "")
+    assert "column types" in (permanent_reason(wrapped) or "") and not caused_by_rows(wrapped)
     too_many_parts = StoreError("Code: 252. DB::Exception: Too many parts. (TOO_MANY_PARTS)")
     assert permanent_reason(too_many_parts) is None and transient(too_many_parts)
     down = StoreError("cannot reach ClickHouse at http://127.0.0.1:1: Connection refused")
@@ -48,12 +50,15 @@ def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
     engine.stop()
 
 
-def _post(server: RunningCollector, trace_id: str, name: str, status_message: str = "") -> None:
+def _span(trace_id: str, name: str, status_message: str = "") -> dict[str, object]:
     status = {"code": 2, "message": status_message} if status_message else {"code": 1}
-    span = json_span(trace_id, secrets.token_hex(8), name, status=status)
+    return json_span(trace_id, secrets.token_hex(8), name, status=status)
+
+
+def _post(server: RunningCollector, spans: list[dict[str, object]]) -> None:
     r = httpx.post(
         server.url + "/v1/traces",
-        content=json_request([span]),
+        content=json_request(spans),
         headers={"Content-Type": "application/json"},
         timeout=30,
     )
@@ -75,16 +80,21 @@ def test_a_batch_the_store_rejects_for_good_is_dead_lettered_and_ingest_continue
     r = httpx.post(chdb_http.url, params={"query": statement}, timeout=30)
     assert r.status_code == 200, r.text
 
-    poisoned = secrets.token_hex(16)
-    _post(server, poisoned, "chat doomed", status_message=POISON)
+    # One request, so one batch: the bad span among seven good ones of another trace.
+    poisoned, neighbours = secrets.token_hex(16), secrets.token_hex(16)
+    spans = [_span(neighbours, f"chat {i}") for i in range(7)]
+    spans.insert(3, _span(poisoned, "chat doomed", status_message=POISON))
+    _post(server, spans)
     deadline = time.monotonic() + 60
     while server.client.metrics()["retrace_dead_letter_batches_total"] < 1:
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.2)
 
-    good = secrets.token_hex(16)
-    _post(server, good, "chat fine")
-    detail = server.client.wait_for_trace(good, min_spans=1, timeout=60)
+    detail = server.client.wait_for_trace(neighbours, min_spans=7, timeout=60)
+    assert sorted(s.name for s in detail.spans) == [f"chat {i}" for i in range(7)]
+    later = secrets.token_hex(16)
+    _post(server, [_span(later, "chat fine")])
+    detail = server.client.wait_for_trace(later, min_spans=1, timeout=60)
     assert [s.name for s in detail.spans] == ["chat fine"]
     assert httpx.get(f"{server.url}/api/v1/traces/{poisoned}").status_code == 404
 
@@ -92,7 +102,7 @@ def test_a_batch_the_store_rejects_for_good_is_dead_lettered_and_ingest_continue
     (meta_path,) = sorted(letters.glob("*.json"))
     meta = json.loads(meta_path.read_text())
     assert meta["kind"] == "batch" and meta["project"] == "default"
-    assert meta["span_count"] == 1 and meta["attempts"] == 1
+    assert meta["span_count"] == 1 and meta["attempts"] == 1  # the bad span alone
     assert "ClickHouse code 691" in meta["reason"]
     assert "UNKNOWN_ELEMENT_OF_ENUM" in meta["error"]
     assert meta["time"] and meta["spool_range"].startswith("spool:")
@@ -103,6 +113,8 @@ def test_a_batch_the_store_rejects_for_good_is_dead_lettered_and_ingest_continue
 
     metrics = server.client.metrics()
     assert metrics["retrace_dead_letter_spans_total"] == 1
+    assert metrics["retrace_dead_letter_batches_total"] == 1
+    assert metrics["retrace_spans_stored_total"] == 8
     assert metrics["retrace_spool_bytes"] == 0  # the spool moved past it
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert "dead-lettered 1 spans" in server.log()
