@@ -38,6 +38,7 @@ from schemas.errors import (
     ForbiddenError,
     InvalidInputError,
     OverloadedError,
+    PayloadTooLargeError,
     RetraceError,
     StoreError,
 )
@@ -111,7 +112,10 @@ class OtlpGrpcServer:
             options=[
                 # a second collector on the same port must fail, not share the traffic
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", settings.max_body_bytes),
+                # Up to twice the limit reaches the handler, which answers INVALID_ARGUMENT (as
+                # HTTP's 413: not worth retrying); beyond, gRPC itself answers
+                # RESOURCE_EXHAUSTED (without RetryInfo, which OTLP says not to retry).
+                ("grpc.max_receive_message_length", 2 * settings.max_body_bytes),
             ],
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
@@ -147,6 +151,11 @@ class OtlpGrpcServer:
                     authorization = value
             try:
                 project = await asyncio.to_thread(state.auth.project_for, authorization)
+                limit = state.settings.max_body_bytes
+                if len(request) > limit:
+                    raise PayloadTooLargeError(
+                        f"message of {len(request)} bytes is over the {limit} byte limit"
+                    )
                 self._check_capacity(state)
                 state.inflight_bytes += len(request)
                 try:

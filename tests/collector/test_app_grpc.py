@@ -36,13 +36,19 @@ from tests.fixtures.collector import REPO_ROOT, RunningCollector, free_port, lau
 pytestmark = pytest.mark.integration
 
 KEY = "rt_grpc_test_key_0123456789abcdef"
+MAX_BODY = 200_000
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]:
     """One collector with a project key and OTLP/gRPC on a free port."""
     data = tmp_path_factory.mktemp("grpc") / "retrace"
-    running = launch_collector(data, grpc_port=free_port(), api_keys=[f"proj:{KEY}"])
+    running = launch_collector(
+        data,
+        grpc_port=free_port(),
+        api_keys=[f"proj:{KEY}"],
+        env={"RETRACE_MAX_BODY_BYTES": str(MAX_BODY)},
+    )
     yield running
     running.kill()
 
@@ -136,6 +142,11 @@ def test_undecodable_message_is_invalid_argument(server: RunningCollector) -> No
         _raw_export(server, b"\xff\x00garbage")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "protobuf" in (caught.value.details() or "")
+    # over the body limit: refused before decoding, not worth retrying (HTTP's 413)
+    with pytest.raises(grpc.RpcError) as caught:
+        _raw_export(server, b"\x0a" * (MAX_BODY + 1))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit" in (caught.value.details() or "")
     # an empty request is valid OTLP: nothing to store, full success
     reply = _raw_export(server, ExportTraceServiceRequest().SerializeToString())
     assert not reply.HasField("partial_success")
