@@ -2,7 +2,7 @@
 
 The spool writer retries a failing insert with backoff while the store is down. A batch the
 store *answers* but refuses (a ClickHouse data error such as ``VIOLATED_CONSTRAINT`` or
-``TYPE_MISMATCH``, a span table that fails the store's own checks, or a batch that still fails
+``CANNOT_PARSE_TEXT``, a span table that fails the store's own checks, or a batch that still fails
 after ``dead_letter_after`` attempts while the store answers pings) would block ingest behind it
 forever. It goes to ``DATA_DIR/dead-letter/`` instead:
 
@@ -34,21 +34,16 @@ from schemas.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
-# ClickHouse error codes that say "this data can never be inserted", as opposed to the store
-# being unreachable, overloaded or read-only (which a retry gets past).
+# ClickHouse error codes that say "these rows can never be inserted" (a value the column cannot
+# take), as opposed to the store being unreachable, overloaded, read-only or its schema being
+# wrong for every batch alike (which an operator or a retry gets past).
 PERMANENT_CLICKHOUSE_CODES = frozenset(
     {
         6,  # CANNOT_PARSE_TEXT
-        8,  # THERE_IS_NO_COLUMN
-        10,  # NOT_FOUND_COLUMN_IN_BLOCK
-        16,  # NO_SUCH_COLUMN_IN_TABLE
-        20,  # NUMBER_OF_COLUMNS_DOESNT_MATCH
         26,  # CANNOT_PARSE_QUOTED_STRING
         27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
         38,  # CANNOT_PARSE_DATE
         41,  # CANNOT_PARSE_DATETIME
-        43,  # ILLEGAL_TYPE_OF_ARGUMENT
-        53,  # TYPE_MISMATCH
         69,  # ARGUMENT_OUT_OF_BOUND
         70,  # CANNOT_CONVERT_TYPE
         72,  # CANNOT_PARSE_NUMBER
@@ -60,14 +55,32 @@ PERMANENT_CLICKHOUSE_CODES = frozenset(
         691,  # UNKNOWN_ELEMENT_OF_ENUM
     }
 )
-# Of those, the ones a particular row causes (a value the column cannot take): the rest of the
-# batch may well be fine, so a refused batch is split to find the rows (see SpoolWriter).
-ROW_CLICKHOUSE_CODES = frozenset({6, 26, 27, 38, 41, 69, 70, 72, 117, 131, 321, 349, 469, 691})
+# These are caused by particular rows: the rest of the batch may well be fine, so a refused
+# batch is split to find them (see SpoolWriter).
+ROW_CLICKHOUSE_CODES = PERMANENT_CLICKHOUSE_CODES
 
-# Codes that say "not now": a batch failing with one of them is never dead-lettered, however
-# many attempts it takes.
+# Codes that say "not now" or "not this batch's fault" (the store is misconfigured, full or
+# mid-change, so every batch fails alike): a batch failing with one of them is never
+# dead-lettered, however many attempts it takes; the spool holds it (and back-pressure follows).
 TRANSIENT_CLICKHOUSE_CODES = frozenset(
     {
+        8,  # THERE_IS_NO_COLUMN
+        10,  # NOT_FOUND_COLUMN_IN_BLOCK
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        20,  # NUMBER_OF_COLUMNS_DOESNT_MATCH
+        43,  # ILLEGAL_TYPE_OF_ARGUMENT
+        53,  # TYPE_MISMATCH
+        60,  # UNKNOWN_TABLE
+        81,  # UNKNOWN_DATABASE
+        164,  # READONLY
+        225,  # NO_ZOOKEEPER
+        236,  # ABORTED
+        243,  # NOT_ENOUGH_SPACE
+        285,  # TOO_FEW_LIVE_REPLICAS
+        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+        394,  # QUERY_WAS_CANCELLED
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
         159,  # TIMEOUT_EXCEEDED
         202,  # TOO_MANY_SIMULTANEOUS_QUERIES
         209,  # SOCKET_TIMEOUT
