@@ -14,7 +14,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _COUNTERS: dict[str, str] = {
-    "retrace_spans_accepted_total": "Spans acknowledged by POST /v1/traces (in the spool).",
+    "retrace_spans_accepted_total": "Spans acknowledged by OTLP/HTTP or OTLP/gRPC (in the spool).",
     "retrace_spans_rejected_total": "Spans refused at ingest (partial success).",
     "retrace_spans_stored_total": "Spans written to the store by the spool writer.",
     "retrace_ingest_requests_rejected_total": "OTLP requests refused whole (4xx/5xx).",
