@@ -205,17 +205,26 @@ class SpoolWriter:
                 # Accepted once, so it decoded then; a newer decoder refusing it is set aside.
                 log.error("dropping spool record at %s: %s", entry.start.token(), batch)
                 if self._dead_letters is not None:
-                    self._dead_letters.add_record(
-                        entry.data,
-                        reason="the spool record no longer decodes",
-                        error=f"{type(batch).__name__}: {batch}",
-                        spool_position=entry.start.token(),
-                    )
-                    self._metrics.inc("retrace_dead_letter_batches_total")
+                    self._dead_letter_record(entry, batch)
                 continue
             if batch.span_count or batch.payloads:
                 per_project.setdefault(batch.project, []).append(batch)
         return [SpanBatch.merge(per_project[project]) for project in sorted(per_project)]
+
+    def _dead_letter_record(self, entry: SpoolEntry, error: Exception) -> None:
+        assert self._dead_letters is not None
+        try:
+            path = self._dead_letters.add_record(
+                entry.data,
+                reason="the spool record no longer decodes",
+                error=f"{type(error).__name__}: {error}",
+                spool_position=entry.start.token(),
+            )
+        except OSError:  # the reader must go on draining the spool whatever happens here
+            log.exception("could not dead-letter the spool record at %s", entry.start.token())
+            return
+        self._metrics.inc("retrace_dead_letter_batches_total")
+        log.error("dead-lettered the spool record at %s to %s", entry.start.token(), path)
 
     def _store_batch(self, spool_range: _SpoolRange) -> None:
         start, end = spool_range.start, spool_range.end

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from collector.dead_letter import caused_by_rows, permanent_reason, transient
+from collector.spool import IngestRecord, Spool
 from schemas import tables
 from schemas.errors import InvalidInputError, StoreError
 from tests.collector.test_app_durability import ChdbHttpServer
@@ -119,3 +120,32 @@ def test_a_batch_the_store_rejects_for_good_is_dead_lettered_and_ingest_continue
     assert metrics["retrace_spool_bytes"] == 0  # the spool moved past it
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert "dead-lettered 1 spans" in server.log()
+
+
+@pytest.mark.integration
+def test_a_spooled_record_that_no_longer_decodes_is_dead_lettered_on_replay(
+    tmp_path: Path, start_collector: Callable[..., RunningCollector]
+) -> None:
+    # What a collector left in its spool before a restart: one record a newer decoder refuses
+    # (not valid protobuf), then a good one.
+    data_dir = tmp_path / "retrace"
+    spool = Spool(data_dir / "spool", max_bytes=1 << 30)
+    bad = IngestRecord("default", "application/x-protobuf", None, b"\xff\x00 not protobuf")
+    good_trace = secrets.token_hex(16)
+    good = IngestRecord(
+        "default", "application/json", None, json_request([_span(good_trace, "chat kept")])
+    )
+    spool.wait_durable(spool.append(bad.encode()))
+    spool.wait_durable(spool.append(good.encode()))
+    spool.close()
+
+    server = start_collector(data_dir=data_dir)
+    detail = server.client.wait_for_trace(good_trace, min_spans=1, timeout=60)
+    assert [s.name for s in detail.spans] == ["chat kept"]
+    (meta_path,) = sorted((data_dir / "dead-letter").glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    assert meta["kind"] == "spool_record" and "no longer decodes" in meta["reason"]
+    assert "protobuf" in meta["error"]
+    record = (data_dir / "dead-letter" / meta["files"]["record"]).read_bytes()
+    assert IngestRecord.decode(record) == bad
+    assert server.client.metrics()["retrace_dead_letter_batches_total"] == 1
