@@ -67,9 +67,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     traces = []
     try:
         for module, method in (("weatherapp.base", "invoke"), ("weatherapp.abase", "ainvoke")):
+            argv = ["record_key.py", module, method, collector.url, f"{module}:graph", ALPHA]
             done = subprocess.run(
-                [sys.executable, "record_key.py", module, method, collector.url, module + ":graph"]
-                + [ALPHA],
+                [sys.executable, *argv],
                 cwd=project,
                 env=_env(),
                 capture_output=True,
