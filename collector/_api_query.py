@@ -412,8 +412,12 @@ def add_to_suite(request: Request, project: Project, name: str, body: NewSuiteTr
 
 
 @router.get("/suites", response_model=SuiteList, tags=["suites"], summary="The project's suites")
-def list_suites(request: Request, project: Project) -> SuiteList:
-    return SuiteList(suites=_state(request).store.list_suites(project))
+def list_suites(
+    request: Request,
+    project: Project,
+    trace_id: Annotated[str | None, Query(description="Only the suites holding this trace")] = None,
+) -> SuiteList:
+    return SuiteList(suites=_state(request).store.list_suites(project, trace_id))
 
 
 @router.get(

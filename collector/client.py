@@ -253,8 +253,10 @@ class CollectorClient:
             raise InvalidInputError("invalid suite traces: " + "; ".join(parts)) from None
         return self._post_model(f"/api/v1/suites/{quote(name, safe='')}/traces", Suite, body)
 
-    def list_suites(self) -> list[SuiteSummary]:
-        return self._get_model("/api/v1/suites", SuiteList).suites
+    def list_suites(self, trace_id: str | None = None) -> list[SuiteSummary]:
+        """The project's suites by name (only those holding ``trace_id`` if given)."""
+        params = {"trace_id": trace_id} if trace_id is not None else {}
+        return self._get_model("/api/v1/suites", SuiteList, params=params).suites
 
     def get_suite(self, name: str) -> Suite:
         """A suite with its traces, oldest added first; ``NotFoundError`` if it has none."""

@@ -420,8 +420,11 @@ class SqlTraceStore(TraceStore):
             traces=traces,
         )
 
-    def list_suites(self, project: str) -> list[SuiteSummary]:
-        rows = self._rows(q.SUITES_SQL, {"project": project})
+    def list_suites(self, project: str, trace_id: str | None = None) -> list[SuiteSummary]:
+        if trace_id is None:
+            rows = self._rows(q.SUITES_SQL, {"project": project})
+        else:
+            rows = self._rows(q.SUITES_OF_TRACE_SQL, {"project": project, "trace_id": trace_id})
         return [_rows.suite_summary_from_row(r) for r in rows]
 
     def remove_from_suite(self, project: str, suite: str, trace_id: str) -> bool:

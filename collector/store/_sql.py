@@ -756,6 +756,18 @@ GROUP BY Suite
 ORDER BY Suite
 """
 
+# The suites holding one trace.
+SUITES_OF_TRACE_SQL = f"""
+SELECT Suite, count() AS N, toUnixTimestamp64Milli(max(AddedAt)) AS UpdatedMs
+FROM {SUITES_TABLE} FINAL
+WHERE ProjectId = {{project:String}} AND Suite IN (
+    SELECT Suite FROM {SUITES_TABLE} FINAL
+    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+)
+GROUP BY Suite
+ORDER BY Suite
+"""
+
 SUITE_REMOVE_SQL = f"""
 DELETE FROM {SUITES_TABLE}
 WHERE ProjectId = {{project:String}} AND Suite = {{suite:String}} AND TraceId = {{trace_id:String}}

@@ -152,8 +152,8 @@ class TraceStore(ABC):
         """A suite and its traces, oldest added first; None if it has no traces."""
 
     @abstractmethod
-    def list_suites(self, project: str) -> list[SuiteSummary]:
-        """The project's suites by name."""
+    def list_suites(self, project: str, trace_id: str | None = None) -> list[SuiteSummary]:
+        """The project's suites by name (those holding ``trace_id`` if given)."""
 
     @abstractmethod
     def remove_from_suite(self, project: str, suite: str, trace_id: str) -> bool:

@@ -65,6 +65,11 @@ def test_suites_round_trip_validation_and_isolation(
     listed = {s.name: s.trace_count for s in alpha.list_suites()}
     assert listed == {"checkout": 3, "smoke": 1}
     assert [t.trace_id for t in alpha.get_suite("checkout").traces] == [a1, a2, a3]
+    assert [(s.name, s.trace_count) for s in alpha.list_suites(trace_id=a2)] == [
+        ("checkout", 3),
+        ("smoke", 1),
+    ]
+    assert [s.name for s in alpha.list_suites(trace_id=a3)] == ["checkout"]
 
     # unknown trace: 404 naming it, and nothing added (not even the known one)
     missing = "f" * 32
@@ -94,7 +99,7 @@ def test_suites_round_trip_validation_and_isolation(
         alpha.get_suite("a b")
 
     # project isolation: beta sees no suite of alpha's, cannot add alpha's traces or remove them
-    assert beta.list_suites() == []
+    assert beta.list_suites() == [] and beta.list_suites(trace_id=a1) == []
     with pytest.raises(NotFoundError):
         beta.get_suite("checkout")
     with pytest.raises(NotFoundError, match=a1):
