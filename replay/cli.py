@@ -511,6 +511,14 @@ def _named_suite_sources(name: str, endpoint: str, key: str | None) -> list[Traj
     help="Re-drive your own LangGraph graph for every trajectory (default: each one's recorded "
     "graph, else Retrace's runner).",
 )
+@click.option(
+    "--agent",
+    "agent_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay every run of Retrace's runner with this agent config YAML instead of the "
+    "recorded one (the prompt, model script or policy under test).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ci(
     target: str | None,
@@ -523,6 +531,7 @@ def ci(
     api_key: str | None,
     ignore: Path | None,
     graph: str | None,
+    agent_file: Path | None,
     quiet: bool,
 ) -> None:
     """Replay a suite of golden trajectories (a directory, a trace query, or a suite kept on the
@@ -565,6 +574,10 @@ def ci(
             progress.update(task, advance=1, failed=failed)
 
         options: dict[str, Any] = {"graph": graph} if graph is not None else {}
+        if agent_file is not None:
+            from runner.config import load_config
+
+            options["config"] = load_config(agent_file)
         outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done, **options)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import pytest
 from junitparser import Failure, JUnitXml
 
 from tests.fixtures.collector import RunningCollector, launch_collector
+from tests.fixtures.demo_runs import DEMO, run_task
 from tests.replay.test_user_graph import _env
 from tests.replay.user_graph_project import RECORD, write_project
 
@@ -184,3 +185,36 @@ def test_ci_replays_a_suite_and_fails_on_a_regression(world: World, tmp_path: Pa
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert f"✗ what-is-the-weather-in-paris[{world.async_}]" in worse.stdout
     assert "1/2 trajectories replayed without divergence" in worse.stdout
+
+
+def test_ci_suite_of_runner_traces_with_a_changed_agent_config(
+    world: World, tmp_path: Path
+) -> None:
+    """A run of Retrace's runner (the demo data scientist, offline model, bundled data server):
+    its suite passes as recorded and fails once ``--agent`` names a config whose prompt
+    changed."""
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        "name: suite-agent\n"
+        "model: offline:data-scientist\n"
+        "system_prompt: You are a careful data scientist.\n"
+        "mcp_servers:\n"
+        "  - name: data\n"
+        '    command: "{python}"\n'
+        '    args: ["-m", "runner.mcp_servers.data_server"]\n'
+        f"policy: {DEMO / 'policy.yaml'}\n"
+        "guardrails: {tool_retries: 0}\n"
+    )
+    changed = tmp_path / "agent-changed.yaml"
+    changed.write_text(agent.read_text().replace("data scientist", "data analyst"))
+    trace = run_task(world.collector.url, agent, tmp_path / "data", ALPHA)
+    world.collector.client_for(ALPHA).wait_for_trace(trace, min_spans=4)
+    assert world.retrace("suite", "add", "runner", trace).returncode == 0
+
+    ok = world.retrace("ci", "--suite", "runner", "--quiet", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "1/1 trajectories replayed without divergence" in ok.stdout
+    bad = world.retrace("ci", "--suite", "runner", "--agent", str(changed), "--quiet", cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"✗ which-product-categories-bring-in-the-most[{trace}]" in bad.stdout
+    assert "[other_messages] step 0" in bad.stdout and '"scientist" → "analyst"' in bad.stdout
