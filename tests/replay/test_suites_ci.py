@@ -9,6 +9,7 @@ the project's directory.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,11 @@ def test_suite_commands_and_their_errors(world: World) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.index(world.sync) < shown.stdout.index(world.async_)
     assert "What is the weather in Paris?" in shown.stdout and "cli" in shown.stdout
+    body = json.loads(world.retrace("suite", "show", "smoke", "--json").stdout)
+    assert [t["trace_id"] for t in body["traces"]] == [world.sync, world.async_]
+    assert {t["note"] for t in body["traces"]} == {"weather"}
+    listed_json = json.loads(world.retrace("suite", "list", "--json").stdout)
+    assert {s["name"]: s["trace_count"] for s in listed_json["suites"]}["smoke"] == 2
 
     # remove from a scratch suite
     assert world.retrace("suite", "add", "scratch", world.sync).returncode == 0
