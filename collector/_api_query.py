@@ -49,6 +49,7 @@ from schemas.models import (
     JobList,
     NewApproval,
     NewFeedback,
+    NewSuiteTraces,
     ReplayList,
     ReplayRecord,
     ReplayRequest,
@@ -59,6 +60,9 @@ from schemas.models import (
     SpanQuery,
     Stats,
     StatsQuery,
+    Suite,
+    SuiteList,
+    SuiteTrace,
     TraceDetail,
     TraceDiff,
     TracePage,
@@ -364,6 +368,84 @@ def list_feedback(request: Request, project: Project, trace_id: str) -> Feedback
     if not state.store.has_trace(project, trace_id):
         raise NotFoundError(f"trace {trace_id} not found")
     return FeedbackList(feedback=state.store.list_feedback(project, trace_id))
+
+
+# --- suites -----------------------------------------------------------------------------------
+
+
+def _suite_name(name: str) -> str:
+    return check_id(name, "suite name")
+
+
+@router.post(
+    "/suites/{name}/traces",
+    response_model=Suite,
+    status_code=201,
+    tags=["suites"],
+    summary="Add traces to a suite (created by its first trace)",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def add_to_suite(request: Request, project: Project, name: str, body: NewSuiteTraces) -> Response:
+    """``{"trace_ids": [...]}`` or ``{"trace_id": "..."}``, with an optional ``note`` and
+    ``source`` (api, cli or ui). Every trace must exist in the caller's project: if one does not,
+    the answer is a 404 naming each unknown id and nothing is added. A trace already in the
+    suite stays as it was (adding is idempotent); ``added`` lists the ids newly added."""
+    suite = _suite_name(name)
+    ids = body.all_ids()
+    if not ids:
+        raise InvalidInputError("trace_ids: give at least one trace id (or trace_id)")
+    store = _state(request).store
+    known = store.known_traces(project, ids)
+    unknown = [t for t in ids if t not in known]
+    if unknown:
+        raise NotFoundError(f"unknown trace(s) in this project: {', '.join(unknown)}")
+    now = _now_ms()
+    added = store.add_to_suite(
+        project,
+        suite,
+        [SuiteTrace(trace_id=t, added_at=now, source=body.source, note=body.note) for t in ids],
+    )
+    stored = store.get_suite(project, suite)
+    assert stored is not None
+    stored.added = added
+    return Response(stored.model_dump_json(), status_code=201, media_type="application/json")
+
+
+@router.get("/suites", response_model=SuiteList, tags=["suites"], summary="The project's suites")
+def list_suites(
+    request: Request,
+    project: Project,
+    trace_id: Annotated[str | None, Query(description="Only the suites holding this trace")] = None,
+) -> SuiteList:
+    return SuiteList(suites=_state(request).store.list_suites(project, trace_id))
+
+
+@router.get(
+    "/suites/{name}",
+    response_model=Suite,
+    tags=["suites"],
+    summary="A suite and its traces, oldest added first (404 if it has none)",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def get_suite(request: Request, project: Project, name: str) -> Response:
+    suite: Suite | None = _state(request).store.get_suite(project, _suite_name(name))
+    if suite is None:
+        raise NotFoundError(f"suite {name} not found")
+    return _json(suite)
+
+
+@router.delete(
+    "/suites/{name}/traces/{trace_id}",
+    status_code=204,
+    tags=["suites"],
+    summary="Remove a trace from a suite (404 if it is not in it)",
+    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
+def remove_from_suite(request: Request, project: Project, name: str, trace_id: str) -> Response:
+    suite = _suite_name(name)
+    if not _state(request).store.remove_from_suite(project, suite, trace_id):
+        raise NotFoundError(f"trace {trace_id} is not in suite {suite}")
+    return Response(status_code=204)
 
 
 # --- sessions ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ URL: callers see Retrace's errors only, never httpx's.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -47,6 +47,7 @@ from schemas.models import (
     JobKind,
     JobList,
     NewFeedback,
+    NewSuiteTraces,
     ReplayList,
     ReplayMode,
     ReplayRecord,
@@ -58,6 +59,10 @@ from schemas.models import (
     SpanQuery,
     Stats,
     StatsQuery,
+    Suite,
+    SuiteList,
+    SuiteSource,
+    SuiteSummary,
     TraceDetail,
     TraceDiff,
     TracePage,
@@ -229,6 +234,38 @@ class CollectorClient:
     def list_feedback(self, trace_id: str) -> list[Feedback]:
         path = f"/api/v1/traces/{quote(trace_id, safe='')}/feedback"
         return self._get_model(path, FeedbackList).feedback
+
+    # --- suites ------------------------------------------------------------------------------
+    def add_to_suite(
+        self,
+        name: str,
+        trace_ids: Sequence[str],
+        *,
+        note: str = "",
+        source: SuiteSource | str = SuiteSource.API,
+    ) -> Suite:
+        """Add traces to suite ``name`` (created by its first trace); ``NotFoundError`` naming
+        the unknown ones if any trace is not in this project (then nothing is added)."""
+        try:
+            body = NewSuiteTraces(trace_ids=list(trace_ids), note=note, source=source)
+        except ValidationError as exc:
+            parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise InvalidInputError("invalid suite traces: " + "; ".join(parts)) from None
+        return self._post_model(f"/api/v1/suites/{quote(name, safe='')}/traces", Suite, body)
+
+    def list_suites(self, trace_id: str | None = None) -> list[SuiteSummary]:
+        """The project's suites by name (only those holding ``trace_id`` if given)."""
+        params = {"trace_id": trace_id} if trace_id is not None else {}
+        return self._get_model("/api/v1/suites", SuiteList, params=params).suites
+
+    def get_suite(self, name: str) -> Suite:
+        """A suite with its traces, oldest added first; ``NotFoundError`` if it has none."""
+        return self._get_model(f"/api/v1/suites/{quote(name, safe='')}", Suite)
+
+    def remove_from_suite(self, name: str, trace_id: str) -> None:
+        """``NotFoundError`` if the trace is not in the suite."""
+        path = f"/api/v1/suites/{quote(name, safe='')}/traces/{quote(trace_id, safe='')}"
+        self._request("DELETE", path)
 
     # --- sessions ----------------------------------------------------------------------------
     def list_sessions(self, query: SessionQuery | None = None, **filters: Any) -> SessionPage:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -397,22 +398,28 @@ def export(
 ) -> None:
     """Write the trajectories of TRACE_IDS as golden files to commit and replay in CI."""
     from collector.client import CollectorClient
-    from schemas.errors import NotFoundError
 
     settings = _settings(endpoint, api_key)
     directory.mkdir(parents=True, exist_ok=True)
     with CollectorClient(settings.endpoint, api_key=_key(settings)) as client:
         for trace_id in trace_ids:
-            try:
-                detail = client.get_trace(trace_id)
-            except NotFoundError:
-                raise InvalidInputError(
-                    f"unknown trace {trace_id!r} at {settings.endpoint}"
-                ) from None
-            trajectory = trajectory_from_detail(detail)
-            path = directory / f"{trajectory.trace_id}.json"
-            path.write_text(dump_trajectory(trajectory), encoding="utf-8")
-            click.echo(f"{path}  ({len(trajectory.steps)} steps)")
+            path, steps = write_golden(client, trace_id, directory, settings.endpoint)
+            click.echo(f"{path}  ({steps} steps)")
+
+
+def write_golden(
+    client: CollectorClient, trace_id: str, directory: Path, endpoint: str
+) -> tuple[Path, int]:
+    """Write a trace's trajectory as the golden file ``<directory>/<trace_id>.json``; its path
+    and number of steps."""
+    try:
+        detail = client.get_trace(trace_id)
+    except NotFoundError:
+        raise InvalidInputError(f"unknown trace {trace_id!r} at {endpoint}") from None
+    trajectory = trajectory_from_detail(detail)
+    path = directory / f"{trajectory.trace_id}.json"
+    path.write_text(dump_trajectory(trajectory), encoding="utf-8")
+    return path, len(trajectory.steps)
 
 
 def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[TrajectorySource]:
@@ -454,8 +461,32 @@ def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[T
     return [t.trace_id for t in page.traces]
 
 
+def _named_suite_sources(name: str, endpoint: str, key: str | None) -> list[TrajectorySource]:
+    """The trace ids of a suite kept on the collector, in the order they were added."""
+    from collector.client import CollectorClient
+
+    check_id(name, "suite name")
+    with CollectorClient(endpoint, api_key=key) as client:
+        try:
+            suite = client.get_suite(name)
+        except NotFoundError:
+            raise InvalidInputError(
+                f"suite {name!r} has no traces at {endpoint} (`retrace suite list` shows the "
+                f"suites; `retrace suite add {name} TRACE_ID` adds one)"
+            ) from None
+    return [t.trace_id for t in suite.traces]
+
+
 @click.command()
-@click.argument("target", metavar="DIR_OR_QUERY")
+@click.argument("target", metavar="[DIR_OR_QUERY]", required=False)
+@click.option(
+    "--suite",
+    "suite_names",
+    multiple=True,
+    metavar="NAME",
+    help="Replay the traces of a suite kept on the collector (needs --endpoint); repeatable, "
+    "and may be combined with DIR_OR_QUERY.",
+)
 @click.option("--mode", type=_MODES, default=ReplayMode.RECORDED.value, show_default=True)
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None)
@@ -480,9 +511,18 @@ def _suite_sources(target: str, endpoint: str | None, key: str | None) -> list[T
     help="Re-drive your own LangGraph graph for every trajectory (default: each one's recorded "
     "graph, else Retrace's runner).",
 )
+@click.option(
+    "--agent",
+    "agent_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Replay every run of Retrace's runner with this agent config YAML instead of the "
+    "recorded one (the prompt, model script or policy under test).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ci(
-    target: str,
+    target: str | None,
+    suite_names: Sequence[str],
     mode: str,
     junit: Path | None,
     markdown: Path | None,
@@ -491,11 +531,22 @@ def ci(
     api_key: str | None,
     ignore: Path | None,
     graph: str | None,
+    agent_file: Path | None,
     quiet: bool,
 ) -> None:
-    """Replay a suite of golden trajectories; exit 1 if any diverges (or cannot run)."""
+    """Replay a suite of golden trajectories (a directory, a trace query, or a suite kept on the
+    collector with --suite); exit 1 if any diverges (or cannot run), 2 on bad input."""
+    if target is None and not suite_names:
+        raise InvalidInputError("give a directory of golden trajectories, a trace query or --suite")
+    if suite_names and not endpoint:
+        endpoint = os.environ.get("RETRACE_ENDPOINT") or None
+        if not endpoint:
+            raise InvalidInputError("--suite needs --endpoint (or RETRACE_ENDPOINT)")
     settings = _settings(endpoint, api_key)
-    sources = _suite_sources(target, endpoint, _key(settings))
+    sources = _suite_sources(target, endpoint, _key(settings)) if target is not None else []
+    for name in suite_names:
+        assert endpoint is not None
+        sources += _named_suite_sources(name, endpoint, _key(settings))
     # Golden files are self-contained: nothing is sent anywhere unless --endpoint is given.
     replayer = Replayer.from_settings(
         settings,
@@ -523,11 +574,16 @@ def ci(
             progress.update(task, advance=1, failed=failed)
 
         options: dict[str, Any] = {"graph": graph} if graph is not None else {}
+        if agent_file is not None:
+            from runner.config import load_config
+
+            options["config"] = load_config(agent_file)
         outcomes = replayer.replay_many(sources, mode, workers=workers, on_done=done, **options)
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(junit_xml(outcomes), encoding="utf-8")
-    summary = markdown_summary(outcomes)
+    title = "Retrace replay" + (f" (suite {', '.join(suite_names)})" if suite_names else "")
+    summary = markdown_summary(outcomes, title=title)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(summary, encoding="utf-8")

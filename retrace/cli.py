@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "show": "replay.browse_cli:show",
     "sessions": "replay.browse_cli:sessions",
     "feedback": "replay.browse_cli:feedback",
+    "suite": "replay.suite_cli:suite",
 }
 
 

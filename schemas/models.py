@@ -226,6 +226,59 @@ class FeedbackList(_Model):
     feedback: list[Feedback]
 
 
+# --- suites --------------------------------------------------------------------------------------
+MAX_SUITE_TRACES_PER_REQUEST = 1000
+MAX_SUITE_NOTE = 2_000
+
+
+class SuiteSource(StrEnum):
+    API = "api"  # a client of the API
+    CLI = "cli"  # ``retrace suite add``
+    UI = "ui"  # "Add to suite" on the trace page
+
+
+class NewSuiteTraces(_Model):
+    """Traces to add to a suite: ``trace_ids``, or one ``trace_id``."""
+
+    trace_ids: list[SafeId] = Field(default_factory=list, max_length=MAX_SUITE_TRACES_PER_REQUEST)
+    trace_id: SafeId | None = None
+    note: str = Field("", max_length=MAX_SUITE_NOTE)
+    source: SuiteSource = SuiteSource.API
+
+    def all_ids(self) -> list[str]:
+        """The trace ids asked for, each once, in the order given."""
+        ids = [*self.trace_ids, *([self.trace_id] if self.trace_id else [])]
+        return list(dict.fromkeys(ids))
+
+
+class SuiteTrace(_Model):
+    """One trace of a suite: when and how it was added."""
+
+    trace_id: str
+    added_at: datetime
+    source: SuiteSource = SuiteSource.API
+    note: str = ""
+
+
+class SuiteSummary(_Model):
+    name: str
+    trace_count: int
+    updated_at: datetime = Field(description="When a trace was last added")
+
+
+class Suite(SuiteSummary):
+    """A suite with its traces, oldest added first."""
+
+    traces: list[SuiteTrace]
+    added: list[str] = Field(
+        default_factory=list, description="In an answer to an add: the trace ids newly added"
+    )
+
+
+class SuiteList(_Model):
+    suites: list[SuiteSummary]
+
+
 class TraceDetail(_Model):
     trace: TraceSummary
     spans: list[SpanView]

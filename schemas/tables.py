@@ -34,6 +34,7 @@ __all__ = [
     "REPLAYS",
     "SCHEMA_MIGRATIONS",
     "SPANS",
+    "SUITES",
     "SUMMARIES",
     "TABLES",
     "TRACE_ID_TS",
@@ -271,6 +272,20 @@ FEEDBACK = Table(
     ),
 )
 
+# Suites: named sets of recorded traces replayed as regression tests (migration 0009).
+SUITES = Table(
+    "retrace_suites",
+    (
+        Column("ProjectId", _LC, _STR),
+        Column("Suite", "String", _STR),
+        Column("TraceId", "String", _STR),
+        Column("AddedAt", "DateTime64(3)", _MS),
+        Column("Source", _LC, _STR),
+        Column("Note", "String", _STR),
+        Column("Version", "UInt64", pa.uint64()),
+    ),
+)
+
 API_KEYS = Table(
     "retrace_api_keys",
     (
@@ -302,6 +317,7 @@ TABLES: tuple[Table, ...] = (
     REPLAYS,
     APPROVALS,
     FEEDBACK,
+    SUITES,
     API_KEYS,
     SCHEMA_MIGRATIONS,
 )

@@ -19,13 +19,14 @@ from collector._span_batch import SPAN_SCHEMA
 from collector.store._sql import to_ns
 from schemas import tables
 from schemas.errors import InvalidInputError
-from schemas.models import Approval, Feedback, ReplayRecord
+from schemas.models import Approval, Feedback, ReplayRecord, SuiteTrace
 
 PAYLOAD_SCHEMA = tables.PAYLOADS.arrow_schema()
 REPLAY_SCHEMA = tables.REPLAYS.arrow_schema()
 APPROVAL_SCHEMA = tables.APPROVALS.arrow_schema()
 API_KEY_SCHEMA = tables.API_KEYS.arrow_schema()
 FEEDBACK_SCHEMA = tables.FEEDBACK.arrow_schema()
+SUITES_SCHEMA = tables.SUITES.arrow_schema()
 
 
 # --- spans ---------------------------------------------------------------------------------------
@@ -129,6 +130,26 @@ def feedback_to_arrow(project: str, f: Feedback) -> pa.Table:
         "CreatedAt": _ms(f.created_at),
     }
     return pa.Table.from_pylist([row], schema=FEEDBACK_SCHEMA)
+
+
+# --- suites ------------------------------------------------------------------------------------
+def suite_traces_to_arrow(
+    project: str, suite: str, traces: list[SuiteTrace], versions: list[int]
+) -> pa.Table:
+    """One row per trace added to a suite; ``versions`` (increasing) keep their order."""
+    rows = [
+        {
+            "ProjectId": project,
+            "Suite": suite,
+            "TraceId": t.trace_id,
+            "AddedAt": _ms(t.added_at),
+            "Source": t.source.value,
+            "Note": t.note,
+            "Version": version,
+        }
+        for t, version in zip(traces, versions, strict=True)
+    ]
+    return pa.Table.from_pylist(rows, schema=SUITES_SCHEMA)
 
 
 # --- approvals ---------------------------------------------------------------------------------

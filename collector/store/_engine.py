@@ -39,6 +39,9 @@ from schemas.models import (
     Stats,
     StatsBucket,
     StatsQuery,
+    Suite,
+    SuiteSummary,
+    SuiteTrace,
     ToolFailures,
     TraceDetail,
     TracePage,
@@ -385,6 +388,51 @@ class SqlTraceStore(TraceStore):
     def list_feedback(self, project: str, trace_id: str) -> list[Feedback]:
         rows = self._rows(q.FEEDBACK_OF_TRACE_SQL, {"project": project, "trace_id": trace_id})
         return [_rows.feedback_from_row(r) for r in rows]
+
+    # --- suites --------------------------------------------------------------------------------
+    def known_traces(self, project: str, trace_ids: Sequence[str]) -> set[str]:
+        if not trace_ids:
+            return set()
+        rows = self._rows(q.KNOWN_TRACES_SQL, {"project": project, "trace_ids": list(trace_ids)})
+        return {str(r["TraceId"]) for r in rows}
+
+    def _suite_traces(self, project: str, suite: str) -> list[SuiteTrace]:
+        rows = self._rows(q.SUITE_TRACES_SQL, {"project": project, "suite": suite})
+        return [_rows.suite_trace_from_row(r) for r in rows]
+
+    def add_to_suite(self, project: str, suite: str, traces: Sequence[SuiteTrace]) -> list[str]:
+        have = {t.trace_id for t in self._suite_traces(project, suite)}
+        new = [t for t in dict((t.trace_id, t) for t in traces).values() if t.trace_id not in have]
+        if new:
+            versions = [self._next_version() for _ in new]  # the suite's order
+            table = _batches.suite_traces_to_arrow(project, suite, new, versions)
+            self._insert(q.SUITES_TABLE, table, {})
+        return [t.trace_id for t in new]
+
+    def get_suite(self, project: str, suite: str) -> Suite | None:
+        traces = self._suite_traces(project, suite)
+        if not traces:
+            return None
+        return Suite(
+            name=suite,
+            trace_count=len(traces),
+            updated_at=max(t.added_at for t in traces),
+            traces=traces,
+        )
+
+    def list_suites(self, project: str, trace_id: str | None = None) -> list[SuiteSummary]:
+        if trace_id is None:
+            rows = self._rows(q.SUITES_SQL, {"project": project})
+        else:
+            rows = self._rows(q.SUITES_OF_TRACE_SQL, {"project": project, "trace_id": trace_id})
+        return [_rows.suite_summary_from_row(r) for r in rows]
+
+    def remove_from_suite(self, project: str, suite: str, trace_id: str) -> bool:
+        params = {"project": project, "suite": suite, "trace_id": trace_id}
+        present = any(t.trace_id == trace_id for t in self._suite_traces(project, suite))
+        if present:
+            self._command(q.SUITE_REMOVE_SQL, params)
+        return present
 
     # --- replays -------------------------------------------------------------------------------
     def save_replay(self, project: str, replay: ReplayRecord) -> None:

@@ -25,6 +25,9 @@ from schemas.models import (
     SpanLink,
     SpanView,
     StatusCode,
+    SuiteSource,
+    SuiteSummary,
+    SuiteTrace,
     TraceSummary,
 )
 
@@ -270,6 +273,26 @@ def feedback_from_row(row: Mapping[str, Any]) -> Feedback:
         source=FeedbackSource(row["Source"]),
         created_at=created,
     )
+
+
+# --- suites ------------------------------------------------------------------------------------
+def suite_trace_from_row(row: Mapping[str, Any]) -> SuiteTrace:
+    """A row of ``SUITE_TRACES_SQL`` as the API model."""
+    added = _ms_dt(row["AddedMs"])
+    assert added is not None
+    return SuiteTrace(
+        trace_id=str(row["TraceId"]),
+        added_at=added,
+        source=SuiteSource(row["Source"]),
+        note=str(row["Note"]),
+    )
+
+
+def suite_summary_from_row(row: Mapping[str, Any]) -> SuiteSummary:
+    """A row of ``SUITES_SQL`` as the API model."""
+    updated = _ms_dt(row["UpdatedMs"])
+    assert updated is not None
+    return SuiteSummary(name=str(row["Suite"]), trace_count=int(row["N"]), updated_at=updated)
 
 
 # --- replays -----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ REPLAYS_TABLE = tables.REPLAYS.name
 APPROVALS_TABLE = tables.APPROVALS.name
 API_KEYS_TABLE = tables.API_KEYS.name
 FEEDBACK_TABLE = tables.FEEDBACK.name
+SUITES_TABLE = tables.SUITES.name
 
 # Run statuses that make a trace count as failed even when no span carries an error status.
 FAILED_RUN_STATUSES: tuple[str, ...] = (
@@ -201,7 +202,7 @@ SETTINGS output_format_arrow_string_as_string = 0
 
 DELETE_SQL = [
     f"DELETE FROM {table} WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}"
-    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE, FEEDBACK_TABLE)
+    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE, FEEDBACK_TABLE, SUITES_TABLE)
 ]
 
 
@@ -737,6 +738,40 @@ ORDER BY LastNs DESC, SessionId DESC
 LIMIT {{limit:UInt32}}
 """
     return Built(sql, params)
+
+
+# --- suites ------------------------------------------------------------------------------------
+SUITE_TRACES_SQL = f"""
+SELECT TraceId, toUnixTimestamp64Milli(AddedAt) AS AddedMs, Source, Note
+FROM {SUITES_TABLE} FINAL
+WHERE ProjectId = {{project:String}} AND Suite = {{suite:String}}
+ORDER BY Version, TraceId
+"""
+
+SUITES_SQL = f"""
+SELECT Suite, count() AS N, toUnixTimestamp64Milli(max(AddedAt)) AS UpdatedMs
+FROM {SUITES_TABLE} FINAL
+WHERE ProjectId = {{project:String}}
+GROUP BY Suite
+ORDER BY Suite
+"""
+
+# The suites holding one trace.
+SUITES_OF_TRACE_SQL = f"""
+SELECT Suite, count() AS N, toUnixTimestamp64Milli(max(AddedAt)) AS UpdatedMs
+FROM {SUITES_TABLE} FINAL
+WHERE ProjectId = {{project:String}} AND Suite IN (
+    SELECT Suite FROM {SUITES_TABLE} FINAL
+    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+)
+GROUP BY Suite
+ORDER BY Suite
+"""
+
+SUITE_REMOVE_SQL = f"""
+DELETE FROM {SUITES_TABLE}
+WHERE ProjectId = {{project:String}} AND Suite = {{suite:String}} AND TraceId = {{trace_id:String}}
+"""
 
 
 # --- feedback ----------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ from schemas.models import (
     SpanRecord,
     Stats,
     StatsQuery,
+    Suite,
+    SuiteSummary,
+    SuiteTrace,
     TraceDetail,
     TracePage,
     TraceQuery,
@@ -133,6 +136,28 @@ class TraceStore(ABC):
     @abstractmethod
     def list_feedback(self, project: str, trace_id: str) -> list[Feedback]:
         """A trace's feedback, oldest first."""
+
+    # --- suites ------------------------------------------------------------------------------
+    @abstractmethod
+    def known_traces(self, project: str, trace_ids: Sequence[str]) -> set[str]:
+        """The ids among ``trace_ids`` of traces the project holds."""
+
+    @abstractmethod
+    def add_to_suite(self, project: str, suite: str, traces: Sequence[SuiteTrace]) -> list[str]:
+        """Add traces to a suite (created by its first trace); the ids of those not in it yet
+        (a trace already in the suite keeps its row). The caller checks the traces exist."""
+
+    @abstractmethod
+    def get_suite(self, project: str, suite: str) -> Suite | None:
+        """A suite and its traces, oldest added first; None if it has no traces."""
+
+    @abstractmethod
+    def list_suites(self, project: str, trace_id: str | None = None) -> list[SuiteSummary]:
+        """The project's suites by name (those holding ``trace_id`` if given)."""
+
+    @abstractmethod
+    def remove_from_suite(self, project: str, suite: str, trace_id: str) -> bool:
+        """Remove a trace from a suite; whether it was in it."""
 
     # --- replays -----------------------------------------------------------------------------
     @abstractmethod

@@ -50,6 +50,7 @@ from schemas.models import (
     SpanRecord,
     StatsQuery,
     StatusCode,
+    SuiteTrace,
     TraceQuery,
 )
 from schemas.settings import Settings
@@ -981,6 +982,47 @@ def test_delete_trace(store: TraceStore) -> None:
     assert {s.trace_id for s in store.search_spans("p", SpanQuery()).spans} == {keep_id}
     assert store.delete_trace("p", trace_id) is False
     assert store.get_trace("p", keep_id) is not None
+
+
+def test_suites(store: TraceStore) -> None:
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    runs = [make_run("p") for _ in range(3)]
+    for _, spans, payloads in runs:
+        store.insert_spans("p", spans, payloads)
+    a, b, c = (trace_id for trace_id, _, _ in runs)
+
+    def entry(trace_id: str, minutes: int = 0, note: str = "") -> SuiteTrace:
+        return SuiteTrace(
+            trace_id=trace_id, added_at=t0 + timedelta(minutes=minutes), source="cli", note=note
+        )
+
+    assert store.add_to_suite("p", "smoke", [entry(c), entry(a, note="first")]) == [c, a]
+    # again with one more: the known one keeps its row (time, note), the order is the adding order
+    assert store.add_to_suite("p", "smoke", [entry(a, 5, "again"), entry(b, 5)]) == [b]
+    suite = store.get_suite("p", "smoke")
+    assert suite is not None and suite.trace_count == 3
+    assert [(t.trace_id, t.note) for t in suite.traces] == [(c, ""), (a, "first"), (b, "")]
+    assert suite.updated_at == t0 + timedelta(minutes=5)
+    assert store.add_to_suite("p", "other", [entry(a)]) == [a]
+    assert [(s.name, s.trace_count) for s in store.list_suites("p")] == [("other", 1), ("smoke", 3)]
+    assert [s.name for s in store.list_suites("p", trace_id=b)] == ["smoke"]
+    # two writers adding the same trace at once store it twice: reads see it once
+    rows = store_batches.suite_traces_to_arrow("p", "other", [entry(a, 9)], [2**62])
+    store._insert(store_sql.SUITES_TABLE, rows, {})  # type: ignore[attr-defined]
+    other = store.get_suite("p", "other")
+    assert other is not None and [t.trace_id for t in other.traces] == [a]
+    # projects are apart
+    assert store.list_suites("q") == [] and store.get_suite("q", "smoke") is None
+    assert store.remove_from_suite("q", "smoke", a) is False
+    assert store.known_traces("p", [a, "f" * 32]) == {a} and store.known_traces("q", [a]) == set()
+    # remove; a suite without traces is gone; a deleted trace leaves its suites
+    assert store.remove_from_suite("p", "smoke", c) is True
+    assert store.remove_from_suite("p", "smoke", c) is False
+    assert store.remove_from_suite("p", "other", a) is True
+    assert store.get_suite("p", "other") is None
+    assert store.delete_trace("p", a) is True
+    suite = store.get_suite("p", "smoke")
+    assert suite is not None and [t.trace_id for t in suite.traces] == [b]
 
 
 # --- replays, approvals, keys --------------------------------------------------------------------

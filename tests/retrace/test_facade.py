@@ -31,6 +31,7 @@ PRODUCT_COMMANDS = [
     "serve",
     "sessions",
     "show",
+    "suite",
     "traces",
     "ui",
 ]

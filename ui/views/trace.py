@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from schemas import attributes as A
-from schemas.models import FeedbackSource, parse_feedback_value
+from schemas.models import FeedbackSource, SuiteSource, parse_feedback_value
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
 from ui._escape import md_code, md_text
@@ -107,6 +107,38 @@ with st.expander(f"Feedback ({len(detail.feedback)})", expanded=bool(detail.feed
                 )
                 st.session_state.pop(_CACHE_KEY, None)  # show it: fetch the trace again
                 st.rerun()
+_SUITE_FLASH = "suite-added-message"
+with shown_errors("list the suites", stop=False):
+    all_suites = [s.name for s in client().list_suites()]
+    member = [s.name for s in client().list_suites(trace_id=trace_id)]
+    flash = st.session_state.pop(_SUITE_FLASH, None)
+    if flash:
+        st.success(flash)
+    with st.expander(f"Suites ({len(member)})"):
+        if member:
+            st.markdown("In " + ", ".join(md_code(name) for name in member))
+        st.caption(
+            "A suite is a set of traces replayed as regression tests: "
+            "`retrace ci --suite NAME --endpoint URL`."
+        )
+        with st.form("add-to-suite", clear_on_submit=True):
+            others = [name for name in all_suites if name not in member]
+            picked = st.selectbox(
+                "Suite", others, index=None, placeholder="Pick a suite", key="suite-pick"
+            )
+            typed = st.text_input(
+                "…or a new suite", placeholder="checkout-regressions", key="suite-new"
+            )
+            note = st.text_input("Note", key="suite-note")
+            if st.form_submit_button("Add to suite"):
+                name = typed.strip() or picked or ""
+                if not name:
+                    st.error("Pick a suite or type the name of a new one.")
+                else:
+                    with shown_errors(f"add this trace to suite {name}", stop=False):
+                        client().add_to_suite(name, [trace_id], note=note, source=SuiteSource.UI)
+                        st.session_state[_SUITE_FLASH] = f"Added to suite {name}."
+                        st.rerun()
 links = st.columns(2)
 links[0].page_link(
     "views/replay.py",
