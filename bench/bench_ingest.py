@@ -183,10 +183,11 @@ def start_collector(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[st
         time.sleep(0.2)
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user+sys) used so far by ``pid`` and its live children (decode workers)."""
+def process_tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user+sys) used so far by ``pid`` itself and by its live children (decode
+    workers)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    own = children = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -195,9 +196,11 @@ def process_tree_cpu(pid: int) -> float:
         except OSError:
             continue
         ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
-        if int(entry) == pid or ppid == pid:
-            total += (utime + stime) / tick
-    return total
+        if int(entry) == pid:
+            own += (utime + stime) / tick
+        elif ppid == pid:
+            children += (utime + stime) / tick
+    return own, children
 
 
 def client_process(
@@ -325,7 +328,7 @@ def main() -> None:
         time.sleep(1.0)  # let the clients load their bodies
         start_evt.set()
         target = before.get("retrace_spans_stored_total", 0) + total
-        cpu_before = process_tree_cpu(proc.pid) if proc is not None else 0.0
+        cpu_before = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
         t0 = time.time()
         stored = 0.0
         while True:
@@ -337,7 +340,10 @@ def main() -> None:
                 raise SystemExit(f"timed out: stored {stored} of {target}")
             time.sleep(0.05)
         t_end = time.time()
-        cpu_used = process_tree_cpu(proc.pid) - cpu_before if proc is not None else 0.0
+        cpu_after = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
+        cpu_server = cpu_after[0] - cpu_before[0]
+        cpu_workers = cpu_after[1] - cpu_before[1]
+        cpu_used = cpu_server + cpu_workers
         results = [out.get() for _ in procs]
         for p in procs:
             p.join()
@@ -361,6 +367,11 @@ def main() -> None:
             print(
                 f"collector CPU:    {cpu_used:.1f}s for {total} spans = "
                 f"{cpu_used / total * 1e6:.0f} us/span ({total / cpu_used:,.0f} spans per CPU-s)"
+            )
+            print(
+                f"  of which:       server process {cpu_server / total * 1e6:.0f} us/span "
+                f"(HTTP, spool, writer, store), decode workers "
+                f"{cpu_workers / total * 1e6:.0f} us/span"
             )
         stages = ", ".join(
             f"{k} {m.get(f'retrace_writer_{k}_seconds_total', 0):.1f}s"
