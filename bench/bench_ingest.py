@@ -203,6 +203,26 @@ def process_tree_cpu(pid: int) -> tuple[float, float]:
     return own, children
 
 
+def server_threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the server process's threads, by thread name.
+
+    chDB names its threads (``MergeMutate``: background merges of parts, ``ThreadPool``: insert
+    and query work, ...); Python threads are all called ``python`` (HTTP, spool, writer, the
+    decode pool's result thread).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def client_process(
     url: str, bodies_path: str, start_evt: mp.Event, threads: int, out: mp.Queue
 ) -> None:  # type: ignore[type-arg]
@@ -329,6 +349,7 @@ def main() -> None:
         start_evt.set()
         target = before.get("retrace_spans_stored_total", 0) + total
         cpu_before = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
+        threads_before = server_threads_cpu(proc.pid) if proc is not None else {}
         t0 = time.time()
         stored = 0.0
         while True:
@@ -341,6 +362,7 @@ def main() -> None:
             time.sleep(0.05)
         t_end = time.time()
         cpu_after = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
+        threads_after = server_threads_cpu(proc.pid) if proc is not None else {}
         cpu_server = cpu_after[0] - cpu_before[0]
         cpu_workers = cpu_after[1] - cpu_before[1]
         cpu_used = cpu_server + cpu_workers
@@ -372,6 +394,15 @@ def main() -> None:
                 f"  of which:       server process {cpu_server / total * 1e6:.0f} us/span "
                 f"(HTTP, spool, writer, store), decode workers "
                 f"{cpu_workers / total * 1e6:.0f} us/span"
+            )
+            used = {
+                name: threads_after[name] - threads_before.get(name, 0.0) for name in threads_after
+            }
+            busiest = sorted(used.items(), key=lambda item: -item[1])[:6]
+            print(
+                "  server threads: "
+                + ", ".join(f"{name} {cpu / total * 1e6:.0f}" for name, cpu in busiest)
+                + " us/span"
             )
         stages = ", ".join(
             f"{k} {m.get(f'retrace_writer_{k}_seconds_total', 0):.1f}s"
