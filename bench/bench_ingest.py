@@ -199,10 +199,11 @@ def start_collector(
         time.sleep(0.2)
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user+sys) used so far by ``pid`` and its live children (decode workers)."""
+def process_tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user+sys) used so far by ``pid`` itself and by its live children (decode
+    workers)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    own = children = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -211,9 +212,31 @@ def process_tree_cpu(pid: int) -> float:
         except OSError:
             continue
         ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
-        if int(entry) == pid or ppid == pid:
-            total += (utime + stime) / tick
-    return total
+        if int(entry) == pid:
+            own += (utime + stime) / tick
+        elif ppid == pid:
+            children += (utime + stime) / tick
+    return own, children
+
+
+def server_threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the server process's threads, by thread name.
+
+    chDB names its threads (``MergeMutate``: background merges of parts, ``ThreadPool``: insert
+    and query work, ...); Python threads are all called ``python`` (HTTP, spool, writer, the
+    decode pool's result thread).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def _grpc_worker(
@@ -407,7 +430,8 @@ def run(args: argparse.Namespace, transport: str) -> tuple[float, float]:
         time.sleep(1.0)  # let the clients load their bodies
         start_evt.set()
         target = before.get("retrace_spans_stored_total", 0) + total
-        cpu_before = process_tree_cpu(proc.pid) if proc is not None else 0.0
+        cpu_before = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
+        threads_before = server_threads_cpu(proc.pid) if proc is not None else {}
         t0 = time.time()
         stored = 0.0
         while True:
@@ -419,7 +443,11 @@ def run(args: argparse.Namespace, transport: str) -> tuple[float, float]:
                 raise SystemExit(f"timed out: stored {stored} of {target}")
             time.sleep(0.05)
         t_end = time.time()
-        cpu_used = process_tree_cpu(proc.pid) - cpu_before if proc is not None else 0.0
+        cpu_after = process_tree_cpu(proc.pid) if proc is not None else (0.0, 0.0)
+        threads_after = server_threads_cpu(proc.pid) if proc is not None else {}
+        cpu_server = cpu_after[0] - cpu_before[0]
+        cpu_workers = cpu_after[1] - cpu_before[1]
+        cpu_used = cpu_server + cpu_workers
         results = [out.get() for _ in procs]
         for p in procs:
             p.join()
@@ -443,6 +471,20 @@ def run(args: argparse.Namespace, transport: str) -> tuple[float, float]:
             print(
                 f"collector CPU:    {cpu_used:.1f}s for {total} spans = "
                 f"{cpu_used / total * 1e6:.0f} us/span ({total / cpu_used:,.0f} spans per CPU-s)"
+            )
+            print(
+                f"  of which:       server process {cpu_server / total * 1e6:.0f} us/span "
+                f"(HTTP, spool, writer, store), decode workers "
+                f"{cpu_workers / total * 1e6:.0f} us/span"
+            )
+            used = {
+                name: threads_after[name] - threads_before.get(name, 0.0) for name in threads_after
+            }
+            busiest = sorted(used.items(), key=lambda item: -item[1])[:6]
+            print(
+                "  server threads: "
+                + ", ".join(f"{name} {cpu / total * 1e6:.0f}" for name, cpu in busiest)
+                + " us/span"
             )
         stages = ", ".join(
             f"{k} {m.get(f'retrace_writer_{k}_seconds_total', 0):.1f}s"
