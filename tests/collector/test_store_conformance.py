@@ -529,9 +529,14 @@ def test_list_filters(store: TraceStore, populated: dict[str, str]) -> None:
     ids = populated
 
     def names(**filters: object) -> set[str]:
-        found = set(_ids(store, "p", TraceQuery.model_validate(filters)))
+        # Every filter applies to replays too: ask for them unless a test says otherwise.
+        query = TraceQuery.model_validate({"include_replays": True, **filters})
+        found = set(_ids(store, "p", query))
         return {name for name, trace_id in ids.items() if trace_id in found}
 
+    # Replays are left out unless asked for (or asked for by their original).
+    assert set(_ids(store, "p", TraceQuery())) == set(ids.values()) - {ids["replay"]}
+    assert _ids(store, "p", TraceQuery(replay_of="orig-trace")) == [ids["replay"]]
     assert names() == set(ids)
     assert names(status="error") == {"tool_error", "failed_run"}
     assert names(status="ok") == {"ok_fast", "ok_slow", "replay"}
@@ -955,18 +960,20 @@ def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
 
 def test_stats(store: TraceStore, populated: dict[str, str]) -> None:
     stats = store.stats("p", StatsQuery(bucket_seconds=3600))
-    assert stats.runs == 5
+    # The replay (hour 3) is no run: left out of every figure.
+    assert stats.runs == 4
     assert stats.errors == 2
-    assert stats.error_rate == pytest.approx(0.4)
-    assert stats.input_tokens == 10 * 4 + 100 and stats.output_tokens == 5 * 4 + 50
+    assert stats.error_rate == pytest.approx(0.5)
+    assert stats.input_tokens == 10 * 3 + 100 and stats.output_tokens == 5 * 3 + 50
     assert stats.p50_ms == pytest.approx(100.0)
     assert stats.p99_ms >= stats.p90_ms >= stats.p50_ms
-    assert [b.runs for b in stats.buckets] == [3, 1, 1]
+    assert [b.runs for b in stats.buckets] == [3, 1]
+    assert (stats.approval_waits, stats.approval_wait_ms, stats.waiting_for_approval) == (0, 0, 0)
     assert stats.buckets[0].time == BASE and stats.buckets[0].errors == 1
     assert [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools] == [("run_sql", 1, 1)]
 
     narrow = store.stats("p", StatsQuery(start=BASE + timedelta(hours=1), agent="analyst"))
-    assert narrow.runs == 2 and narrow.errors == 1
+    assert narrow.runs == 1 and narrow.errors == 1
     assert store.stats("p", StatsQuery(agent="planner")).runs == 1
 
 
@@ -1225,7 +1232,8 @@ def test_sessions_users_and_feedback(store: TraceStore) -> None:
     other, other_spans, other_payloads = _in_session("q", "s-a", "alice", 0)
     store.insert_spans("q", other_spans, other_payloads)
 
-    assert set(_ids(store, "p", TraceQuery(session_id="s-a"))) == {ids["a1"], ids["a2"], replay_id}
+    with_replays = TraceQuery(session_id="s-a", include_replays=True)
+    assert set(_ids(store, "p", with_replays)) == {ids["a1"], ids["a2"], replay_id}
     assert set(_ids(store, "p", TraceQuery(session_id="s-a", include_replays=False))) == {
         ids["a1"],
         ids["a2"],
