@@ -28,7 +28,7 @@ def test_stats_leave_out_replays_and_waits_for_approval(
     # Four quick runs, the one that waited, the one still waiting; not the replay.
     assert stats.runs == 6
     # Active durations: 1, 1, 2, 3, 4 s and 2 + 3 s for the run that waited (each segment ends
-    # 3 ms short of its whole seconds). Its hour of waiting and the 2-hour replay count nowhere.
+    # 3 ms short of its whole seconds). Its hour of waiting and the half-hour replay count nowhere.
     assert stats.p90_ms == pytest.approx(5000 - 6, abs=1)
     assert stats.p99_ms == pytest.approx(5000 - 6, abs=1)
     assert stats.p50_ms < 5000

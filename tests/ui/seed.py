@@ -331,7 +331,7 @@ class OverviewTraces:
     quick: list[str]  # completed runs of 1, 2, 3 and 4 s, no wait
     waited: str  # 2 s, paused an hour for approval, resumed, 3 s more
     paused: str  # 1 s, then paused for approval (still waiting)
-    replay: str  # a replay of ``waited`` lasting two hours
+    replay: str  # a replay of ``waited`` lasting half an hour
     approval_id: str  # the approval ``waited`` waited for
     wait_ms: float  # how long ``waited`` waited
 
@@ -368,12 +368,14 @@ def _segment(
 def seed_overview_runs(
     endpoint: str, client: CollectorClient, api_key: str | None = None
 ) -> OverviewTraces:
-    """Runs for the overview's figures, all started in the last three hours: four quick runs,
+    """Runs for the overview's figures, all started within two minutes of one hour three hours ago
+    (the replay aside, two hours later): four quick runs,
     one that waited an hour for a human's approval (recorded as the runner records it: a paused
     segment, an approval row, a resumed segment an hour later), one still waiting, and a replay
     of the run that waited."""
     hour = 3600 * 1_000 * MS
-    base = time.time_ns() - 3 * hour
+    # A minute into the hour three hours ago: every run starts in that one hour (one bucket).
+    base = (time.time_ns() - 3 * hour) // hour * hour + 60_000 * MS
     quick = []
     with otlp_tracer(endpoint, api_key, service="approver") as tracer:
         for index, seconds in enumerate((1, 2, 3, 4)):
@@ -396,7 +398,7 @@ def seed_overview_runs(
         replay_root = _segment(
             tracer,
             base + 2 * hour,
-            2 * 3600,
+            1800,
             "completed",
             attributes={A.RETRACE_REPLAY_OF: waited},
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -90,6 +92,16 @@ if submitted:
     with shown_errors("apply the filters"):
         _apply(f.filters_from_params(params))
 
+# Replays are no runs: left out unless asked for, then each is marked with its original.
+show_replays = st.toggle(
+    "Show replays",
+    value=filters.replays,
+    key="show-replays",
+    help="List replays too, each marked 'replay of' the run it replays (a link to it).",
+)
+if show_replays != filters.replays:
+    _apply(replace(filters, replays=show_replays, cursor=""))
+
 page = TracePage(traces=[])
 with shown_errors("list traces"):
     page = client().list_traces(filters.to_query())
@@ -119,7 +131,7 @@ else:
             "tools": [", ".join(t.tools) for t in page.traces],
             "input": [t.input_preview[:200] for t in page.traces],
             "answer": [t.output_preview[:200] for t in page.traces],
-            "replay of": [t.replay_of for t in page.traces],
+            "replay of": [trace_link(t.replay_of) if t.replay_of else None for t in page.traces],
             "session": [t.session_id for t in page.traces],
             "user": [t.user_id for t in page.traces],
         },
@@ -133,6 +145,9 @@ else:
             "trace": st.column_config.LinkColumn(
                 "trace", display_text=r"trace=([0-9a-f]{12})", width="small"
             ),
+            "replay of": st.column_config.LinkColumn(
+                "replay of", display_text=r"trace=([^&]{1,12})", width="small"
+            ),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "cost $": st.column_config.NumberColumn(format="$%.5f"),
         },
@@ -144,11 +159,18 @@ else:
         for t in page.traces:
             # A page link's label is markdown: cut the raw text, then escape it.
             preview = md_text((t.input_preview or t.root_span_name)[:80])
+            replay = " · replay" if t.replay_of else ""
             st.page_link(
                 "views/trace.py",
-                label=f"{md_code(t.trace_id)} · {md_text(t.status)} · {preview}",
+                label=f"{md_code(t.trace_id)} · {md_text(t.status)}{replay} · {preview}",
                 query_params={"trace": t.trace_id},
             )
+            if t.replay_of:
+                st.page_link(
+                    "views/trace.py",
+                    label=f"↳ replay of {md_code(t.replay_of)}",
+                    query_params={"trace": t.replay_of},
+                )
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])
 nav = st.columns([1, 1, 6])
