@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
@@ -92,15 +90,25 @@ if submitted:
     with shown_errors("apply the filters"):
         _apply(f.filters_from_params(params))
 
-# Replays are no runs: left out unless asked for, then each is marked with its original.
-show_replays = st.toggle(
+
+# Replays are no runs: left out unless asked for, then each is marked with its original. The
+# URL says which (a shared link shows the same list): the toggle follows it, and writes it.
+def _toggle_replays() -> None:
+    st.session_state["trace_cursors"] = []
+    st.query_params.pop(f.P_CURSOR, None)
+    if st.session_state["show-replays"]:
+        st.query_params[f.P_REPLAYS] = "1"
+    else:
+        st.query_params.pop(f.P_REPLAYS, None)
+
+
+st.session_state["show-replays"] = filters.replays
+st.toggle(
     "Show replays",
-    value=filters.replays,
     key="show-replays",
+    on_change=_toggle_replays,
     help="List replays too, each marked 'replay of' the run it replays (a link to it).",
 )
-if show_replays != filters.replays:
-    _apply(replace(filters, replays=show_replays, cursor=""))
 
 page = TracePage(traces=[])
 with shown_errors("list traces"):
