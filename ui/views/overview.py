@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import plotly.express as px
 import polars as pl
@@ -98,7 +99,7 @@ if stats.runs == 0:
 
 frame = buckets_frame(stats, price)
 bucket_seconds = BUCKET_CHOICES[bucket_label]
-unit, unit_ms = duration_unit(float(frame["p95_ms"].max() or 0.0))  # type: ignore[arg-type]
+unit, unit_ms = duration_unit(float(cast(float, frame["p95_ms"].max()) or 0.0))
 left, right = st.columns(2)
 with left:
     st.plotly_chart(
