@@ -977,6 +977,72 @@ def test_stats(store: TraceStore, populated: dict[str, str]) -> None:
     assert store.stats("p", StatsQuery(agent="planner")).runs == 1
 
 
+def _segments(
+    project: str, start: datetime, parts: list[tuple[int, RunStatus, timedelta]]
+) -> tuple[str, list[SpanRecord], dict[str, bytes]]:
+    """One run in root segments, as the runner records a run paused for approval and resumed:
+    each part is (milliseconds it ran, the status it ended with, the wait before the next)."""
+    trace_id = uuid.uuid4().hex
+    spans: list[SpanRecord] = []
+    payloads: dict[str, bytes] = {}
+    for ms, status, wait in parts:
+        _, part, part_payloads = make_run(project, start=start, duration_ms=ms, run_status=status)
+        for span in part:
+            links = [link.model_copy(update={"trace_id": trace_id}) for link in span.links]
+            spans.append(span.model_copy(update={"trace_id": trace_id, "links": links}))
+        payloads |= part_payloads
+        start += timedelta(milliseconds=ms) + wait
+    return trace_id, spans, payloads
+
+
+def test_stats_time_runs_without_their_waits_for_approval(store: TraceStore) -> None:
+    paused, done, none = RunStatus.PENDING_APPROVAL, RunStatus.COMPLETED, timedelta(0)
+    runs = [
+        make_run("p", start=BASE, duration_ms=100),
+        # Paused for an hour, resumed, 200 + 300 ms of work.
+        _segments(
+            "p", BASE + timedelta(minutes=1), [(200, paused, timedelta(hours=1)), (300, done, none)]
+        ),
+        # Paused twice (10 and 20 minutes), 300 ms of work.
+        _segments(
+            "p",
+            BASE + timedelta(minutes=2),
+            [
+                (100, paused, timedelta(minutes=10)),
+                (100, paused, timedelta(minutes=20)),
+                (100, done, none),
+            ],
+        ),
+        # Waiting now.
+        make_run("p", start=BASE + timedelta(minutes=3), duration_ms=150, run_status=paused),
+        # A replay that took two hours: no run.
+        make_run(
+            "p",
+            start=BASE + timedelta(minutes=4),
+            duration_ms=7_200_000,
+            attributes={attr.RETRACE_REPLAY_OF: "orig"},
+        ),
+    ]
+    for _, spans, payloads in runs:
+        store.insert_spans("p", spans, payloads)
+    # The trace keeps its wall time.
+    waited = store.get_trace("p", runs[1][0])
+    assert waited is not None and waited.trace.duration_ms == pytest.approx(3_600_500)
+
+    stats = store.stats("p", StatsQuery(bucket_seconds=86_400))
+    assert stats.runs == 4
+    # Active durations 100, 500, 300, 150 ms: the largest is 500, not an hour.
+    assert stats.p99_ms == pytest.approx(500)
+    assert stats.p50_ms == pytest.approx(300)
+    assert (stats.approval_waits, stats.waiting_for_approval) == (2, 1)
+    assert stats.approval_wait_ms == pytest.approx(5_400_000)
+    assert stats.approval_wait_p50_ms == pytest.approx(3_600_000)
+    [bucket] = stats.buckets
+    assert bucket.runs == 4 and bucket.p95_ms == pytest.approx(500)
+    # Another project sees none of it.
+    assert store.stats("q", StatsQuery()).approval_waits == 0
+
+
 def test_delete_trace(store: TraceStore) -> None:
     trace_id, spans, payloads = make_run("p")
     keep_id, keep, keep_payloads = make_run("p")
