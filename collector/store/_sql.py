@@ -617,7 +617,9 @@ def _approval_waits_subquery(q: StatsQuery, params: Params) -> str:
     The wait is the gap from each paused segment's end to the start of the segment after it (a
     run still paused has no later segment: its trace ends at the pause, nothing to take out).
     Read from the root spans of the traces started in the range (a trace's segments start at or
-    after its start).
+    after its start) that have a paused segment: those are found through the bloom filter index
+    on attribute values (``pending_approval`` is no other span's value), then their segments by
+    the primary key, so a store without pauses reads next to nothing.
     """
     params.update(run_status_key=attr.RETRACE_RUN_STATUS, paused=RunStatus.PENDING_APPROVAL.value)
     time_filter = ""
@@ -636,6 +638,11 @@ FROM (
                SpanAttributes[{{run_status_key:String}}] = {{paused:String}}))) AS Segs
     FROM {SPANS_TABLE}
     WHERE ProjectId = {{project:String}} AND ParentSpanId = ''{time_filter}
+      AND TraceId IN (
+          SELECT TraceId FROM {SPANS_TABLE}
+          WHERE ProjectId = {{project:String}}{time_filter}
+            AND SpanAttributes[{{run_status_key:String}}] = {{paused:String}}
+      )
     GROUP BY TraceId
     HAVING length(Segs) > 1
 )
