@@ -173,7 +173,9 @@ def time_chart(
             )
         else:
             middles = [t + timedelta(milliseconds=bucket_ms / 2) for t in times]
-            figure.add_trace(go.Scatter(x=middles, y=values, name=name, mode="lines+markers"))
+            figure.add_trace(
+                go.Scatter(x=middles, y=values, name=name, mode="lines+markers", marker={"size": 9})
+            )
     low, high = time_axis_range(frame, bucket_seconds)
     figure.update_layout(
         title={"text": title},
