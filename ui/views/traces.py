@@ -145,6 +145,8 @@ else:
         },
         strict=False,
     )
+    if filters.replays:  # next to the trace: which run each replay replays
+        frame = frame.select("trace", "replay of", pl.exclude("trace", "replay of"))
     st.dataframe(
         frame,
         hide_index=True,
