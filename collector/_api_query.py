@@ -186,8 +186,13 @@ def list_traces(
     min_duration_ms: MinDurationMs = None,
     text: str | None = None,
     attr: Annotated[list[str], Query(description=_ATTR_HELP)] = [],  # noqa: B006
-    replay_of: str | None = None,
-    include_replays: bool = True,
+    replay_of: Annotated[
+        str | None, Query(description="Only replays of this trace (whatever include_replays says)")
+    ] = None,
+    include_replays: Annotated[
+        bool,
+        Query(description="List replays too (left out by default); each names its replay_of"),
+    ] = False,
     session_id: str | None = None,
     user_id: str | None = None,
     feedback: Annotated[

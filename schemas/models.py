@@ -324,8 +324,10 @@ class TraceQuery(_Model):
     min_duration_ms: float | None = None
     text: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
-    replay_of: str | None = None
-    include_replays: bool = True
+    replay_of: str | None = Field(None, description="only replays of this trace (implies replays)")
+    include_replays: bool = Field(
+        False, description="list replays too (each names its original in replay_of)"
+    )
     session_id: str | None = None
     user_id: str | None = None
     feedback: str | None = Field(None, description="only traces with feedback of this name")
@@ -397,7 +399,7 @@ class StatsBucket(_Model):
     time: datetime
     runs: int
     errors: int
-    p50_ms: float
+    p50_ms: float = Field(description="median active duration (waits for approval left out)")
     p95_ms: float
     input_tokens: int
     output_tokens: int
@@ -416,6 +418,13 @@ class FeedbackCount(_Model):
 
 
 class Stats(_Model):
+    """Runs that started in the range (replays are not runs: they are left out).
+
+    Durations are active durations: a run's wall time less the time it waited for a human's
+    approval (from the end of the segment that paused to the start of the one that resumed).
+    The waits are counted apart in ``approval_*``.
+    """
+
     runs: int
     errors: int
     error_rate: float
@@ -425,6 +434,12 @@ class Stats(_Model):
     input_tokens: int
     output_tokens: int
     buckets: list[StatsBucket]
+    approval_waits: int = Field(0, description="runs that waited for approval and resumed")
+    approval_wait_ms: float = Field(0.0, description="total time those runs waited")
+    approval_wait_p50_ms: float = Field(0.0, description="median wait of a run that waited")
+    waiting_for_approval: int = Field(
+        0, description="runs paused for approval now (their last segment paused)"
+    )
     top_failing_tools: list[ToolFailures]
     feedback: list[FeedbackCount] = Field(
         default_factory=list,

@@ -48,6 +48,7 @@ P_FEEDBACK = "feedback"
 P_TRACE = "trace"
 P_SPAN = "span"
 P_REPLAY = "replay"
+P_REPLAYS = "replays"  # "1": list replays too, each marked with its original
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class TraceFilters:
     session: str = ""
     user: str = ""
     feedback: str = ""
+    replays: bool = False
 
     def to_params(self) -> dict[str, str | list[str]]:
         """Query params for this filter set, omitting defaults so links stay short."""
@@ -107,6 +109,8 @@ class TraceFilters:
             params[P_LIMIT] = str(self.limit)
         if self.cursor:
             params[P_CURSOR] = self.cursor
+        if self.replays:
+            params[P_REPLAYS] = "1"
         return params
 
     def with_cursor(self, cursor: str) -> TraceFilters:
@@ -135,6 +139,7 @@ class TraceFilters:
             session_id=self.session or None,
             user_id=self.user or None,
             feedback=self.feedback or None,
+            include_replays=self.replays,
         )
 
 
@@ -193,6 +198,9 @@ def filters_from_params(params: Mapping[str, str | list[str]]) -> TraceFilters:
             raise InvalidInputError(f"min_ms={raw_min!r} is not a number") from exc
         if min_ms < 0:
             raise InvalidInputError(f"min_ms={raw_min!r} is negative")
+    replays = one(P_REPLAYS) or "0"
+    if replays not in ("0", "1"):
+        raise InvalidInputError(f"replays={replays!r} is not 0 or 1")
     limit = 50
     if raw_limit := one(P_LIMIT):
         try:
@@ -219,4 +227,5 @@ def filters_from_params(params: Mapping[str, str | list[str]]) -> TraceFilters:
         session=one(P_SESSION).strip(),
         user=one(P_USER).strip(),
         feedback=one(P_FEEDBACK).strip(),
+        replays=replays == "1",
     )

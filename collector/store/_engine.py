@@ -331,6 +331,10 @@ class SqlTraceStore(TraceStore):
                 FeedbackCount(name=str(r["Name"]), count=int(r["N"]), traces=int(r["Traces"]))
                 for r in self._rows(feedback_b.sql, feedback_b.params)
             ],
+            approval_waits=int(totals["Waits"] or 0) if runs else 0,
+            approval_wait_ms=float(totals["WaitMs"] or 0.0) if runs else 0.0,
+            approval_wait_p50_ms=float(totals["WaitP50"] or 0.0) if totals["Waits"] else 0.0,
+            waiting_for_approval=int(totals["Paused"] or 0) if runs else 0,
         )
 
     # --- sessions and feedback -------------------------------------------------------------------

@@ -359,7 +359,7 @@ def list_traces_sql(
         if value is not None:
             params[name] = value
             having.append(f"{column} = {{{name}:String}}")
-    if not q.include_replays:
+    if not q.include_replays and q.replay_of is None:
         having.append("ReplayOf_ = ''")
     if q.model is not None:
         params["model"] = q.model
@@ -576,16 +576,19 @@ _STATS_COLUMNS = f"""
     toUnixTimestamp64Nano(min(Start)) AS StartNs,
     toInt64(toUnixTimestamp64Nano(max(End)) - StartNs) AS DurationNs,
     {_STATUS_EXPR} AS Status_,
+    {_RUN_STATUS_EXPR} AS RunStatus_,
     max(ServiceName) AS ServiceName_,
     max(AgentName) AS AgentName_,
+    max(ReplayOf) AS ReplayOf_,
     {_INPUT_TOKENS_EXPR} AS InputTokens_,
     {_OUTPUT_TOKENS_EXPR} AS OutputTokens_
 """
 
 
 def _stats_traces_subquery(project: str, q: StatsQuery, params: Params) -> str:
+    """The runs the stats count: traces started in the range, replays left out."""
     params.update(project=project, failed_statuses=list(FAILED_RUN_STATUSES))
-    having = []
+    having = ["ReplayOf_ = ''"]
     if q.start is not None:
         params["t_start"] = to_ns(q.start)
         having.append("StartNs >= {t_start:Int64}")
@@ -603,31 +606,85 @@ SELECT {_STATS_COLUMNS}
 FROM {SUMMARIES_TABLE}
 WHERE ProjectId = {{project:String}}
 GROUP BY TraceId
-{"HAVING " + " AND ".join(having) if having else ""}
+HAVING {" AND ".join(having)}
+"""
+
+
+def _approval_waits_subquery(q: StatsQuery, params: Params) -> str:
+    """Per trace, the time it waited for a human's approval (``WaitNs``).
+
+    A run paused for approval ends its root segment with run status ``pending_approval``; once
+    the approval is decided and the run resumed, a new root segment of the same trace starts.
+    The wait is the gap from each paused segment's end to the start of the segment after it (a
+    run still paused has no later segment: its trace ends at the pause, nothing to take out).
+    Read from the root spans of the traces started in the range (a trace's segments start at or
+    after its start) that have a paused segment: those are found through the bloom filter index
+    on attribute values (``pending_approval`` is no other span's value), then their segments by
+    the primary key, so a store without pauses reads next to nothing.
+    """
+    params.update(run_status_key=attr.RETRACE_RUN_STATUS, paused=RunStatus.PENDING_APPROVAL.value)
+    time_filter = ""
+    if q.start is not None:
+        params["t_start"] = to_ns(q.start)
+        time_filter = " AND Timestamp >= fromUnixTimestamp64Nano({t_start:Int64})"
+    return f"""
+SELECT TraceId, arraySum(arrayMap(
+           i -> if(tupleElement(Segs[i], 3) AND i < length(Segs),
+                   greatest(tupleElement(Segs[i + 1], 1) - tupleElement(Segs[i], 2), 0), 0),
+           arrayEnumerate(Segs))) AS WaitNs
+FROM (
+    SELECT TraceId, arraySort(groupUniqArray(tuple(
+               toInt64(toUnixTimestamp64Nano(Timestamp)),
+               toInt64(toUnixTimestamp64Nano(Timestamp) + Duration),
+               SpanAttributes[{{run_status_key:String}}] = {{paused:String}}))) AS Segs
+    FROM {SPANS_TABLE}
+    WHERE ProjectId = {{project:String}} AND ParentSpanId = ''{time_filter}
+      AND TraceId IN (
+          SELECT TraceId FROM {SPANS_TABLE}
+          WHERE ProjectId = {{project:String}}{time_filter}
+            AND SpanAttributes[{{run_status_key:String}}] = {{paused:String}}
+      )
+    GROUP BY TraceId
+    HAVING length(Segs) > 1
+)
+"""
+
+
+def _stats_runs_subquery(project: str, q: StatsQuery, params: Params) -> str:
+    """The runs the stats count, each with ``ActiveNs`` (its duration less its ``WaitNs``)."""
+    runs = _stats_traces_subquery(project, q, params)
+    waits = _approval_waits_subquery(q, params)
+    return f"""
+SELECT r.*, w.WaitNs AS WaitNs, r.DurationNs - least(w.WaitNs, r.DurationNs) AS ActiveNs
+FROM ({runs}) AS r
+LEFT JOIN ({waits}) AS w ON r.TraceId = w.TraceId
 """
 
 
 def stats_totals_sql(project: str, q: StatsQuery) -> Built:
-    """Runs, errors, latency quantiles and tokens over the matching traces."""
-    params: Params = {}
-    sub = _stats_traces_subquery(project, q, params)
+    """Runs, errors, active-duration quantiles, tokens and the waits for approval."""
+    params: Params = {"paused": RunStatus.PENDING_APPROVAL.value}
+    sub = _stats_runs_subquery(project, q, params)
     sql = f"""
 SELECT count() AS Runs, countIf(Status_ = 'error') AS Errors,
-       quantilesExact(0.5, 0.9, 0.99)(DurationNs / 1e6) AS Q,
-       sum(InputTokens_) AS InTok, sum(OutputTokens_) AS OutTok
+       quantilesExact(0.5, 0.9, 0.99)(ActiveNs / 1e6) AS Q,
+       sum(InputTokens_) AS InTok, sum(OutputTokens_) AS OutTok,
+       countIf(WaitNs > 0) AS Waits, sum(WaitNs) / 1e6 AS WaitMs,
+       quantileExactIf(0.5)(WaitNs / 1e6, WaitNs > 0) AS WaitP50,
+       countIf(RunStatus_ = {{paused:String}}) AS Paused
 FROM ({sub})
 """
     return Built(sql, params)
 
 
 def stats_buckets_sql(project: str, q: StatsQuery) -> Built:
-    """Per time bucket: runs, errors, p50/p95 latency, tokens."""
+    """Per time bucket: runs, errors, p50/p95 active duration, tokens."""
     params: Params = {"bucket": q.bucket_seconds}
-    sub = _stats_traces_subquery(project, q, params)
+    sub = _stats_runs_subquery(project, q, params)
     sql = f"""
 SELECT intDiv(StartNs, {{bucket:Int64}} * 1000000000) * {{bucket:Int64}} AS BucketS,
        count() AS Runs, countIf(Status_ = 'error') AS Errors,
-       quantilesExact(0.5, 0.95)(DurationNs / 1e6) AS Q,
+       quantilesExact(0.5, 0.95)(ActiveNs / 1e6) AS Q,
        sum(InputTokens_) AS InTok, sum(OutputTokens_) AS OutTok
 FROM ({sub})
 GROUP BY BucketS

@@ -530,9 +530,14 @@ def test_list_filters(store: TraceStore, populated: dict[str, str]) -> None:
     ids = populated
 
     def names(**filters: object) -> set[str]:
-        found = set(_ids(store, "p", TraceQuery.model_validate(filters)))
+        # Every filter applies to replays too: ask for them unless a test says otherwise.
+        query = TraceQuery.model_validate({"include_replays": True, **filters})
+        found = set(_ids(store, "p", query))
         return {name for name, trace_id in ids.items() if trace_id in found}
 
+    # Replays are left out unless asked for (or asked for by their original).
+    assert set(_ids(store, "p", TraceQuery())) == set(ids.values()) - {ids["replay"]}
+    assert _ids(store, "p", TraceQuery(replay_of="orig-trace")) == [ids["replay"]]
     assert names() == set(ids)
     assert names(status="error") == {"tool_error", "failed_run"}
     assert names(status="ok") == {"ok_fast", "ok_slow", "replay"}
@@ -956,19 +961,87 @@ def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
 
 def test_stats(store: TraceStore, populated: dict[str, str]) -> None:
     stats = store.stats("p", StatsQuery(bucket_seconds=3600))
-    assert stats.runs == 5
+    # The replay (hour 3) is no run: left out of every figure.
+    assert stats.runs == 4
     assert stats.errors == 2
-    assert stats.error_rate == pytest.approx(0.4)
-    assert stats.input_tokens == 10 * 4 + 100 and stats.output_tokens == 5 * 4 + 50
+    assert stats.error_rate == pytest.approx(0.5)
+    assert stats.input_tokens == 10 * 3 + 100 and stats.output_tokens == 5 * 3 + 50
     assert stats.p50_ms == pytest.approx(100.0)
     assert stats.p99_ms >= stats.p90_ms >= stats.p50_ms
-    assert [b.runs for b in stats.buckets] == [3, 1, 1]
+    assert [b.runs for b in stats.buckets] == [3, 1]
+    assert (stats.approval_waits, stats.approval_wait_ms, stats.waiting_for_approval) == (0, 0, 0)
     assert stats.buckets[0].time == BASE and stats.buckets[0].errors == 1
     assert [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools] == [("run_sql", 1, 1)]
 
     narrow = store.stats("p", StatsQuery(start=BASE + timedelta(hours=1), agent="analyst"))
-    assert narrow.runs == 2 and narrow.errors == 1
+    assert narrow.runs == 1 and narrow.errors == 1
     assert store.stats("p", StatsQuery(agent="planner")).runs == 1
+
+
+def _segments(
+    project: str, start: datetime, parts: list[tuple[int, RunStatus, timedelta]]
+) -> tuple[str, list[SpanRecord], dict[str, bytes]]:
+    """One run in root segments, as the runner records a run paused for approval and resumed:
+    each part is (milliseconds it ran, the status it ended with, the wait before the next)."""
+    trace_id = uuid.uuid4().hex
+    spans: list[SpanRecord] = []
+    payloads: dict[str, bytes] = {}
+    for ms, status, wait in parts:
+        _, part, part_payloads = make_run(project, start=start, duration_ms=ms, run_status=status)
+        for span in part:
+            links = [link.model_copy(update={"trace_id": trace_id}) for link in span.links]
+            spans.append(span.model_copy(update={"trace_id": trace_id, "links": links}))
+        payloads |= part_payloads
+        start += timedelta(milliseconds=ms) + wait
+    return trace_id, spans, payloads
+
+
+def test_stats_time_runs_without_their_waits_for_approval(store: TraceStore) -> None:
+    paused, done, none = RunStatus.PENDING_APPROVAL, RunStatus.COMPLETED, timedelta(0)
+    runs = [
+        make_run("p", start=BASE, duration_ms=100),
+        # Paused for an hour, resumed, 200 + 300 ms of work.
+        _segments(
+            "p", BASE + timedelta(minutes=1), [(200, paused, timedelta(hours=1)), (300, done, none)]
+        ),
+        # Paused twice (10 and 20 minutes), 300 ms of work.
+        _segments(
+            "p",
+            BASE + timedelta(minutes=2),
+            [
+                (100, paused, timedelta(minutes=10)),
+                (100, paused, timedelta(minutes=20)),
+                (100, done, none),
+            ],
+        ),
+        # Waiting now.
+        make_run("p", start=BASE + timedelta(minutes=3), duration_ms=150, run_status=paused),
+        # A replay that took two hours: no run.
+        make_run(
+            "p",
+            start=BASE + timedelta(minutes=4),
+            duration_ms=7_200_000,
+            attributes={attr.RETRACE_REPLAY_OF: "orig"},
+        ),
+    ]
+    for _, spans, payloads in runs:
+        store.insert_spans("p", spans, payloads)
+    # The trace keeps its wall time.
+    waited = store.get_trace("p", runs[1][0])
+    assert waited is not None and waited.trace.duration_ms == pytest.approx(3_600_500)
+
+    stats = store.stats("p", StatsQuery(bucket_seconds=86_400))
+    assert stats.runs == 4
+    # Active durations 100, 500, 300, 150 ms: the largest is 500, not an hour.
+    assert stats.p99_ms == pytest.approx(500)
+    assert stats.p50_ms == pytest.approx(300)
+    assert (stats.approval_waits, stats.waiting_for_approval) == (2, 1)
+    assert stats.approval_wait_ms == pytest.approx(5_400_000)
+    assert stats.approval_wait_p50_ms == pytest.approx(3_600_000)
+    [bucket] = stats.buckets
+    assert bucket.runs == 4 and bucket.p95_ms == pytest.approx(500)
+    # Another project sees none of it.
+    assert store.stats("q", StatsQuery()).approval_waits == 0
 
 
 def test_delete_trace(store: TraceStore) -> None:
@@ -1267,7 +1340,8 @@ def test_sessions_users_and_feedback(store: TraceStore) -> None:
     other, other_spans, other_payloads = _in_session("q", "s-a", "alice", 0)
     store.insert_spans("q", other_spans, other_payloads)
 
-    assert set(_ids(store, "p", TraceQuery(session_id="s-a"))) == {ids["a1"], ids["a2"], replay_id}
+    with_replays = TraceQuery(session_id="s-a", include_replays=True)
+    assert set(_ids(store, "p", with_replays)) == {ids["a1"], ids["a2"], replay_id}
     assert set(_ids(store, "p", TraceQuery(session_id="s-a", include_replays=False))) == {
         ids["a1"],
         ids["a2"],

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from collector.client import CollectorClient
+from runner.tracing import PinnableIdGenerator, pinned_trace_id
 from schemas import attributes as A
 from schemas.models import (
     AlignedPair,
@@ -65,7 +66,9 @@ def otlp_tracer(
 ) -> Iterator[Tracer]:
     """A tracer whose spans go to ``endpoint``'s OTLP/HTTP ingest; flushed on exit."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    provider = TracerProvider(resource=Resource.create({A.SERVICE_NAME: service}))
+    provider = TracerProvider(
+        resource=Resource.create({A.SERVICE_NAME: service}), id_generator=PinnableIdGenerator()
+    )
     provider.add_span_processor(
         BatchSpanProcessor(
             OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", headers=headers, timeout=30),
@@ -321,6 +324,101 @@ def seed_many_runs(endpoint: str, runs: int, api_key: str | None = None) -> None
                 f"answer {index}",
                 error="run failed" if failed else None,
             )
+
+
+@dataclass(frozen=True)
+class OverviewTraces:
+    quick: list[str]  # completed runs of 1, 2, 3 and 4 s, no wait
+    waited: str  # 2 s, paused an hour for approval, resumed, 3 s more
+    paused: str  # 1 s, then paused for approval (still waiting)
+    replay: str  # a replay of ``waited`` lasting half an hour
+    approval_id: str  # the approval ``waited`` waited for
+    wait_ms: float  # how long ``waited`` waited
+
+
+def _segment(
+    tracer: Tracer,
+    start_ns: int,
+    seconds: float,
+    status: str,
+    *,
+    continues: Span | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Span:
+    """One root segment of a run, as the runner writes it: an ``invoke_agent`` span with a chat
+    under it, ending with ``status`` 3 ms short of ``seconds``. ``continues`` resumes that
+    segment's run: same trace (pinned as the runner pins it), a new root linked to the old."""
+    context = continues.get_span_context() if continues is not None else None
+    with pinned_trace_id(format(context.trace_id, "032x") if context else None):
+        run = _Run(tracer, "approver-agent", start_ns, run_id=f"run-{start_ns}")
+    if context is not None:
+        run.root.add_link(context)
+    for key, value in (attributes or {}).items():
+        run.root.set_attribute(key, value)
+    run.chat(
+        _messages(("user", _text(QUESTION))),
+        _messages(("assistant", _text(ANSWER))),
+        (100, 10),
+        ms=seconds * 1000 - 5,
+    )
+    run.finish(status, ANSWER if status == "completed" else None)
+    return run.root
+
+
+def seed_overview_runs(
+    endpoint: str, client: CollectorClient, api_key: str | None = None
+) -> OverviewTraces:
+    """Runs for the overview's figures, all started within two minutes of one hour three hours ago
+    (the replay aside, two hours later): four quick runs,
+    one that waited an hour for a human's approval (recorded as the runner records it: a paused
+    segment, an approval row, a resumed segment an hour later), one still waiting, and a replay
+    of the run that waited."""
+    hour = 3600 * 1_000 * MS
+    # A minute into the hour three hours ago: every run starts in that one hour (one bucket).
+    base = (time.time_ns() - 3 * hour) // hour * hour + 60_000 * MS
+    quick = []
+    with otlp_tracer(endpoint, api_key, service="approver") as tracer:
+        for index, seconds in enumerate((1, 2, 3, 4)):
+            root = _segment(tracer, base + index * 10_000 * MS, seconds, "completed")
+            quick.append(format(root.get_span_context().trace_id, "032x"))
+        approval_id = f"approval-{base}"
+        first = _segment(
+            tracer,
+            base + 60_000 * MS,
+            2,
+            "pending_approval",
+            attributes={A.RETRACE_APPROVAL_ID: approval_id},
+        )
+        waited = format(first.get_span_context().trace_id, "032x")
+        pause_end = int(first.end_time or 0)
+        resumed_at = pause_end + hour
+        _segment(tracer, resumed_at, 3, "completed", continues=first)
+        still = _segment(tracer, base + 120_000 * MS, 1, "pending_approval")
+        paused = format(still.get_span_context().trace_id, "032x")
+        replay_root = _segment(
+            tracer,
+            base + 2 * hour,
+            1800,
+            "completed",
+            attributes={A.RETRACE_REPLAY_OF: waited},
+        )
+        replay = format(replay_root.get_span_context().trace_id, "032x")
+    # The approval row as the runner's pause created it. (Deciding it through the API stamps the
+    # decision now; the spans carry when the run really resumed, which is what stats read.)
+    client.save_approval(
+        Approval(
+            approval_id=approval_id,
+            run_id=f"run-{base + 60_000 * MS}",
+            trace_id=waited,
+            tool_name="send_email",
+            reason="calls to 'send_email' need approval",
+            rule="email",
+            requested_at=datetime.fromtimestamp(pause_end / 1e9, UTC),
+        )
+    )
+    for trace_id in [*quick, waited, paused, replay]:
+        client.wait_for_trace(trace_id, min_spans=4 if trace_id == waited else 2)
+    return OverviewTraces(quick, waited, paused, replay, approval_id, (resumed_at - pause_end) / MS)
 
 
 # --- hostile span data ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ def test_defaults_make_an_empty_link_and_a_default_query() -> None:
     assert filters.to_params() == {}
     query = filters.to_query()
     assert query.start is None and query.status is None and query.limit == 50
+    assert query.include_replays is False  # replays are no runs: listed only when asked for
 
 
 def test_round_trip_of_every_filter() -> None:
@@ -37,10 +38,13 @@ def test_round_trip_of_every_filter() -> None:
         session="conv-42",
         user="cust-17",
         feedback="complaint",
+        replays=True,
     )
+    assert filters.to_params()["replays"] == "1"
     assert filters_from_params(filters.to_params()) == filters
     query = filters.to_query()
     assert (query.session_id, query.user_id, query.feedback) == ("conv-42", "cust-17", "complaint")
+    assert query.include_replays is True
 
 
 def test_relative_range_resolves_against_now() -> None:
@@ -68,6 +72,7 @@ def test_explicit_times_are_parsed_as_utc() -> None:
         ({"limit": "0"}, "between 1 and 1000"),
         ({"start": "yesterday"}, "start='yesterday'"),
         ({"attr": ["novalue"]}, "'novalue'"),
+        ({"replays": "yes"}, "replays='yes' is not 0 or 1"),
     ],
 )
 def test_bad_values_name_what_was_wrong(params: dict[str, str | list[str]], needle: str) -> None:
@@ -95,6 +100,7 @@ def test_attribute_filters_split_on_first_equals_and_skip_blanks() -> None:
                 "q",
                 "agent",
                 "cursor",
+                "replays",
             ]
         ),
         st.one_of(st.text(max_size=20), st.lists(st.text(max_size=10), max_size=3)),

@@ -98,8 +98,9 @@ def _inert_and_literal(at: AppTest, *tags: str) -> None:
 
 
 def test_traces_list(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _open(monkeypatch, seeded.collector.url, "traces")
-    _inert_and_literal(at)
+    # The hostile run is a replay (of a hostile id): listed, and marked, when replays are shown.
+    at = _open(monkeypatch, seeded.collector.url, "traces", replays="1")
+    _inert_and_literal(at, "replayof")
     labels = "\n".join(_MD.render(link.proto.label) for link in at.get("page_link"))
     assert escapeHtml(h("input")[:80]) in labels and escapeHtml(h("jsonspan")[:80]) in labels
 

@@ -173,8 +173,10 @@ class _Audit:
 
 def _traces_list(audit: _Audit) -> None:
     h = audit.stack.hostile
-    audit.open("/", "Page 1 ·")
+    # The hostile run is a replay: listed, and marked with its original, when replays are shown.
+    audit.open("/?replays=1", "Page 1 ·")
     audit.literal(h("input")[:80], "the run input preview in a trace link")
+    audit.value("replayof", "the original a listed replay names", prefix="replay of ")
     audit.literal(h("jsonspan")[:80], "the root span name of an OTLP/JSON trace in a trace link")
     audit.nothing_active()
 

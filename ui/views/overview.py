@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import plotly.express as px
 import polars as pl
@@ -12,7 +13,17 @@ from schemas.models import StatsQuery
 from ui._connection import client, price_table, settings, shown_errors
 from ui._escape import html_text, md_text
 from ui._filters import TIME_RANGES
-from ui._overview import BUCKET_CHOICES, buckets_frame, failing_tools_frame, total_cost
+from ui._overview import (
+    BUCKET_CHOICES,
+    buckets_frame,
+    compact_cost,
+    compact_count,
+    compact_duration,
+    duration_unit,
+    failing_tools_frame,
+    time_chart,
+    total_cost,
+)
 
 st.title("Overview")
 controls = st.columns([1, 1, 1, 2])
@@ -42,45 +53,98 @@ with shown_errors("load statistics"):
 
 price = prices.price_for(price_model)
 cost = total_cost(stats, price)
-cols = st.columns(7)
-cols[0].metric("Runs", f"{stats.runs:,}")
-cols[1].metric("Error rate", f"{stats.error_rate:.1%}")
-cols[2].metric("p50", f"{stats.p50_ms:,.0f} ms")
-cols[3].metric("p90", f"{stats.p90_ms:,.0f} ms")
-cols[4].metric("p99", f"{stats.p99_ms:,.0f} ms")
-cols[5].metric("Tokens", f"{stats.input_tokens + stats.output_tokens:,}")
-cols[6].metric("Est. cost", "—" if cost is None else f"${cost:,.4f}")
+# Two rows of four: each card is wide enough for its compact value (a card cuts what overflows).
+top = st.columns(4)
+top[0].metric("Runs", compact_count(stats.runs), help=f"{stats.runs:,} runs (replays are not runs)")
+top[1].metric("Error rate", f"{stats.error_rate:.1%}", help=f"{stats.errors:,} runs failed")
+tokens = stats.input_tokens + stats.output_tokens
+top[2].metric(
+    "Tokens",
+    compact_count(tokens),
+    help=f"{tokens:,} tokens: {stats.input_tokens:,} in, {stats.output_tokens:,} out",
+)
+top[3].metric(
+    "Est. cost", compact_cost(cost), help=None if cost is None else f"${cost:,.6f} (estimate)"
+)
+durations = st.columns(4)
+for column, name, value in (
+    (durations[0], "p50 duration", stats.p50_ms),
+    (durations[1], "p90 duration", stats.p90_ms),
+    (durations[2], "p99 duration", stats.p99_ms),
+):
+    column.metric(
+        name,
+        compact_duration(value),
+        help=f"{value:,.1f} ms of active time (time waiting for approval left out)",
+    )
+durations[3].metric(
+    "Waiting for approval",
+    compact_duration(stats.approval_wait_ms),
+    help="Time runs spent paused for a human's approval, from the pause to the resume; "
+    "not part of their durations.",
+)
+waits = [f"{stats.approval_waits:,} run{'s' if stats.approval_waits != 1 else ''} waited"]
+if stats.approval_waits:
+    waits.append(f"median wait {compact_duration(stats.approval_wait_p50_ms)}")
+waits.append(f"{stats.waiting_for_approval:,} waiting now")
+durations[3].caption(" · ".join(waits))
+st.caption(
+    "Durations are active time: a run's wall time less the time it waited for approval. "
+    "Replays are not counted as runs."
+)
 
 if stats.runs == 0:
     st.info("No runs in this time range.")
     st.stop()
 
 frame = buckets_frame(stats, price)
-pdf = frame
+bucket_seconds = BUCKET_CHOICES[bucket_label]
+unit, unit_ms = duration_unit(float(cast(float, frame["p95_ms"].max()) or 0.0))
 left, right = st.columns(2)
 with left:
     st.plotly_chart(
-        px.bar(pdf, x="time", y=["runs", "errors"], barmode="group", title="Runs and errors"),
+        time_chart(
+            frame,
+            {"runs": "runs", "errors": "errors"},
+            title="Runs and errors",
+            bucket_seconds=bucket_seconds,
+            kind="bar",
+        ),
         key="ov-runs",
     )
     st.plotly_chart(
-        px.line(pdf, x="time", y=["p50_ms", "p95_ms"], markers=True, title="Latency (ms)"),
+        time_chart(
+            frame,
+            {"p50_ms": "p50", "p95_ms": "p95"},
+            title=f"Active duration ({unit})",
+            bucket_seconds=bucket_seconds,
+            scale=unit_ms,
+        ),
         key="ov-latency",
     )
 with right:
-    error_chart = px.line(pdf, x="time", y="error_rate", markers=True, title="Error rate")
+    error_chart = time_chart(
+        frame, {"error_rate": "error rate"}, title="Error rate", bucket_seconds=bucket_seconds
+    )
     error_chart.update_yaxes(range=[0, 1.05], tickformat=".0%")
     st.plotly_chart(error_chart, key="ov-errrate")
     st.plotly_chart(
-        px.bar(pdf, x="time", y=["input_tokens", "output_tokens"], title="Tokens"), key="ov-tokens"
+        time_chart(
+            frame,
+            {"input_tokens": "input", "output_tokens": "output"},
+            title="Tokens",
+            bucket_seconds=bucket_seconds,
+            kind="bar",
+            stacked=True,
+        ),
+        key="ov-tokens",
     )
 st.plotly_chart(
-    px.line(
-        pdf,
-        x="time",
-        y="cost_usd",
-        markers=True,
+    time_chart(
+        frame,
+        {"cost_usd": "cost"},
         title=f"Est. cost (USD, {html_text(price_model)})",
+        bucket_seconds=bucket_seconds,
     ),
     key="ov-cost",
 )

@@ -90,6 +90,26 @@ if submitted:
     with shown_errors("apply the filters"):
         _apply(f.filters_from_params(params))
 
+
+# Replays are no runs: left out unless asked for, then each is marked with its original. The
+# URL says which (a shared link shows the same list): the toggle follows it, and writes it.
+def _toggle_replays() -> None:
+    st.session_state["trace_cursors"] = []
+    st.query_params.pop(f.P_CURSOR, None)
+    if st.session_state["show-replays"]:
+        st.query_params[f.P_REPLAYS] = "1"
+    else:
+        st.query_params.pop(f.P_REPLAYS, None)
+
+
+st.session_state["show-replays"] = filters.replays
+st.toggle(
+    "Show replays",
+    key="show-replays",
+    on_change=_toggle_replays,
+    help="List replays too, each marked 'replay of' the run it replays (a link to it).",
+)
+
 page = TracePage(traces=[])
 with shown_errors("list traces"):
     page = client().list_traces(filters.to_query())
@@ -119,12 +139,14 @@ else:
             "tools": [", ".join(t.tools) for t in page.traces],
             "input": [t.input_preview[:200] for t in page.traces],
             "answer": [t.output_preview[:200] for t in page.traces],
-            "replay of": [t.replay_of for t in page.traces],
+            "replay of": [trace_link(t.replay_of) if t.replay_of else None for t in page.traces],
             "session": [t.session_id for t in page.traces],
             "user": [t.user_id for t in page.traces],
         },
         strict=False,
     )
+    if filters.replays:  # next to the trace: which run each replay replays
+        frame = frame.select("trace", "replay of", pl.exclude("trace", "replay of"))
     st.dataframe(
         frame,
         hide_index=True,
@@ -132,6 +154,9 @@ else:
         column_config={
             "trace": st.column_config.LinkColumn(
                 "trace", display_text=r"trace=([0-9a-f]{12})", width="small"
+            ),
+            "replay of": st.column_config.LinkColumn(
+                "replay of", display_text=r"trace=([^&]{1,12})", width="small"
             ),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
             "cost $": st.column_config.NumberColumn(format="$%.5f"),
@@ -144,11 +169,18 @@ else:
         for t in page.traces:
             # A page link's label is markdown: cut the raw text, then escape it.
             preview = md_text((t.input_preview or t.root_span_name)[:80])
+            replay = " · replay" if t.replay_of else ""
             st.page_link(
                 "views/trace.py",
-                label=f"{md_code(t.trace_id)} · {md_text(t.status)} · {preview}",
+                label=f"{md_code(t.trace_id)} · {md_text(t.status)}{replay} · {preview}",
                 query_params={"trace": t.trace_id},
             )
+            if t.replay_of:
+                st.page_link(
+                    "views/trace.py",
+                    label=f"↳ replay of {md_code(t.replay_of)}",
+                    query_params={"trace": t.replay_of},
+                )
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])
 nav = st.columns([1, 1, 6])
