@@ -57,12 +57,14 @@ from schemas.models import (
     SessionQuery,
     SpanPage,
     SpanQuery,
+    SpanView,
     Stats,
     StatsQuery,
     TraceDetail,
     TraceDiff,
     TracePage,
     TraceQuery,
+    TraceTreePage,
     Trajectory,
 )
 from schemas.paths import file_under, is_script_path
@@ -229,6 +231,47 @@ def list_traces(
 )
 def get_trace(request: Request, project: Project, trace_id: str) -> Response:
     return _json(_trace_or_404(request, project, trace_id))
+
+
+# Spans per page of a trace tree: a page of 2,000 bench spans is ~2 MB of JSON, under a second.
+MAX_TREE_PAGE = 5000
+
+
+@router.get(
+    "/traces/{trace_id}/spans",
+    response_model=TraceTreePage,
+    tags=["traces"],
+    summary="One trace's span tree without payloads, paged (404 if unknown)",
+)
+def get_trace_tree(
+    request: Request,
+    project: Project,
+    trace_id: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_TREE_PAGE)] = 1000,
+    cursor: str | None = None,
+) -> Response:
+    """Spans ordered by (start time, span id) with their attributes, events and links but not
+    their payloads (``payload_keys`` names them; ``/spans/{span_id}`` resolves them);
+    ``next_cursor`` reads the next page. Each page carries the summary and feedback."""
+    page: TraceTreePage | None = _state(request).store.get_trace_tree(
+        project, trace_id, limit=limit, cursor=cursor
+    )
+    if page is None:
+        raise NotFoundError(f"trace {trace_id} not found")
+    return _json(page)
+
+
+@router.get(
+    "/traces/{trace_id}/spans/{span_id}",
+    response_model=SpanView,
+    tags=["traces"],
+    summary="One span of a trace, payloads resolved (404 if unknown)",
+)
+def get_span(request: Request, project: Project, trace_id: str, span_id: str) -> Response:
+    span: SpanView | None = _state(request).store.get_span(project, trace_id, span_id)
+    if span is None:
+        raise NotFoundError(f"span {span_id} of trace {trace_id} not found")
+    return _json(span)
 
 
 @router.delete("/traces/{trace_id}", tags=["traces"], summary="Delete a trace")

@@ -62,14 +62,19 @@ def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
     return found
 
 
-def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
+def span_from_row(
+    row: Mapping[str, Any], payloads: Mapping[str, bytes], *, tree: bool = False
+) -> SpanView:
     """A span row as the API view, with payload references resolved into attributes.
+
+    With ``tree`` the payloads are left out and ``payload_keys`` names their attributes.
 
     The row comes from the store's own typed columns, so the models are built without
     re-validation (``model_construct``): every value is converted to its field's type here.
     """
     attributes = as_map(row["SpanAttributes"])
-    for key, digest in as_map(row["PayloadRefs"]).items():
+    refs = as_map(row["PayloadRefs"])
+    for key, digest in refs.items():
         blob = payloads.get(digest)
         if blob is not None:
             attributes[key] = blob.decode("utf-8", errors="replace")
@@ -131,6 +136,7 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
         step_index=int(row["StepIndex"]),
         session_id=str(row["SessionId"]),
         user_id=str(row["UserId"]),
+        payload_keys=sorted(refs) if tree else [],
     )
 
 
