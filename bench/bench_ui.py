@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--spans", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--skip-browser", action="store_true", help="only the API figures (no Chromium)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="retrace-bench-ui-") as tmp:
@@ -119,7 +122,24 @@ def main() -> None:
             print(
                 f"{f'API get {args.spans:,}-span trace':<34} median {statistics.median(api):6.3f} s"
             )
+            api = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                tree = client.get_trace_tree_all(wide)
+                client.get_span(wide, tree.spans[-1].span_id)
+                api.append(time.perf_counter() - start)
+            print(
+                f"{f'API tree + 1 span, {args.spans:,} spans':<34} "
+                f"median {statistics.median(api):6.3f} s"
+            )
+            full_bytes = len(httpx.get(f"{collector.url}/api/v1/traces/{wide}").content)
+            tree_bytes = len(
+                httpx.get(f"{collector.url}/api/v1/traces/{wide}/spans?limit=5000").content
+            )
+            print(f"bytes: full GET {full_bytes:,}, span tree {tree_bytes:,}")
 
+            if args.skip_browser:
+                return
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("RETRACE_")}
             env["PYTHONPATH"] = str(ROOT)
