@@ -15,7 +15,7 @@ waits for is visible, and until Streamlit reports the script run finished ("idle
 * detail, click in list: on ``/?agent=wide-agent`` click the big trace's link (in-app navigation,
   the way people arrive) until its span tree and timeline are visible;
 * detail, open: open ``/trace?trace=<id>`` of the big trace (a fresh browser page each time, so no
-  session cache) until the span tree and the plotly timeline are visible.
+  session cache) until the span tree and the timeline are visible.
 
 Targets (issue 6): list interactive <= 1 s, 2,000-span trace page rendered <= 2 s.
 """
@@ -50,7 +50,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 _LINKS = "Array.from(document.querySelectorAll('a[href*=\"trace=\"] code'))"
 _TABLE = "document.querySelector('[data-testid=stDataFrame] canvas') !== null"
 _TIMELINE = (
-    "document.querySelector('.st-key-timeline [data-testid=stPlotlyChart] .main-svg') !== null"
+    "document.querySelector('.st-key-timeline [data-testid=stVegaLiteChart] canvas, "
+    ".st-key-timeline [data-testid=stVegaLiteChart] svg.marks') !== null"
 )
 
 

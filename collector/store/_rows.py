@@ -67,7 +67,8 @@ def span_from_row(
 ) -> SpanView:
     """A span row as the API view, with payload references resolved into attributes.
 
-    With ``tree`` the payloads are left out and ``payload_keys`` names their attributes.
+    With ``tree`` the payloads and resource attributes are left out and ``payload_keys`` names
+    the payload attributes.
 
     The row comes from the store's own typed columns, so the models are built without
     re-validation (``model_construct``): every value is converted to its field's type here.
@@ -124,7 +125,8 @@ def span_from_row(
         status=str(row["StatusCode"]),
         status_message=str(row["StatusMessage"]),
         attributes=attributes,
-        resource_attributes=as_map(row["ResourceAttributes"]),
+        # A tree leaves the resource out too: the same few keys repeated on every span.
+        resource_attributes={} if tree else as_map(row["ResourceAttributes"]),
         events=events,
         links=links,
         operation=str(row["Operation"]),

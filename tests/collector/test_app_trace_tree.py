@@ -90,7 +90,8 @@ def test_tree_is_the_full_trace_without_payloads_and_pages_cover_it(
     full = client.get_trace(trace_id)
     assert len(full.spans) == 23
 
-    # One page: the same spans in the same order, payload attributes left out and named.
+    # One page: the same spans in the same order, payload attributes left out and named, the
+    # resource left out.
     tree = client.get_trace_tree(trace_id, limit=1000)
     assert tree.next_cursor is None
     assert tree.trace == full.trace
@@ -101,7 +102,8 @@ def test_tree_is_the_full_trace_without_payloads_and_pages_cover_it(
         assert stub.payload_keys == payload_keys
         expected = span.model_copy(
             update={
-                "attributes": {k: v for k, v in span.attributes.items() if k not in A.PAYLOAD_KEYS}
+                "attributes": {k: v for k, v in span.attributes.items() if k not in A.PAYLOAD_KEYS},
+                "resource_attributes": {},
             }
         )
         assert stub.model_copy(update={"payload_keys": []}) == expected

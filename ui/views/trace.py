@@ -195,7 +195,7 @@ with left:
             selected_id = picked
 with right:
     st.markdown("**Timeline**")
-    st.plotly_chart(waterfall(shown, selected_id), key="timeline", width="stretch")
+    st.vega_lite_chart(spec=waterfall(shown, selected_id), key="timeline", width="stretch")
 
 labels = {
     r.span.span_id: f"{'· ' * r.depth}{r.span.name} ({r.duration_ms:,.0f} ms)"
