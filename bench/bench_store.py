@@ -417,6 +417,30 @@ def _reads(store: TraceStore, args: argparse.Namespace) -> None:
             timings.append((time.perf_counter() - t) * 1000)
             assert detail is not None and len(detail.spans) == 200
         print(f"(b) get_trace (200 spans): {_fmt(timings, cpus)}; {_load()}")
+        # The lazy reads: the span tree without payloads, then one span with its payloads.
+        span_of = {
+            t: str(
+                store._rows(  # type: ignore[attr-defined]
+                    "SELECT any(SpanId) AS s FROM otel_traces WHERE ProjectId = {p:String} "
+                    "AND TraceId = {t:String}",
+                    {"p": PROJECT, "t": t},
+                )[0]["s"]
+            )
+            for t in ids
+        }
+        for label, read in (
+            ("get_trace_tree (200 spans)", lambda t: store.get_trace_tree(PROJECT, t)),
+            ("get_span (1 span + payloads)", lambda t: store.get_span(PROJECT, t, span_of[t])),
+        ):
+            timings, cpus = [], []
+            for trace_id in ids:
+                t = time.perf_counter()
+                c = time.process_time()
+                found = read(trace_id)
+                cpus.append((time.process_time() - c) * 1000)
+                timings.append((time.perf_counter() - t) * 1000)
+                assert found is not None
+            print(f"(b) {label}: {_fmt(timings, cpus)}; {_load()}")
     # The realistic runs of (a): 10 spans whose 18 payloads (messages, tool I/O) are resolved.
     ids = [
         str(r["TraceId"])
