@@ -50,8 +50,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 _LINKS = "Array.from(document.querySelectorAll('a[href*=\"trace=\"] code'))"
 _TABLE = "document.querySelector('[data-testid=stDataFrame] canvas') !== null"
 _TIMELINE = (
-    "document.querySelector('.st-key-timeline [data-testid=stVegaLiteChart] canvas, "
-    ".st-key-timeline [data-testid=stVegaLiteChart] svg.marks') !== null"
+    "document.querySelector('[data-testid=stVegaLiteChart] svg.marks, "
+    "[data-testid=stVegaLiteChart] canvas') !== null"
 )
 
 
