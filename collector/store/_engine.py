@@ -240,21 +240,29 @@ class SqlTraceStore(TraceStore):
                 raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
             after = (ts, span_id)
         params = {"project": project, "trace_id": trace_id}
-        summary = self._rows(
-            q.TRACE_SUMMARY_SQL, {**params, "failed_statuses": list(q.FAILED_RUN_STATUSES)}
-        )
-        if not summary:
-            return None
         rows = self._span_rows(
             q.TRACE_TREE_SQL, {**params, "c_ts": after[0], "c_span": after[1], "limit": limit + 1}
         )
         more = len(rows) > limit
         rows = rows[:limit]
+        if not cursor and not more:
+            # The whole trace in one page (the usual case): its summary from its spans, by the
+            # view's rules, without another round trip.
+            if not rows:
+                return None
+            trace = _rows.summary_from_spans(rows)
+        else:
+            summary = self._rows(
+                q.TRACE_SUMMARY_SQL, {**params, "failed_statuses": list(q.FAILED_RUN_STATUSES)}
+            )
+            if not summary:
+                return None
+            trace = _rows.summary_from_row(summary[0])
         next_cursor = None
         if more and rows:
             next_cursor = q.encode_cursor([int(rows[-1]["StartNs"]), str(rows[-1]["SpanId"])])
         return TraceTreePage.model_construct(
-            trace=_rows.summary_from_row(summary[0]),
+            trace=trace,
             spans=[_rows.span_from_row(r, {}, tree=True) for r in rows],
             feedback=self.list_feedback(project, trace_id),
             next_cursor=next_cursor,
