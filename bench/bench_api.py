@@ -133,7 +133,7 @@ def _wide(http: httpx.Client, headers: dict[str, str], n_spans: int) -> None:
             pages += 1
             data = page.json()
             spans += len(data["spans"])
-            cursor = data["next_cursor"]
+            cursor = data.get("next_cursor")
             if not cursor:
                 break
         tree_s = time.perf_counter() - t

@@ -151,6 +151,15 @@ def test_tree_and_span_are_scoped_to_the_project(server: RunningCollector) -> No
         headers={"Authorization": f"Bearer {BETA}"},
     )
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    # The raw page: every page field present (a null cursor on the last page), span fields at
+    # their default left out.
+    raw = httpx.get(
+        f"{server.url}/api/v1/traces/{trace_id}/spans",
+        headers={"Authorization": f"Bearer {ALPHA}"},
+    ).json()
+    assert raw["next_cursor"] is None and raw["feedback"] == [] and len(raw["spans"]) == 3
+    assert raw["trace"]["trace_id"] == trace_id
+    assert "events" not in raw["spans"][0] and "resource_attributes" not in raw["spans"][0]
     with pytest.raises(NotFoundError, match="span 0000000000000000"):
         alpha.get_span(trace_id, "0" * 16)
     with pytest.raises(NotFoundError):
