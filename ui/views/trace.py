@@ -24,7 +24,7 @@ st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
 # The page reads the span tree without payloads (GET /traces/{id}/spans: a 10,000-span trace
-# is a few MB, not tens) and the selected span's payloads on demand. Selecting spans reruns this
+# is a few MB, not tens) and the selected span whole on demand. Selecting spans reruns this
 # page; keep the tree and the spans opened for the session so a big trace is fetched once, not
 # on every click. "Reload" (or another trace) fetches it again.
 _CACHE_KEY = "trace-detail-cache"
@@ -218,13 +218,13 @@ if choice != url_span:
     st.query_params["span"] = choice
 st.session_state["span-param"] = choice
 span = next(r.span for r in shown if r.span.span_id == choice)
-if span.payload_keys:
-    # The selected span's payloads (messages, tool arguments and results), fetched once.
-    opened = st.session_state.setdefault(_SPANS_KEY, {})
-    if choice not in opened:
-        with shown_errors(f"load span {choice}"):
-            opened[choice] = client().get_span(trace_id, choice)
-    span = opened[choice]
+# The selected span whole (its payloads: messages, tool arguments and results; its resource),
+# fetched once per session.
+opened = st.session_state.setdefault(_SPANS_KEY, {})
+if choice not in opened:
+    with shown_errors(f"load span {choice}"):
+        opened[choice] = client().get_span(trace_id, choice)
+span = opened[choice]
 st.divider()
 with st.container(border=True):
     render_span(span)
