@@ -6,7 +6,10 @@
 Starts a real ``retrace serve`` (embedded chDB in a temp dir) unless --endpoint is given, loads
 background agent runs (bench_ingest's generator) plus one 200-span trace over OTLP/HTTP, waits
 until they are stored, then times sequential requests from one keep-alive client and prints
-p50/p90/p99 for ``GET /api/v1/traces/{id}`` and ``GET /api/v1/traces?limit=50&agent=analyst``.
+p50/p90/p99 for ``GET /api/v1/traces/{id}``, its span tree (``/spans``, no payloads) and one span
+with payloads (``/spans/{span_id}``), and ``GET /api/v1/traces?limit=50&agent=analyst``. Then
+loads one ``--wide-spans`` trace (default 10,000) and prints the bytes and time of reading it whole
+versus its span tree (every page) plus one span.
 """
 
 from __future__ import annotations
@@ -104,11 +107,54 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {q[49] * 1000:6.1f} ms   p90 {q[89] * 1000:6.1f} ms   p99 {q[98] * 1000:6.1f} ms"
 
 
+def _wide(http: httpx.Client, headers: dict[str, str], n_spans: int) -> None:
+    """Bytes and time: a ``n_spans``-span trace whole versus its span tree and one span."""
+    trace_id, body = big_trace(n_spans)
+    assert http.post("/v1/traces", content=body, headers=headers).status_code == 200
+    deadline = time.monotonic() + 600
+    while True:
+        r = http.get(f"/api/v1/traces/{trace_id}/spans", params={"limit": 1})
+        if r.status_code == 200 and r.json()["trace"]["span_count"] >= n_spans:
+            break
+        assert time.monotonic() < deadline, "the wide trace was not stored in time"
+        time.sleep(0.5)
+    for _ in range(3):
+        t = time.perf_counter()
+        full = http.get(f"/api/v1/traces/{trace_id}")
+        full_s = time.perf_counter() - t
+        t = time.perf_counter()
+        tree_bytes, pages, spans, cursor = 0, 0, 0, None
+        while True:
+            params: dict[str, str | int] = {"limit": 5000}
+            if cursor:
+                params["cursor"] = cursor
+            page = http.get(f"/api/v1/traces/{trace_id}/spans", params=params)
+            tree_bytes += len(page.content)
+            pages += 1
+            data = page.json()
+            spans += len(data["spans"])
+            cursor = data.get("next_cursor")
+            if not cursor:
+                break
+        tree_s = time.perf_counter() - t
+        t = time.perf_counter()
+        one = http.get(f"/api/v1/traces/{trace_id}/spans/{data['spans'][-1]['span_id']}")
+        one_s = time.perf_counter() - t
+        assert spans == n_spans and len(full.json()["spans"]) == n_spans
+        print(
+            f"{n_spans:,}-span trace: full GET {len(full.content):,} bytes, "
+            f"{full_s * 1000:.0f} ms;"
+            f" span tree {tree_bytes:,} bytes in {pages} pages, {tree_s * 1000:.0f} ms;"
+            f" one span {len(one.content):,} bytes, {one_s * 1000:.1f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--background-spans", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--endpoint", default=None)
+    parser.add_argument("--wide-spans", type=int, default=10_000)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="retrace-bench-api-"))
@@ -147,10 +193,27 @@ def main() -> None:
             samples = []
             for _ in range(args.requests):
                 t = time.perf_counter()
+                r = http.get(f"/api/v1/traces/{trace_id}/spans")
+                samples.append(time.perf_counter() - t)
+                assert r.status_code == 200
+            print(f"GET /api/v1/traces/{{id}}/spans (tree):    {percentiles(samples)}")
+            span_id = detail["spans"][1]["span_id"]
+            samples = []
+            for _ in range(args.requests):
+                t = time.perf_counter()
+                r = http.get(f"/api/v1/traces/{trace_id}/spans/{span_id}")
+                samples.append(time.perf_counter() - t)
+                assert r.status_code == 200
+            print(f"GET /api/v1/traces/{{id}}/spans/{{span}}:    {percentiles(samples)}")
+            samples = []
+            for _ in range(args.requests):
+                t = time.perf_counter()
                 r = http.get("/api/v1/traces", params={"limit": 50, "agent": "analyst"})
                 samples.append(time.perf_counter() - t)
                 assert r.status_code == 200 and len(r.json()["traces"]) == 50
             print(f"GET /api/v1/traces?limit=50&agent=analyst: {percentiles(samples)}")
+            if args.wide_spans:
+                _wide(http, headers, args.wide_spans)
     finally:
         if proc is not None:
             proc.kill()

@@ -283,6 +283,12 @@ def main() -> None:
     parser.add_argument("--fetches", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--clickhouse-url", default=None)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --data-dir: when the store there already holds --spans spans, skip (a), (d), "
+        "(e) and the bulk fill and only read (a 5 M-span store takes minutes to build)",
+    )
     args = parser.parse_args()
 
     tmp = None
@@ -296,6 +302,13 @@ def main() -> None:
     )
     store = open_store(settings)
     print(f"backend: {store.backend_name}")
+
+    reuse = bool(args.reuse and args.data_dir is not None and _span_rows(store) >= args.spans)
+    if reuse:
+        print(f"    reusing the store in {args.data_dir}: {_span_rows(store):,} spans")
+        _reads(store, args)
+        store.close()
+        return
 
     # (a) insert throughput ------------------------------------------------------------------
     rng = random.Random(7)
@@ -366,6 +379,24 @@ def main() -> None:
         "SELECT count() AS n FROM otel_traces WHERE ProjectId = {p:String}", {"p": PROJECT}
     )
     print(f"    store holds {int(rows[0]['n']):,} spans")
+    _reads(store, args)
+
+    # (e) re-delivery ---------------------------------------------------------------------------
+    before = _span_rows(store)
+    elapsed, cpu = _insert_all(store, batches, "bench-again")
+    print(
+        f"(e) the {total} spans of (a) again, {len(batches)} new batches: {elapsed:.2f} s "
+        f"(in-process CPU {cpu:.2f} s); spans stored {before:,} -> {_span_rows(store):,}; "
+        f"{_load()}"
+    )
+
+    store.close()
+    if tmp is not None:
+        tmp.cleanup()
+
+
+def _reads(store: TraceStore, args: argparse.Namespace) -> None:
+    """(b) trace fetches and (c) lists of the filled store."""
     ids = [
         str(r["TraceId"])
         for r in store._rows(  # type: ignore[attr-defined]
@@ -386,6 +417,30 @@ def main() -> None:
             timings.append((time.perf_counter() - t) * 1000)
             assert detail is not None and len(detail.spans) == 200
         print(f"(b) get_trace (200 spans): {_fmt(timings, cpus)}; {_load()}")
+        # The lazy reads: the span tree without payloads, then one span with its payloads.
+        span_of = {
+            t: str(
+                store._rows(  # type: ignore[attr-defined]
+                    "SELECT any(SpanId) AS s FROM otel_traces WHERE ProjectId = {p:String} "
+                    "AND TraceId = {t:String}",
+                    {"p": PROJECT, "t": t},
+                )[0]["s"]
+            )
+            for t in ids
+        }
+        for label, read in (
+            ("get_trace_tree (200 spans)", lambda t: store.get_trace_tree(PROJECT, t)),
+            ("get_span (1 span + payloads)", lambda t: store.get_span(PROJECT, t, span_of[t])),
+        ):
+            timings, cpus = [], []
+            for trace_id in ids:
+                t = time.perf_counter()
+                c = time.process_time()
+                found = read(trace_id)
+                cpus.append((time.process_time() - c) * 1000)
+                timings.append((time.perf_counter() - t) * 1000)
+                assert found is not None
+            print(f"(b) {label}: {_fmt(timings, cpus)}; {_load()}")
     # The realistic runs of (a): 10 spans whose 18 payloads (messages, tool I/O) are resolved.
     ids = [
         str(r["TraceId"])
@@ -448,19 +503,6 @@ def main() -> None:
             timings.append((time.perf_counter() - t) * 1000)
         print(f"(c) {label:50s}: {_fmt(timings, cpus)}")
     print(_load())
-
-    # (e) re-delivery ---------------------------------------------------------------------------
-    before = _span_rows(store)
-    elapsed, cpu = _insert_all(store, batches, "bench-again")
-    print(
-        f"(e) the {total} spans of (a) again, {len(batches)} new batches: {elapsed:.2f} s "
-        f"(in-process CPU {cpu:.2f} s); spans stored {before:,} -> {_span_rows(store):,}; "
-        f"{_load()}"
-    )
-
-    store.close()
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

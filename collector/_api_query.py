@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
 from schemas.errors import (
     ConflictError,
@@ -58,6 +58,7 @@ from schemas.models import (
     SessionQuery,
     SpanPage,
     SpanQuery,
+    SpanView,
     Stats,
     StatsQuery,
     Suite,
@@ -67,6 +68,7 @@ from schemas.models import (
     TraceDiff,
     TracePage,
     TraceQuery,
+    TraceTreePage,
     Trajectory,
 )
 from schemas.paths import file_under, is_script_path
@@ -238,6 +240,54 @@ def list_traces(
 )
 def get_trace(request: Request, project: Project, trace_id: str) -> Response:
     return _json(_trace_or_404(request, project, trace_id))
+
+
+_SPAN_LIST = TypeAdapter(list[SpanView])
+
+# Spans per page of a trace tree: a page of 2,000 bench spans is ~2 MB of JSON, under a second.
+MAX_TREE_PAGE = 5000
+
+
+@router.get(
+    "/traces/{trace_id}/spans",
+    response_model=TraceTreePage,
+    tags=["traces"],
+    summary="One trace's span tree without payloads, paged (404 if unknown)",
+)
+def get_trace_tree(
+    request: Request,
+    project: Project,
+    trace_id: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_TREE_PAGE)] = 1000,
+    cursor: str | None = None,
+) -> Response:
+    """Spans ordered by (start time, span id) with their attributes, events and links but not
+    their payloads (``payload_keys`` names them; ``/spans/{span_id}`` resolves them) nor their
+    resource attributes; fields at their default value are left out of the JSON;
+    ``next_cursor`` reads the next page. Each page carries the summary and feedback."""
+    page: TraceTreePage | None = _state(request).store.get_trace_tree(
+        project, trace_id, limit=limit, cursor=cursor
+    )
+    if page is None:
+        raise NotFoundError(f"trace {trace_id} not found")
+    # Span fields at their defaults (empty events, links, zero tokens...) are left out: a third
+    # smaller. The page's own fields are all there (next_cursor is null on the last page).
+    head = page.model_dump_json(exclude={"spans"})
+    spans = _SPAN_LIST.dump_json(page.spans, exclude_defaults=True).decode()
+    return Response(head[:-1] + ',"spans":' + spans + "}", media_type="application/json")
+
+
+@router.get(
+    "/traces/{trace_id}/spans/{span_id}",
+    response_model=SpanView,
+    tags=["traces"],
+    summary="One span of a trace, payloads resolved (404 if unknown)",
+)
+def get_span(request: Request, project: Project, trace_id: str, span_id: str) -> Response:
+    span: SpanView | None = _state(request).store.get_span(project, trace_id, span_id)
+    if span is None:
+        raise NotFoundError(f"span {span_id} of trace {trace_id} not found")
+    return _json(span)
 
 
 @router.delete("/traces/{trace_id}", tags=["traces"], summary="Delete a trace")

@@ -57,6 +57,7 @@ from schemas.models import (
     SessionQuery,
     SpanPage,
     SpanQuery,
+    SpanView,
     Stats,
     StatsQuery,
     Suite,
@@ -67,6 +68,7 @@ from schemas.models import (
     TraceDiff,
     TracePage,
     TraceQuery,
+    TraceTreePage,
     Trajectory,
 )
 
@@ -208,6 +210,29 @@ class CollectorClient:
     def get_trace(self, trace_id: str) -> TraceDetail:
         """One trace with all spans; ``NotFoundError`` if unknown in this project."""
         return self._get_model(f"/api/v1/traces/{trace_id}", TraceDetail)
+
+    def get_trace_tree(
+        self, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> TraceTreePage:
+        """One page of a trace's spans without payloads (``payload_keys`` names them);
+        ``NotFoundError`` if the trace is unknown in this project."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._get_model(f"/api/v1/traces/{trace_id}/spans", TraceTreePage, params=params)
+
+    def get_trace_tree_all(self, trace_id: str, *, page_size: int = 5000) -> TraceTreePage:
+        """Every span of a trace without payloads: the pages of :meth:`get_trace_tree` joined."""
+        page = self.get_trace_tree(trace_id, limit=page_size)
+        spans = list(page.spans)
+        while page.next_cursor:
+            page = self.get_trace_tree(trace_id, limit=page_size, cursor=page.next_cursor)
+            spans.extend(page.spans)
+        return page.model_copy(update={"spans": spans, "next_cursor": None})
+
+    def get_span(self, trace_id: str, span_id: str) -> SpanView:
+        """One span with its payloads resolved; ``NotFoundError`` if unknown in this project."""
+        return self._get_model(f"/api/v1/traces/{trace_id}/spans/{span_id}", SpanView)
 
     def add_feedback(
         self,

@@ -20,6 +20,7 @@ from schemas.models import (
     TracePage,
     TraceQuery,
     TraceSummary,
+    TraceTreePage,
     Trajectory,
 )
 from schemas.settings import Settings
@@ -44,6 +45,7 @@ __all__ = [
     "TracePage",
     "TraceQuery",
     "TraceSummary",
+    "TraceTreePage",
     "Trajectory",
     "attributes",
     "load_migrations",

@@ -144,6 +144,11 @@ class SpanView(_Model):
     step_index: int = -1
     session_id: str = ""
     user_id: str = ""
+    payload_keys: list[str] = Field(
+        default_factory=list,
+        description="In a span tree (GET /traces/{id}/spans): the attribute keys whose values are "
+        "payloads, left out of attributes; GET /traces/{id}/spans/{span_id} resolves them",
+    )
 
 
 class TraceSummary(_Model):
@@ -283,6 +288,17 @@ class TraceDetail(_Model):
     trace: TraceSummary
     spans: list[SpanView]
     feedback: list[Feedback] = Field(default_factory=list)
+
+
+class TraceTreePage(_Model):
+    """A page of one trace's spans without their payloads (``GET /traces/{id}/spans``), ordered
+    by (start time, span id); ``next_cursor`` reads on. Each page carries the trace's summary
+    and feedback."""
+
+    trace: TraceSummary
+    spans: list[SpanView]
+    feedback: list[Feedback] = Field(default_factory=list)
+    next_cursor: str | None = None
 
 
 class TracePage(_Model):

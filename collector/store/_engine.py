@@ -36,6 +36,7 @@ from schemas.models import (
     SpanPage,
     SpanQuery,
     SpanRecord,
+    SpanView,
     Stats,
     StatsBucket,
     StatsQuery,
@@ -46,6 +47,7 @@ from schemas.models import (
     TraceDetail,
     TracePage,
     TraceQuery,
+    TraceTreePage,
 )
 
 # Settings every span insert carries: exactly-once through the views too (migration 0002 gives
@@ -230,6 +232,52 @@ class SqlTraceStore(TraceStore):
             spans=[_rows.span_from_row(r, payloads) for r in rows],
             feedback=self.list_feedback(project, trace_id),
         )
+
+    def get_trace_tree(
+        self, project: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> TraceTreePage | None:
+        after: tuple[int, str] = (-1, "")
+        if cursor:
+            ts, span_id = q.decode_cursor(cursor, 2)
+            if not (isinstance(ts, int) and isinstance(span_id, str)):
+                raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
+            after = (ts, span_id)
+        params = {"project": project, "trace_id": trace_id}
+        rows = self._span_rows(
+            q.TRACE_TREE_SQL, {**params, "c_ts": after[0], "c_span": after[1], "limit": limit + 1}
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if not cursor and not more:
+            # The whole trace in one page (the usual case): its summary from its spans, by the
+            # view's rules, without another round trip.
+            if not rows:
+                return None
+            trace = _rows.summary_from_spans(rows)
+        else:
+            summary = self._rows(
+                q.TRACE_SUMMARY_SQL, {**params, "failed_statuses": list(q.FAILED_RUN_STATUSES)}
+            )
+            if not summary:
+                return None
+            trace = _rows.summary_from_row(summary[0])
+        next_cursor = None
+        if more and rows:
+            next_cursor = q.encode_cursor([int(rows[-1]["StartNs"]), str(rows[-1]["SpanId"])])
+        return TraceTreePage.model_construct(
+            trace=trace,
+            spans=[_rows.span_from_row(r, {}, tree=True) for r in rows],
+            feedback=self.list_feedback(project, trace_id),
+            next_cursor=next_cursor,
+        )
+
+    def get_span(self, project: str, trace_id: str, span_id: str) -> SpanView | None:
+        rows = self._span_rows(
+            q.TRACE_SPAN_SQL, {"project": project, "trace_id": trace_id, "span_id": span_id}
+        )
+        if not rows:
+            return None
+        return _rows.span_from_row(rows[0], self._resolve(project, rows))
 
     def has_trace(self, project: str, trace_id: str) -> bool:
         found = self._rows(q.TRACE_RANGE_SQL, {"project": project, "trace_id": trace_id})

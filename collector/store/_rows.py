@@ -65,14 +65,20 @@ def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
     return found
 
 
-def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> SpanView:
+def span_from_row(
+    row: Mapping[str, Any], payloads: Mapping[str, bytes], *, tree: bool = False
+) -> SpanView:
     """A span row as the API view, with payload references resolved into attributes.
+
+    With ``tree`` the payloads and resource attributes are left out and ``payload_keys`` names
+    the payload attributes.
 
     The row comes from the store's own typed columns, so the models are built without
     re-validation (``model_construct``): every value is converted to its field's type here.
     """
     attributes = as_map(row["SpanAttributes"])
-    for key, digest in as_map(row["PayloadRefs"]).items():
+    refs = as_map(row["PayloadRefs"])
+    for key, digest in refs.items():
         blob = payloads.get(digest)
         if blob is not None:
             attributes[key] = blob.decode("utf-8", errors="replace")
@@ -122,7 +128,8 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
         status=str(row["StatusCode"]),
         status_message=str(row["StatusMessage"]),
         attributes=attributes,
-        resource_attributes=as_map(row["ResourceAttributes"]),
+        # A tree leaves the resource out too: the same few keys repeated on every span.
+        resource_attributes={} if tree else as_map(row["ResourceAttributes"]),
         events=events,
         links=links,
         operation=str(row["Operation"]),
@@ -134,6 +141,7 @@ def span_from_row(row: Mapping[str, Any], payloads: Mapping[str, bytes]) -> Span
         step_index=int(row["StepIndex"]),
         session_id=str(row["SessionId"]),
         user_id=str(row["UserId"]),
+        payload_keys=sorted(refs) if tree else [],
     )
 
 

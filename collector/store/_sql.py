@@ -190,6 +190,39 @@ WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
 
+# --- one trace, lazily -------------------------------------------------------------------------
+# A page of a trace's spans in (start, span id) order after a keyset cursor, each span once (its
+# copies share the start time, see search_spans). Payloads are not read: a tree of a 10,000-span
+# trace stays small; TRACE_SPAN_SQL reads one span whose payloads the caller resolves.
+_TRACE_BOUNDED = f"""
+WITH (
+    SELECT (min(Start), max(End))
+    FROM {TRACE_ID_TS_TABLE}
+    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+) AS bounds
+SELECT {SPAN_SELECT}, InputPreview, OutputPreview
+FROM {SPANS_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+  AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
+"""
+
+TRACE_TREE_SQL = (
+    _TRACE_BOUNDED
+    + """  AND (toUnixTimestamp64Nano(Timestamp), SpanId) > ({c_ts:Int64}, {c_span:String})
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY Timestamp, SpanId
+LIMIT {limit:UInt32}
+"""
+)
+
+TRACE_SPAN_SQL = (
+    _TRACE_BOUNDED
+    + """  AND SpanId = {span_id:String}
+ORDER BY Timestamp
+LIMIT 1
+"""
+)
+
 # The hex hash is aliased HashHex: an alias named Hash would replace the column in WHERE, and
 # toString(Hash) IN (...) cannot use the primary key (every granule was read).
 PAYLOADS_SQL = f"""
@@ -250,6 +283,14 @@ SUMMARY_COLUMNS = f"""
     max(ReplayOf) AS ReplayOf_,
     max(SessionId) AS SessionId_,
     max(UserId) AS UserId_
+"""
+
+# One trace's summary from the summaries view (the rules summary_from_spans follows).
+TRACE_SUMMARY_SQL = f"""
+SELECT {SUMMARY_COLUMNS}
+FROM {SUMMARIES_TABLE}
+WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+GROUP BY TraceId
 """
 
 SORT_COLUMNS: dict[str, str] = {

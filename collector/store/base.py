@@ -21,6 +21,7 @@ from schemas.models import (
     SpanPage,
     SpanQuery,
     SpanRecord,
+    SpanView,
     Stats,
     StatsQuery,
     Suite,
@@ -29,6 +30,7 @@ from schemas.models import (
     TraceDetail,
     TracePage,
     TraceQuery,
+    TraceTreePage,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +101,17 @@ class TraceStore(ABC):
     @abstractmethod
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
         """All spans of one trace, ordered by start time, payloads resolved; None if unknown."""
+
+    @abstractmethod
+    def get_trace_tree(
+        self, project: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> TraceTreePage | None:
+        """A page of one trace's spans without payloads (``payload_keys`` names them), ordered
+        by (start, span id), with the trace's summary and feedback; None if unknown."""
+
+    @abstractmethod
+    def get_span(self, project: str, trace_id: str, span_id: str) -> SpanView | None:
+        """One span of a trace, payloads resolved; None if unknown."""
 
     @abstractmethod
     def list_traces(self, project: str, query: TraceQuery) -> TracePage:

@@ -270,6 +270,54 @@ def test_large_trace_round_trip(store: TraceStore) -> None:
     assert store.get_payloads("p", list(payloads)) == payloads
 
 
+def test_trace_tree_pages_without_payloads_and_one_span_with_them(store: TraceStore) -> None:
+    """The lazy reads: pages of the span tree cover the trace once, in order, without payloads;
+    one span comes with them; both are scoped to the project."""
+    trace_id, spans, payloads = make_run("p")
+    root = spans[0]
+    for i in range(40):
+        blob = json.dumps({"step": i}).encode()
+        payloads[_sha(blob)] = blob
+        spans.append(
+            root.model_copy(
+                update={
+                    "span_id": f"{i:016x}",
+                    "parent_span_id": root.span_id,
+                    "name": "chat big",
+                    # pairs of spans share a start time: the cursor orders by (start, span id)
+                    "start_time_unix_nano": root.start_time_unix_nano + (i // 2 + 100) * MS,
+                    "payload_refs": {attr.GEN_AI_INPUT_MESSAGES: _sha(blob)},
+                }
+            )
+        )
+    store.insert_spans("p", spans, payloads)
+    full = store.get_trace("p", trace_id)
+    assert full is not None and len(full.spans) == 43
+
+    whole = store.get_trace_tree("p", trace_id)
+    assert whole is not None and whole.next_cursor is None and whole.trace == full.trace
+    assert [s.span_id for s in whole.spans] == [s.span_id for s in full.spans]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.get_trace_tree("p", trace_id, limit=7, cursor=cursor)
+        assert page is not None and len(page.spans) <= 7 and page.trace == full.trace
+        seen += [s.span_id for s in page.spans]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [s.span_id for s in full.spans]
+    for stub, span in zip(whole.spans, full.spans, strict=True):
+        assert attr.GEN_AI_INPUT_MESSAGES not in stub.attributes
+        assert stub.payload_keys == sorted(set(span.attributes) & attr.PAYLOAD_KEYS)
+        assert store.get_span("p", trace_id, span.span_id) == span
+    assert store.get_trace_tree("other", trace_id) is None
+    assert store.get_span("other", trace_id, full.spans[5].span_id) is None
+    assert store.get_span("p", trace_id, "f" * 16) is None
+    with pytest.raises(InvalidInputError, match="invalid cursor"):
+        store.get_trace_tree("p", trace_id, cursor="bogus")
+
+
 def test_text_with_quotes_backslashes_and_tabs_is_bound_exactly(store: TraceStore) -> None:
     odd = 'it\'s "odd" \\ back\tslash\nnewline'
     trace_id, spans, payloads = make_run("p", question=f"why is {odd} here", answer="ok")

@@ -140,7 +140,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     _trace_link(page, stack.paused_trace).click()
     expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.paused_trace}"))
     expect(page.get_by_text("Span tree")).to_be_visible()
-    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
     _select(page, "Selected span", re.compile("execute_tool run_python"))
     expect(page.get_by_text("of run_python")).to_be_visible()
     # (the span tree's sandbox column says gvisor too, in canvas cells that are not visible text)

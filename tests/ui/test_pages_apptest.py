@@ -260,7 +260,7 @@ def test_tool_span_shows_arguments_result_sandbox_and_workspace(
         _app(monkeypatch, seeded.collector.url), "trace", trace=seeded.traces.ok, span=tool_span
     )
     _no_exception(at)
-    assert at.get("plotly_chart"), "the waterfall timeline is drawn"
+    assert at.get("vega_lite_chart"), "the waterfall timeline is drawn"
     tree = at.dataframe[0].value
     assert len(tree) == 4 and tree["span"].iloc[0].startswith("invoke_agent")
     # where each tool step ran, in the tree itself

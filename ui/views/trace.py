@@ -23,17 +23,21 @@ _WAITING = {"running", "pending_approval"}
 st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
-# Selecting spans reruns this page; keep the fetched trace for the session so a big trace is
-# fetched once, not on every click. "Reload" (or another trace) fetches it again.
+# The page reads the span tree without payloads (GET /traces/{id}/spans: a 10,000-span trace
+# is a few MB, not tens) and the selected span whole on demand. Selecting spans reruns this
+# page; keep the tree and the spans opened for the session so a big trace is fetched once, not
+# on every click. "Reload" (or another trace) fetches it again.
 _CACHE_KEY = "trace-detail-cache"
+_SPANS_KEY = "trace-span-cache"
 _CACHE_SECONDS = 60.0
 cached = st.session_state.get(_CACHE_KEY)
 if st.sidebar.button("Reload trace") or not (
     cached and cached[0] == trace_id and time.monotonic() - cached[1] < _CACHE_SECONDS
 ):
     with shown_errors(f"load trace {trace_id}"):
-        detail = client().get_trace(trace_id)
+        detail = client().get_trace_tree_all(trace_id)
     st.session_state[_CACHE_KEY] = (trace_id, time.monotonic(), detail)
+    st.session_state[_SPANS_KEY] = {}
 else:
     detail = cached[2]
 
@@ -223,7 +227,7 @@ with left:
             selected_id = picked
 with right:
     st.markdown("**Timeline**")
-    st.plotly_chart(waterfall(shown, selected_id), key="timeline", width="stretch")
+    st.vega_lite_chart(spec=waterfall(shown, selected_id), key="timeline", width="stretch")
 
 labels = {
     r.span.span_id: f"{'· ' * r.depth}{r.span.name} ({r.duration_ms:,.0f} ms)"
@@ -246,6 +250,13 @@ if choice != url_span:
     st.query_params["span"] = choice
 st.session_state["span-param"] = choice
 span = next(r.span for r in shown if r.span.span_id == choice)
+# The selected span whole (its payloads: messages, tool arguments and results; its resource),
+# fetched once per session.
+opened = st.session_state.setdefault(_SPANS_KEY, {})
+if choice not in opened:
+    with shown_errors(f"load span {choice}"):
+        opened[choice] = client().get_span(trace_id, choice)
+span = opened[choice]
 st.divider()
 with st.container(border=True):
     render_span(span)
