@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
@@ -12,14 +11,13 @@ from ui._connection import client, price_table, shown_errors
 from ui._escape import md_code, md_text
 from ui._links import trace_link
 
-_PRELOAD = go.Figure(
-    layout={
-        "height": 10,
-        "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-        "xaxis": {"visible": False},
-        "yaxis": {"visible": False},
-    }
-)
+# An empty, 10-pixel Vega-Lite chart: the trace page draws its timeline with Vega-Lite.
+_PRELOAD: dict[str, object] = {
+    "data": {"values": []},
+    "mark": "point",
+    "height": 10,
+    "config": {"view": {"stroke": None}},
+}
 
 st.title("Traces")
 
@@ -194,9 +192,7 @@ if nav[1].button("Next page", disabled=page.next_cursor is None):
     st.rerun()
 # Last on the page, after the list is drawn: an empty 10-pixel chart makes the browser load the
 # charting library now, so a trace opened from here draws its timeline without that wait.
-st.plotly_chart(
-    _PRELOAD, key="preload-charts", config={"staticPlot": True, "displayModeBar": False}
-)
+st.vega_lite_chart(_PRELOAD, key="preload-charts")
 nav[2].caption(
     f"Page {len(cursors) + 1} · {len(page.traces)} traces"
     + (" · more available" if page.next_cursor else "")
