@@ -235,3 +235,48 @@ def revoke_key(key_id: str, data_dir: Path | None, clickhouse_url: str | None) -
     if not found:
         raise ConfigError(f"no API key with id {key_id!r}")
     click.echo(f"revoked {key_id}")
+
+
+# --- migrate ----------------------------------------------------------------------------------
+
+
+@click.command()
+@_store_options
+@click.option(
+    "--database",
+    default=None,
+    help="ClickHouse database (default retrace; RETRACE_CLICKHOUSE_DATABASE).",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    help="Create the schema ON CLUSTER (replicated + Distributed; RETRACE_CLICKHOUSE_CLUSTER).",
+)
+def migrate(
+    data_dir: Path | None, clickhouse_url: str | None, database: str | None, cluster: str | None
+) -> None:
+    """Create or upgrade the store's schema, then exit.
+
+    Run it once before starting several collectors on one ClickHouse (or cluster), or before
+    pointing stock OpenTelemetry Collectors' ClickHouse exporter at its database.
+    """
+    from collector.store import open_store
+    from schemas.migrations import SCHEMA_VERSION
+
+    settings = _settings(
+        data_dir=data_dir,
+        clickhouse_url=clickhouse_url,
+        clickhouse_database=database,
+        clickhouse_cluster=cluster,
+    )
+    store = open_store(settings)
+    try:
+        where = (
+            f"database {settings.clickhouse_database} at {settings.clickhouse_url}"
+            + (f" (cluster {settings.clickhouse_cluster})" if settings.clickhouse_cluster else "")
+            if settings.clickhouse_url
+            else f"the embedded store in {settings.data_dir}"
+        )
+    finally:
+        store.close()
+    click.echo(f"schema version {SCHEMA_VERSION} in {where}")

@@ -21,6 +21,7 @@ from schemas.errors import RetraceError
 COMMANDS: dict[str, str] = {
     "serve": "collector.cli:serve",
     "keys": "collector.cli:keys",
+    "migrate": "collector.cli:migrate",
     "run": "runner.commands:run",
     "demo": "runner.commands:demo",
     "approve": "runner.commands:approve",

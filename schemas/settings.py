@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
     clickhouse_database: str = "retrace"
+    clickhouse_cluster: str | None = Field(
+        None,
+        description=(
+            "A ClickHouse cluster name (remote_servers): create the schema ON CLUSTER as "
+            "Replicated*MergeTree local tables behind Distributed tables (schemas/cluster.py)."
+        ),
+    )
 
     # --- collector ---------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from schemas.derived_sql import DERIVED_DEFAULTS as _D
 from schemas.migrations import MIGRATIONS_TABLE
 
 __all__ = [
@@ -50,6 +51,9 @@ class Column:
     ``field`` is the model field the column holds (spans: a ``SpanRecord`` field, or
     ``events.<SpanEvent field>`` / ``links.<SpanLink field>`` for the Nested sub-columns).
     ``derived`` marks the spans' columns ``collector.conventions.derive_columns`` computes.
+    ``default`` is the DDL ``DEFAULT`` as written; when it is an expression (the spans' Retrace
+    columns derive their value from the attributes, ``schemas.derived_sql``), ``fallback`` is the
+    literal it gives a span that carries nothing to derive from.
     """
 
     name: str
@@ -58,6 +62,7 @@ class Column:
     default: str = ""
     field: str = ""
     derived: bool = False
+    fallback: str = ""
 
     @property
     def nullable(self) -> bool:
@@ -65,10 +70,11 @@ class Column:
 
     @property
     def default_value(self) -> object:
-        """The ``DEFAULT`` as a Python value when it is a literal (``''``, ``0``, ``-1``), else
-        None (no default, or an expression such as ``now64(3)``)."""
+        """The ``DEFAULT`` as a Python value when it is a literal (``''``, ``0``, ``-1``), or the
+        ``fallback`` of an expression; else None (no default, or ``now64(3)``)."""
+        literal = self.fallback or self.default
         try:
-            return ast.literal_eval(self.default) if self.default else None
+            return ast.literal_eval(literal) if literal else None
         except (ValueError, SyntaxError):
             return None
 
@@ -106,7 +112,17 @@ _MS = pa.timestamp("ms")
 _LC = "LowCardinality(String)"
 _CH_MAP = "Map(LowCardinality(String), String)"
 
-# The OpenTelemetry Collector ClickHouse exporter's columns, then Retrace's (migration 0001).
+
+def _derived(name: str, clickhouse: str, arrow: pa.DataType, field: str, fallback: str) -> Column:
+    """A Retrace column ``collector.conventions`` derives at ingest; its DDL default derives the
+    same in ClickHouse for rows the OTel Collector's exporter writes (migration 0007)."""
+    return Column(
+        name, clickhouse, arrow, default=_D[name], field=field, derived=True, fallback=fallback
+    )
+
+
+# The OpenTelemetry Collector ClickHouse exporter's columns, then Retrace's (migration 0001;
+# the defaults of Retrace's columns derive them from the attributes since 0007).
 SPANS = Table(
     "otel_traces",
     (
@@ -137,24 +153,42 @@ SPANS = Table(
         Column("Links.SpanId", "Array(String)", pa.list_(_STR), field="links.span_id"),
         Column("Links.TraceState", "Array(String)", pa.list_(_STR), field="links.trace_state"),
         Column("Links.Attributes", f"Array({_CH_MAP})", pa.list_(_MAP), field="links.attributes"),
-        Column("ProjectId", _LC, _STR, default="'default'", field="project_id"),
-        Column("Operation", _LC, _STR, default="''", field="operation", derived=True),
-        Column("AgentName", _LC, _STR, default="''", field="agent_name", derived=True),
-        Column("Model", _LC, _STR, default="''", field="model", derived=True),
-        Column("ToolName", _LC, _STR, default="''", field="tool_name", derived=True),
         Column(
-            "InputTokens", "UInt64", pa.uint64(), default="0", field="input_tokens", derived=True
+            "ProjectId",
+            _LC,
+            _STR,
+            default=_D["ProjectId"],
+            field="project_id",
+            fallback="'default'",
         ),
-        Column(
-            "OutputTokens", "UInt64", pa.uint64(), default="0", field="output_tokens", derived=True
-        ),
-        Column("StepIndex", "Int32", pa.int32(), default="-1", field="step_index", derived=True),
+        _derived("Operation", _LC, _STR, "operation", "''"),
+        _derived("AgentName", _LC, _STR, "agent_name", "''"),
+        _derived("Model", _LC, _STR, "model", "''"),
+        _derived("ToolName", _LC, _STR, "tool_name", "''"),
+        _derived("InputTokens", "UInt64", pa.uint64(), "input_tokens", "0"),
+        _derived("OutputTokens", "UInt64", pa.uint64(), "output_tokens", "0"),
+        _derived("StepIndex", "Int32", pa.int32(), "step_index", "-1"),
         # Session (conversation) and end user (migration 0006).
-        Column("SessionId", "String", _STR, default="''", field="session_id", derived=True),
-        Column("UserId", "String", _STR, default="''", field="user_id", derived=True),
+        _derived("SessionId", "String", _STR, "session_id", "''"),
+        _derived("UserId", "String", _STR, "user_id", "''"),
         Column("PayloadRefs", _CH_MAP, _MAP, field="payload_refs"),
-        Column("InputPreview", "String", _STR, default="''", field="input_preview"),
-        Column("OutputPreview", "String", _STR, default="''", field="output_preview"),
+        # Previews of root and chat spans (collector.otlp._previews; derived by 0007's default).
+        Column(
+            "InputPreview",
+            "String",
+            _STR,
+            default=_D["InputPreview"],
+            field="input_preview",
+            fallback="''",
+        ),
+        Column(
+            "OutputPreview",
+            "String",
+            _STR,
+            default=_D["OutputPreview"],
+            field="output_preview",
+            fallback="''",
+        ),
         Column("IngestedAt", "DateTime64(3)", default="now64(3)"),
     ),
 )

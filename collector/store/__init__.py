@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collector._span_batch import SPAN_SCHEMA, spans_to_arrow
 from collector.store.base import TraceStore
+from schemas.errors import ConfigError
 from schemas.settings import Settings
 
 __all__ = ["SPAN_SCHEMA", "TraceStore", "open_store", "spans_to_arrow"]
@@ -23,6 +24,11 @@ def open_store(settings: Settings, *, migrate: bool = True) -> TraceStore:
     cannot be reached.
     """
     store: TraceStore
+    if settings.clickhouse_cluster and not settings.clickhouse_url:
+        raise ConfigError(
+            "RETRACE_CLICKHOUSE_CLUSTER names a ClickHouse cluster: it needs a server "
+            "(RETRACE_CLICKHOUSE_URL / --clickhouse-url), not the embedded store"
+        )
     if settings.clickhouse_url:
         from collector.store.clickhouse import ClickHouseTraceStore
 
@@ -31,6 +37,7 @@ def open_store(settings: Settings, *, migrate: bool = True) -> TraceStore:
             user=settings.clickhouse_user,
             password=settings.clickhouse_password.get_secret_value(),
             database=settings.clickhouse_database,
+            cluster=settings.clickhouse_cluster,
         )
     else:
         from collector.store.chdb import ChdbTraceStore

@@ -80,6 +80,11 @@ class SqlTraceStore(TraceStore):
     def _create_database(self) -> None:
         """Create the store's database if needed and make it the current one."""
 
+    def _ddl(self, statement: str) -> list[str]:
+        """The statements that apply one migration statement to this store (a cluster store
+        rewrites it, ``schemas.cluster``)."""
+        return [statement]
+
     def _query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return its result as Arrow (backends override to skip polars)."""
         return self._query(sql, params).to_arrow()
@@ -101,7 +106,8 @@ class SqlTraceStore(TraceStore):
     # --- lifecycle -----------------------------------------------------------------------------
     def migrate(self) -> int:
         self._create_database()
-        self._command(q.MIGRATIONS_DDL)
+        for ddl in self._ddl(q.MIGRATIONS_DDL):
+            self._command(ddl)
         applied = {int(r["Version"]) for r in self._rows(q.APPLIED_VERSIONS_SQL)}
         newest = max(applied, default=0)
         if newest > SCHEMA_VERSION:
@@ -113,7 +119,8 @@ class SqlTraceStore(TraceStore):
             if migration.version in applied:
                 continue
             for statement in migration.statements:
-                self._command(statement)
+                for ddl in self._ddl(statement):
+                    self._command(ddl)
             self._command(
                 q.RECORD_MIGRATION_SQL,
                 {"version": migration.version, "description": migration.description},

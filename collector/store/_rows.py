@@ -119,13 +119,13 @@ def span_from_row(
         span_id=str(row["SpanId"]),
         parent_span_id=str(row["ParentSpanId"]),
         name=str(row["SpanName"]),
-        kind=str(row["SpanKind"]),
+        kind=_spelled(str(row["SpanKind"])),
         service_name=str(row["ServiceName"]),
         start_time=from_ns(start_ns),
         end_time=from_ns(start_ns + duration),
         start_time_unix_nano=start_ns,
         duration_ns=duration,
-        status=str(row["StatusCode"]),
+        status=_spelled(str(row["StatusCode"])),
         status_message=str(row["StatusMessage"]),
         attributes=attributes,
         # A tree leaves the resource out too: the same few keys repeated on every span.
@@ -143,6 +143,25 @@ def span_from_row(
         user_id=str(row["UserId"]),
         payload_keys=sorted(refs) if tree else [],
     )
+
+
+# How OTel Collector ClickHouse exporters before pdata's short names spelled status codes and
+# span kinds (rows they wrote straight into otel_traces): read in Retrace's spelling.
+_OLD_SPELLINGS: dict[str, str] = {
+    "STATUS_CODE_UNSET": "Unset",
+    "STATUS_CODE_OK": "Ok",
+    "STATUS_CODE_ERROR": "Error",
+    "SPAN_KIND_UNSPECIFIED": "Unspecified",
+    "SPAN_KIND_INTERNAL": "Internal",
+    "SPAN_KIND_SERVER": "Server",
+    "SPAN_KIND_CLIENT": "Client",
+    "SPAN_KIND_PRODUCER": "Producer",
+    "SPAN_KIND_CONSUMER": "Consumer",
+}
+
+
+def _spelled(value: str) -> str:
+    return _OLD_SPELLINGS.get(value, value)
 
 
 def ordered_unique_spans(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,15 +15,20 @@ import pyarrow as pa
 
 from collector.store import _sql as q
 from collector.store._engine import SqlTraceStore
+from schemas.cluster import ClusterDDLError, cluster_statements, create_database_statement
 from schemas.errors import ConfigError, StoreError
 
 
 class ClickHouseTraceStore(SqlTraceStore):
-    """A store in database ``database`` of the server at ``url`` (http[s]://host[:port])."""
+    """A store in database ``database`` of the server at ``url`` (http[s]://host[:port]);
+    with ``cluster``, of that ClickHouse cluster (``RETRACE_CLICKHOUSE_CLUSTER``): the schema is
+    created ``ON CLUSTER`` as replicated local tables behind Distributed ones."""
 
     backend_name = "clickhouse"
 
-    def __init__(self, url: str, *, user: str, password: str, database: str) -> None:
+    def __init__(
+        self, url: str, *, user: str, password: str, database: str, cluster: str | None = None
+    ) -> None:
         super().__init__()
         import clickhouse_connect
         from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -34,6 +39,13 @@ class ClickHouseTraceStore(SqlTraceStore):
             raise ConfigError(f"invalid ClickHouse URL {url!r}: expected http[s]://host[:port]")
         q.quote_identifier(database)
         self.database = database
+        # On a cluster (schemas.cluster): the schema is sharded and replicated, and an insert
+        # through a Distributed table returns once the shards have the rows, so an acknowledged
+        # spool batch is stored (and a migration's backfill is there for its next statement).
+        self.cluster = cluster or None
+        self._settings: dict[str, Any] = (
+            {"distributed_foreground_insert": 1} if self.cluster else {}
+        )
         self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")
         try:
             self._client: Any = clickhouse_connect.get_client(
@@ -55,7 +67,9 @@ class ClickHouseTraceStore(SqlTraceStore):
     # --- primitives ----------------------------------------------------------------------------
     def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
-            self._live().command(sql, parameters=dict(params) if params else None)
+            self._live().command(
+                sql, parameters=dict(params) if params else None, settings=self._settings or None
+            )
         except self._errors as exc:
             raise StoreError(f"ClickHouse at {self.url} failed: {exc}") from exc
 
@@ -75,7 +89,8 @@ class ClickHouseTraceStore(SqlTraceStore):
 
     def _insert(self, table: str, data: pa.Table, settings: Mapping[str, Any]) -> None:
         try:
-            self._live().insert_arrow(table, data, settings=dict(settings) if settings else None)
+            merged = {**self._settings, **settings}
+            self._live().insert_arrow(table, data, settings=merged or None)
         except self._errors as exc:
             raise StoreError(
                 f"ClickHouse at {self.url}: insert into {table} failed: {exc}"
@@ -88,8 +103,19 @@ class ClickHouseTraceStore(SqlTraceStore):
 
     def _create_database(self) -> None:
         self._live().database = None
-        self._command(q.create_database_sql(self.database))
+        statement = q.create_database_sql(self.database)
+        if self.cluster:
+            statement = create_database_statement(statement, self.cluster)
+        self._command(statement)
         self._live().database = self.database
+
+    def _ddl(self, statement: str) -> list[str]:
+        if not self.cluster:
+            return [statement]
+        try:
+            return cluster_statements(statement, self.cluster, self.database)
+        except ClusterDDLError as exc:
+            raise StoreError(f"cannot apply the schema to cluster {self.cluster}: {exc}") from exc
 
     def close(self) -> None:
         if self._client is not None:

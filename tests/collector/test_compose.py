@@ -112,3 +112,85 @@ def test_dockerfile_matches_the_project() -> None:
     assert ctx.params["grpc_port"] == DEFAULT_GRPC_PORT
     for package in ("retrace", "schemas", "collector", "runner", "replay", "ui"):
         assert f"COPY {package} ./{package}" in text
+
+
+# --- the "cluster" profile (docs/scale-out.md) --------------------------------------------------
+CLUSTER_SERVICES = {
+    "keeper",
+    "ch1",
+    "ch2",
+    "migrate",
+    "collector-1",
+    "collector-2",
+    "lb",
+    "otelcol",
+}
+
+
+def test_cluster_profile_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    profiled = {n for n, s in services.items() if "cluster" in s.get("profiles", [])}
+    assert profiled == CLUSTER_SERVICES
+    # The default `docker compose up` starts none of them.
+    assert not any(services[n].get("profiles") for n in ("clickhouse", "collector", "ui"))
+    for name in ("ch1", "ch2", "keeper", "lb", "otelcol"):
+        for volume in services[name]["volumes"]:
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).is_file(), f"{name}: {source} is missing"
+
+
+def test_cluster_nodes_are_two_shards_of_the_named_cluster(compose: dict[str, Any]) -> None:
+    import xml.etree.ElementTree as ET
+
+    cluster = ET.parse(ROOT / "deploy/cluster/clickhouse-cluster.xml").getroot()
+    (named,) = list(cluster.find("remote_servers"))  # type: ignore[arg-type]
+    hosts = [r.findtext("host") for r in named.iter("replica")]
+    assert hosts == ["ch1", "ch2"]
+    assert cluster.findtext("zookeeper/node/host") == "keeper"
+    keeper = ET.parse(ROOT / "deploy/cluster/keeper.xml").getroot()
+    assert keeper.findtext("keeper_server/tcp_port") == cluster.findtext("zookeeper/node/port")
+    shards = []
+    for node in ("ch1", "ch2"):
+        macros = ET.parse(ROOT / f"deploy/cluster/clickhouse-{node}.xml").getroot()
+        assert macros.findtext("macros/replica") == node
+        shards.append(macros.findtext("macros/shard"))
+    assert len(set(shards)) == 2
+    migrate = compose["services"]["migrate"]
+    command, ctx = _command(migrate["command"])
+    assert command.name == "migrate" and ctx.params["cluster"] == named.tag
+    assert migrate["environment"]["RETRACE_CLICKHOUSE_CLUSTER"] == named.tag
+
+
+def test_cluster_collectors_have_their_own_spools_behind_the_balancer(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    spools = []
+    for name in ("collector-1", "collector-2"):
+        collector = services[name]
+        command, ctx = _command(collector["command"])
+        assert command.name == "serve" and ctx.params["port"] == DEFAULT_COLLECTOR_PORT
+        assert urlsplit(ctx.params["clickhouse_url"]).hostname in ("ch1", "ch2")
+        assert collector["environment"]["RETRACE_CLICKHOUSE_CLUSTER"] == "retrace"
+        assert collector["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        spools.append(collector["volumes"][0].split(":")[0])
+    assert len(set(spools)) == 2
+    assert set(spools) <= set(compose["volumes"])
+    nginx = (ROOT / "deploy/cluster/nginx.conf").read_text()
+    upstream = re.findall(r"server (collector-\d):(\d+)", nginx)
+    port = str(DEFAULT_COLLECTOR_PORT)
+    assert upstream == [("collector-1", port), ("collector-2", port)]
+    assert f"listen {DEFAULT_COLLECTOR_PORT};" in nginx
+
+
+def test_stock_otel_collector_writes_into_retraces_tables(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "deploy/cluster/otelcol.yaml").read_text())
+    exporter = config["exporters"]["clickhouse"]
+    assert exporter["create_schema"] is False
+    assert exporter["traces_table_name"] == "otel_traces"
+    assert (
+        exporter["database"]
+        == compose["services"]["migrate"]["environment"]["RETRACE_CLICKHOUSE_DATABASE"]
+    )
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["clickhouse"]

@@ -24,6 +24,7 @@ PRODUCT_COMMANDS = [
     "export",
     "feedback",
     "keys",
+    "migrate",
     "reject",
     "replay",
     "resume",

@@ -20,11 +20,28 @@ from schemas.tables import SPANS, TABLES, Table
 Layout = dict[str, list[tuple[str, str, str, str]]]
 
 
-def _declared(tables: tuple[Table, ...] = TABLES) -> Layout:
+def _formatted(store: ChdbTraceStore, expression: str) -> str:
+    """A default expression as ClickHouse's formatter writes it (``system.columns`` reports
+    defaults so; the declaration writes the long derived ones readably)."""
+    if not expression:
+        return ""
+    rows = store._rows(
+        "SELECT formatQuerySingleLine({q:String}) AS f", {"q": f"SELECT {expression}"}
+    )
+    return str(rows[0]["f"])
+
+
+def _declared(store: ChdbTraceStore, tables: tuple[Table, ...] = TABLES) -> Layout:
     """(name, type, default kind, default) of each declared column, per table."""
     return {
         t.name: [
-            (c.name, c.clickhouse, "DEFAULT" if c.default else "", c.default) for c in t.columns
+            (
+                c.name,
+                c.clickhouse,
+                "DEFAULT" if c.default else "",
+                _formatted(store, c.default),
+            )
+            for c in t.columns
         ]
         for t in tables
     }
@@ -42,7 +59,9 @@ def _created(store: ChdbTraceStore) -> Layout:
     )
     out: Layout = {}
     for r in rows:
-        out.setdefault(r["t"], []).append((r["name"], r["type"], r["kind"], r["expr"]))
+        out.setdefault(r["t"], []).append(
+            (r["name"], r["type"], r["kind"], _formatted(store, r["expr"]))
+        )
     return out
 
 
@@ -60,7 +79,7 @@ def store(tmp_path: Path) -> Iterator[ChdbTraceStore]:
 @pytest.mark.integration
 def test_the_migrations_create_exactly_the_declared_columns(store: ChdbTraceStore) -> None:
     created = _created(store)
-    declared = _declared()
+    declared = _declared(store)
     assert sorted(created) == sorted(declared), (
         "the migrations create other tables than schemas.tables declares"
     )
@@ -73,9 +92,11 @@ def test_a_column_the_declaration_lacks_is_found(store: ChdbTraceStore) -> None:
     """The comparison above fails when a migration adds a column the declaration lacks."""
     store._command("ALTER TABLE otel_traces ADD COLUMN Extra String DEFAULT ''")
     created = _created(store)["otel_traces"]
-    declared = _declared()["otel_traces"]
+    declared = _declared(store)["otel_traces"]
     assert created != declared
-    assert [c for c in created if c not in declared] == [("Extra", "String", "DEFAULT", "''")]
+    assert [c for c in created if c not in declared] == [
+        ("Extra", "String", "DEFAULT", "SELECT ''")
+    ]
 
 
 # --- Arrow types --------------------------------------------------------------------------------
