@@ -56,6 +56,7 @@ SHARDING_KEYS: Final[dict[str, str]] = {
     "otel_traces_trace_id_ts": "cityHash64(TraceId)",
     "retrace_trace_summaries": "cityHash64(TraceId)",
     "retrace_feedback": "cityHash64(TraceId)",
+    "retrace_suites": "cityHash64(TraceId)",
     "retrace_payloads": "cityHash64(Hash)",
     "retrace_replays": "cityHash64(OriginalTraceId)",
     "retrace_approvals": "cityHash64(ApprovalId)",

@@ -306,7 +306,7 @@ FEEDBACK = Table(
     ),
 )
 
-# Suites: named sets of recorded traces replayed as regression tests (migration 0009).
+# Suites: named sets of recorded traces replayed as regression tests (migration 0008).
 SUITES = Table(
     "retrace_suites",
     (

@@ -1,4 +1,4 @@
--- Retrace schema v9: suites, named sets of recorded traces kept as regression tests.
+-- Retrace schema v8: suites, named sets of recorded traces kept as regression tests.
 -- One row per (project, suite, trace). Adding a trace that is already in the suite inserts
 -- nothing (the engine looks first), and two concurrent adds of the same trace collapse into one
 -- row (ReplacingMergeTree, read with FINAL). Removing a trace is a lightweight DELETE; a suite
