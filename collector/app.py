@@ -36,6 +36,7 @@ from collector.spool import IngestRecord, Spool
 from collector.store import TraceStore, open_store
 from collector.writer import RecordDecoder, SpoolWriter
 from schemas.errors import (
+    STORE_UNAVAILABLE,
     ConfigError,
     InvalidInputError,
     OverloadedError,
@@ -271,13 +272,6 @@ def _document_400_not_422(app: FastAPI) -> None:
 
 
 # --- errors -----------------------------------------------------------------------------------
-
-
-# What a client is told when the store fails: its own error text (engine messages, hosts,
-# paths) stays in the collector's log.
-STORE_UNAVAILABLE = (
-    "the trace store could not answer; retry later (details are in the collector log)"
-)
 
 
 def error_response(exc: RetraceError) -> JSONResponse:

@@ -33,6 +33,7 @@ from google.rpc.status_pb2 import Status
 from collector import otlp
 from collector._span_batch import SpanBatch
 from schemas.errors import (
+    STORE_UNAVAILABLE,
     AuthError,
     ConfigError,
     ForbiddenError,
@@ -84,8 +85,6 @@ def _status_for(exc: RetraceError) -> tuple[grpc.StatusCode, str, float | None]:
     if isinstance(exc, OverloadedError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, max(0.1, exc.retry_after)
     if isinstance(exc, StoreError):
-        from collector.app import STORE_UNAVAILABLE
-
         return grpc.StatusCode.UNAVAILABLE, STORE_UNAVAILABLE, _STORE_RETRY_S
     return grpc.StatusCode.INTERNAL, exc.message, None
 

@@ -194,3 +194,10 @@ class TrajectoryIncompleteError(ReplayError):
     """The recorded trace lacks what the chosen replay mode needs; the message names it."""
 
     code = "trajectory_incomplete"
+
+
+# What a client is told when the store fails: its own error text (engine messages, hosts,
+# paths) stays in the collector's log.
+STORE_UNAVAILABLE = (
+    "the trace store could not answer; retry later (details are in the collector log)"
+)

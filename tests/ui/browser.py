@@ -72,3 +72,13 @@ def fresh_page(browser: Browser) -> Iterator[Page]:
 
 def no_traceback(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def wait_idle(page: Page) -> None:
+    """Wait until the app's script run has finished (Streamlit marks it on the app element).
+
+    A form submitted while the page's script is still running can be dropped by Streamlit (seen
+    in Chromium on the trace page: the click lands, no rerun follows); a person clicks again,
+    a test waits for the run to end first.
+    """
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')

@@ -26,6 +26,7 @@ from tests.ui.browser import (
     no_traceback,
     start_ui,
     stop_ui,
+    wait_idle,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -69,6 +70,7 @@ def _open(stack: Stack, page: Page, trace_id: str, suites: int) -> None:
     expect(page.get_by_text("Span tree")).to_be_visible()
     # the page writes the open span into its URL while it runs: wait for that before acting
     expect(page).to_have_url(re.compile(r"span=[0-9a-f]{16}"))
+    wait_idle(page)
     page.get_by_text(f"Suites ({suites})").click()
 
 
@@ -92,10 +94,12 @@ def test_add_traces_to_a_suite_from_the_trace_page(stack: Stack) -> None:
                 page.get_by_role("button", name="Add to suite").click()
                 needs_a_name = page.get_by_text("Pick a suite or type the name of a new one.")
                 expect(needs_a_name).to_be_visible()
+                wait_idle(page)
                 page.get_by_label("…or a new suite").fill("no spaces allowed")
                 page.get_by_role("button", name="Add to suite").click()
                 expect(page.get_by_text(re.compile("invalid suite name")).first).to_be_visible()
                 no_traceback(page)
+                wait_idle(page)
 
                 # then pick the existing suite
                 page.get_by_test_id("stSelectbox").filter(has_text="Suite").click()
