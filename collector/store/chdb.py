@@ -8,7 +8,6 @@ chDB opens, records the owner's PID and command line so the second process can b
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import sys
 import threading
@@ -34,6 +33,11 @@ def _command_line() -> str:
         return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
     except OSError:
         return " ".join(sys.argv)
+
+
+def _run_with_rows(session: Any, statement: str, __retrace_rows: pa.Table) -> None:
+    """Run ``statement``: its ``Python(__retrace_rows)`` reads the Arrow table in this frame."""
+    session.query(statement)
 
 
 class StoreLock:
@@ -123,23 +127,25 @@ class ChdbTraceStore(SqlTraceStore):
         return frame
 
     def _insert(self, table: str, data: pa.Table, settings: Mapping[str, Any]) -> None:
-        sink = io.BytesIO()
-        with pa.ipc.new_stream(sink, data.schema) as writer:
-            writer.write_table(data)
+        # INSERT ... SELECT FROM Python(arrow_table), not chDB's streaming insert
+        # (``send_insert``): checked on chDB 4.4, a streaming insert whose rows the engine refuses
+        # while writing them (a CHECK constraint, a DEFAULT expression that throws) reports
+        # ``rows_written`` and raises nothing, yet stores nothing. A silently lost batch would be
+        # acknowledged and dropped from the spool; this statement raises like any other.
         columns = ", ".join(f"`{name}`" for name in data.schema.names)
         clause = ""
         if settings:
             clause = " SETTINGS " + ", ".join(
                 f"{k} = {q.render_literal(v)}" for k, v in settings.items()
             )
-        statement = f"INSERT INTO {table} ({columns}){clause}"
+        statement = (
+            f"INSERT INTO {table} ({columns}){clause} SELECT {columns} FROM Python(__retrace_rows)"
+        )
         with self._mutex:
             if self._closed:
                 raise StoreError(f"the chDB store in {self.data_dir} is closed")
             try:
-                with self._session.send_insert(statement, "ArrowStream") as inserter:
-                    inserter.append(sink.getbuffer())
-                    inserter.finish()
+                _run_with_rows(self._session, statement, data)
             except Exception as exc:
                 raise StoreError(f"chDB insert into {table} failed: {exc}") from exc
 
