@@ -1525,3 +1525,22 @@ def test_text_search_finds_any_script_in_any_case_as_written_or_json_escaped(
     assert found("Возвраты") == set()
     assert found("(.*)") == set()  # regular-expression syntax is text
     assert _ids(store, "q", TraceQuery(text="возврат")) == []
+
+
+def test_a_batch_the_engine_refuses_raises_and_stores_nothing(store: TraceStore) -> None:
+    """An insert the engine refuses row by row is an error, never a silent success.
+
+    chDB's streaming insert reports success and stores nothing when the engine refuses the rows
+    (here: a CHECK constraint): an acknowledged batch would be dropped from the spool and lost.
+    """
+    good_id, good_spans, good_payloads = make_run("p")
+    store.insert_spans("p", good_spans, good_payloads)
+    store._command(  # type: ignore[attr-defined]
+        f"ALTER TABLE {store_sql.SPANS_TABLE} ADD CONSTRAINT no_poison CHECK SpanName != 'poison'"
+    )
+    bad_id, bad_spans, bad_payloads = make_run("p", start=BASE + timedelta(minutes=1))
+    bad_spans[1] = bad_spans[1].model_copy(update={"name": "poison"})
+    with pytest.raises(StoreError, match="no_poison"):
+        store.insert_spans("p", bad_spans, bad_payloads)
+    assert store.get_trace("p", bad_id) is None
+    assert store.get_trace("p", good_id) is not None
