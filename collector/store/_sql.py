@@ -172,28 +172,9 @@ FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
-# One round trip: the lookup table's time range (a scalar subquery, evaluated first and folded
-# into constants; exact since migration 0005) prunes partitions and parts; the sort key finds the
-# trace inside them. Rows come unordered and may repeat a span (stored twice, see search_spans):
-# :func:`ordered_unique_spans` orders and deduplicates them, cheaper in Python for one trace than
-# a sort and LIMIT BY stage.
-TRACE_SPANS_SQL = f"""
-WITH (
-    SELECT (min(Start), max(End))
-    FROM {TRACE_ID_TS_TABLE}
-    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-) AS bounds
-SELECT {SPAN_SELECT}, InputPreview, OutputPreview
-FROM {SPANS_TABLE}
-WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
-  AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
-"""
-
-
-# --- one trace, lazily -------------------------------------------------------------------------
-# A page of a trace's spans in (start, span id) order after a keyset cursor, each span once (its
-# copies share the start time, see search_spans). Payloads are not read: a tree of a 10,000-span
-# trace stays small; TRACE_SPAN_SQL reads one span whose payloads the caller resolves.
+# One trace's spans in one round trip: the lookup table's time range (a scalar subquery,
+# evaluated first and folded into constants; exact since migration 0005) prunes partitions and
+# parts; the sort key finds the trace inside them.
 _TRACE_BOUNDED = f"""
 WITH (
     SELECT (min(Start), max(End))
@@ -205,6 +186,16 @@ FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
   AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
 """
+
+# The whole trace (get_trace): rows come unordered and may repeat a span (stored twice, see
+# search_spans); :func:`ordered_unique_spans` orders and deduplicates them, cheaper in Python for
+# one trace than a sort and LIMIT BY stage.
+TRACE_SPANS_SQL = _TRACE_BOUNDED
+
+# --- one trace, lazily -------------------------------------------------------------------------
+# A page of a trace's spans in (start, span id) order after a keyset cursor, each span once (its
+# copies share the start time, see search_spans). Payloads are not read: a tree of a 10,000-span
+# trace stays small; TRACE_SPAN_SQL reads one span whose payloads the caller resolves.
 
 TRACE_TREE_SQL = (
     _TRACE_BOUNDED
