@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -186,14 +186,6 @@ class ChdbHttpServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
-
-
-@pytest.fixture
-def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
-    server = ChdbHttpServer(tmp_path / "engine")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_store_outage_spools_then_503s_then_drains(

@@ -152,14 +152,6 @@ def test_undecodable_message_is_invalid_argument(server: RunningCollector) -> No
     assert not reply.HasField("partial_success")
 
 
-@pytest.fixture
-def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
-    engine = ChdbHttpServer(tmp_path / "engine")
-    engine.start()
-    yield engine
-    engine.stop()
-
-
 def test_full_spool_is_resource_exhausted_with_retry_info_and_the_retry_lands(
     tmp_path: Path, chdb_http: ChdbHttpServer, start_collector: Callable[..., RunningCollector]
 ) -> None:

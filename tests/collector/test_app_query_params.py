@@ -10,7 +10,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -277,14 +276,6 @@ def test_any_stats_query_is_answered_or_names_the_bad_parameter(
 
 
 # --- store failures ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
-    engine = ChdbHttpServer(tmp_path / "engine")
-    engine.start()
-    yield engine
-    engine.stop()
 
 
 def test_a_failing_store_is_a_generic_503_with_the_detail_only_in_the_log(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -42,14 +42,6 @@ def test_permanent_and_transient_store_errors_are_told_apart() -> None:
     assert permanent_reason(too_many_parts) is None and transient(too_many_parts)
     down = StoreError("cannot reach ClickHouse at http://127.0.0.1:1: Connection refused")
     assert permanent_reason(down) is None and not transient(down)
-
-
-@pytest.fixture
-def chdb_http(tmp_path: Path) -> Iterator[ChdbHttpServer]:
-    engine = ChdbHttpServer(tmp_path / "engine")
-    engine.start()
-    yield engine
-    engine.stop()
 
 
 def _span(trace_id: str, name: str, status_message: str = "") -> dict[str, object]:
