@@ -731,17 +731,22 @@ def stats_tools_sql(project: str, q: StatsQuery) -> Built:
     A call is one (trace, span id) however often it was stored (a store upgraded from before
     schema 5, or two collectors storing a span at once), and only the caller's span of it (see
     :func:`is_tool_call`). The ids are counted by a 64-bit hash: exact short of a collision
-    (odds ~n²/2^65), and cheaper than a set of (trace id, span id) strings."""
+    (odds ~n²/2^65), and cheaper than a set of (trace id, span id) strings. Replays' calls are
+    left out (the runs they replay are counted), and the status and kind spellings of older
+    OpenTelemetry Collector exporters (``STATUS_CODE_ERROR``, ``SPAN_KIND_SERVER``) count."""
     params: Params = {
         "project": project,
         "op_tool": attr.OP_EXECUTE_TOOL,
-        "server_kind": SpanKind.SERVER.value,
+        "server_kinds": [SpanKind.SERVER.value, "SPAN_KIND_SERVER"],
+        "error_statuses": ["Error", "STATUS_CODE_ERROR"],
         "tool_error_key": attr.RETRACE_TOOL_ERROR,
     }
     where = [
         "ProjectId = {project:String}",
         "Operation = {op_tool:String}",
-        "SpanKind != {server_kind:String}",
+        "SpanKind NOT IN {server_kinds:Array(String)}",
+        f"TraceId NOT IN (SELECT TraceId FROM {SUMMARIES_TABLE}"
+        " WHERE ProjectId = {project:String} AND ReplayOf != '')",
     ]
     time_filter = _span_time_filter(q.start, q.end, params)
     if q.service is not None:
@@ -758,7 +763,8 @@ def stats_tools_sql(project: str, q: StatsQuery) -> Built:
 SELECT ToolName AS Tool, uniqExact(cityHash64(TraceId, SpanId)) AS Calls,
        uniqExactIf(
            cityHash64(TraceId, SpanId),
-           StatusCode = 'Error' OR SpanAttributes[{{tool_error_key:String}}] = 'true'
+           StatusCode IN {{error_statuses:Array(String)}}
+               OR SpanAttributes[{{tool_error_key:String}}] = 'true'
        ) AS Errs
 FROM {SPANS_TABLE}
 WHERE {" AND ".join(where)}{time_filter}

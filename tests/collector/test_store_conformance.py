@@ -1544,3 +1544,20 @@ def test_a_batch_the_engine_refuses_raises_and_stores_nothing(store: TraceStore)
         store.insert_spans("p", bad_spans, bad_payloads)
     assert store.get_trace("p", bad_id) is None
     assert store.get_trace("p", good_id) is not None
+
+
+def test_stats_failing_tools_leave_out_replays(store: TraceStore) -> None:
+    original, spans, payloads = make_run("p", tool="run_sql", tool_fails=True)
+    store.insert_spans("p", spans, payloads)
+    for minutes, tool in ((1, "run_sql"), (2, "fetch_url")):
+        _, replay, replay_payloads = make_run(
+            "p",
+            start=BASE + timedelta(minutes=minutes),
+            tool=tool,
+            tool_fails=True,
+            attributes={attr.RETRACE_REPLAY_OF: original},
+        )
+        store.insert_spans("p", replay, replay_payloads)
+    stats = store.stats("p", StatsQuery())
+    assert stats.runs == 1
+    assert [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools] == [("run_sql", 1, 1)]

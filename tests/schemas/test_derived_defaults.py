@@ -22,7 +22,7 @@ import pytest
 from collector.otlp import CONTENT_TYPE_JSON, decode_export_request
 from collector.store import TraceStore, open_store
 from replay._trajectory import trajectory_from_detail
-from schemas.models import TraceQuery
+from schemas.models import StatsQuery, TraceQuery
 from schemas.settings import Settings
 from schemas.tables import SPANS
 
@@ -467,3 +467,6 @@ def test_older_exporter_spellings_count_as_errors_and_server_spans(store: TraceS
     assert detail is not None
     assert {s.status for s in detail.spans} == {"Error", "Unset"}
     assert {s.kind for s in detail.spans} == {"Internal", "Server"}
+    stats = store.stats("old", StatsQuery())
+    tools = [(t.tool, t.calls, t.errors) for t in stats.top_failing_tools]
+    assert tools == [("search", 1, 1)]  # the server span is no second call
