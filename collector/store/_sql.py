@@ -348,6 +348,19 @@ def _attribute_filter(attrs: Mapping[str, str], params: Params) -> list[str]:
 NEWEST_WINDOWS_S: tuple[int, ...] = (3600, 86_400, 7 * 86_400)
 
 
+def window_count_sql(project: str, low_ns: int) -> Built:
+    """The number of lookup rows (column ``n``) starting at or after ``low_ns``.
+
+    Each trace starting at or after the bound has a lookup row at or after it, so a count of at
+    most a page means the window cannot fill the page: its list statement need not run.
+    """
+    return Built(
+        f"SELECT count() AS n FROM {TRACE_ID_TS_TABLE}"
+        " WHERE ProjectId = {project:String} AND Start >= fromUnixTimestamp64Nano({lo:Int64})",
+        {"project": project, "lo": low_ns},
+    )
+
+
 def list_traces_sql(
     project: str, q: TraceQuery, *, window_start_ns: int | None = None
 ) -> tuple[Built, str]:

@@ -985,6 +985,30 @@ def test_newest_first_pages_cross_from_recent_windows_to_older_traces(store: Tra
     assert _ids(store, "p", recent) == expected[:6]
 
 
+def test_newest_first_list_after_a_quiet_hour(store: TraceStore) -> None:
+    # The last hour holds a page's worth or less: the list reads on into older traces.
+    now = datetime.now(UTC).replace(microsecond=0)
+    starts = [now - timedelta(minutes=10), now - timedelta(minutes=50)]
+    starts += [now - timedelta(hours=h) for h in (2, 3, 30)] + [now - timedelta(days=9)]
+    by_start = {}
+    for start in starts:
+        trace_id, spans, payloads = make_run("p", start=start)
+        store.insert_spans("p", spans, payloads)
+        by_start[start] = trace_id
+    expected = [by_start[s] for s in sorted(starts, reverse=True)]
+    for limit in (1, 2, 3, 5):
+        assert _ids(store, "p", TraceQuery(limit=limit)) == expected[:limit]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = store.list_traces("p", TraceQuery(limit=limit, cursor=cursor))
+            seen.extend(t.trace_id for t in page.traces)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == expected
+
+
 # --- spans, stats, delete ------------------------------------------------------------------------
 def test_search_spans(store: TraceStore, populated: dict[str, str]) -> None:
     chats = store.search_spans("p", SpanQuery(operation=attr.OP_CHAT))
