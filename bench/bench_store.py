@@ -289,6 +289,9 @@ def main() -> None:
         help="with --data-dir: when the store there already holds --spans spans, skip (a), (d), "
         "(e) and the bulk fill and only read (a 5 M-span store takes minutes to build)",
     )
+    parser.add_argument(
+        "--lists-only", action="store_true", help="with --reuse: only the reads of (c)"
+    )
     args = parser.parse_args()
 
     tmp = None
@@ -397,6 +400,13 @@ def main() -> None:
 
 def _reads(store: TraceStore, args: argparse.Namespace) -> None:
     """(b) trace fetches and (c) lists of the filled store."""
+    if not args.lists_only:
+        _fetches(store, args)
+    _lists(store)
+
+
+def _fetches(store: TraceStore, args: argparse.Namespace) -> None:
+    """(b) trace fetches."""
     ids = [
         str(r["TraceId"])
         for r in store._rows(  # type: ignore[attr-defined]
@@ -462,7 +472,9 @@ def _reads(store: TraceStore, args: argparse.Namespace) -> None:
             assert detail is not None and len(detail.spans) == 10
         print(f"(b) get_trace (10 spans, 18 payloads): {_fmt(timings, cpus)}; {_load()}")
 
-    # (c) list ----------------------------------------------------------------------------------
+
+def _lists(store: TraceStore) -> None:
+    """(c) lists, stats and span search."""
     day = datetime.now(UTC) - timedelta(days=1)
     by_tokens = TraceQuery(limit=50, sort="tokens")
     by_spans = TraceQuery(limit=50, sort="spans")
