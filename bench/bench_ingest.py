@@ -457,13 +457,17 @@ def run(args: argparse.Namespace, transport: str) -> tuple[float, float]:
         stored_s = t_end - first
         appends = m["retrace_spool_appends_total"] - before.get("retrace_spool_appends_total", 0)
         fsyncs = m["retrace_spool_fsyncs_total"] - before.get("retrace_spool_fsyncs_total", 0)
+        spooled = m.get("retrace_spool_appended_bytes_total", 0.0) - before.get(
+            "retrace_spool_appended_bytes_total", 0.0
+        )
         batches = m["retrace_store_batches_total"] - before.get("retrace_store_batches_total", 0)
         print(f"spans:            {total}")
         print(f"acknowledged in:  {acked - first:.2f}s  ({total / (acked - first):,.0f} spans/s)")
         print(f"stored in:        {stored_s:.2f}s  ({total / stored_s:,.0f} spans/s, queryable)")
         print(
             f"spool:            {appends:.0f} appends, {fsyncs:.0f} fsyncs "
-            f"({appends / max(fsyncs, 1):.1f} requests per fsync)"
+            f"({appends / max(fsyncs, 1):.1f} requests per fsync), "
+            f"{spooled / 1e6:.1f} MB written"
         )
         print(f"store batches:    {batches:.0f} ({total / max(batches, 1):,.0f} spans per insert)")
         print(f"back-pressure:    {retries} retries (503/429 or RESOURCE_EXHAUSTED)")

@@ -193,6 +193,11 @@ def _build_app(settings: Settings, the_store: TraceStore, owned_store: bool) -> 
     metrics.gauge(
         "retrace_spool_fsyncs_total", "fdatasync calls (group commit).", lambda: spool.stats.fsyncs
     )
+    metrics.gauge(
+        "retrace_spool_appended_bytes_total",
+        "Bytes appended to the spool (framed records).",
+        lambda: spool.stats.appended_bytes,
+    )
     metrics.gauge("retrace_store_healthy", "1 when the last insert worked.", lambda: writer.healthy)
     for stage in ("group", "insert", "commit"):
         metrics.gauge(

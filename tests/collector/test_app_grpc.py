@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from collector.grpc_ingest import EXPORT_METHOD
+from collector.spool import IngestRecord, Spool
 from tests.collector.test_app_durability import ChdbHttpServer
 from tests.collector.test_app_ingest import make_agent_spans
 from tests.fixtures.collector import REPO_ROOT, RunningCollector, free_port, launch_collector
@@ -213,9 +214,30 @@ def test_kill_9_after_ack_keeps_the_spans(
     exporter.shutdown()
     server.kill()
 
+    # gRPC hands the server the decompressed message and the spool keeps it as is: deflating it
+    # again was measured to cost more CPU per span than the ~4x fewer spooled bytes save
+    # (BENCHMARKS.md, Issue 14 item 2).
+    spool = Spool(data_dir / "spool", max_bytes=1 << 24)
+    try:
+        entries = spool.read(10, timeout=1)
+    finally:
+        spool.close()
+    assert len(entries) == 1
+    record = IngestRecord.decode(entries[0].data)
+    assert (record.content_type, record.content_encoding) == ("application/x-protobuf", None)
+    spooled = ExportTraceServiceRequest.FromString(record.body)
+    spooled_names = sorted(
+        span.name
+        for resource in spooled.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    )
+    assert spooled_names == sorted(span.name for span in spans)
+
     restarted = start_collector(data_dir=data_dir)
     detail = restarted.client.wait_for_trace(_trace_id(spans), min_spans=len(spans), timeout=60)
     assert len(detail.spans) == len(spans)
+    assert sorted(span.name for span in detail.spans) == spooled_names
 
 
 def test_an_explicit_grpc_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
