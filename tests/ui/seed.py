@@ -528,6 +528,14 @@ def seed_hostile_traces(
         trace = run.finish(hostile("runstat"), hostile("answer"), error=hostile("rootstat"))
         ids = (format(span.get_span_context().span_id, "016x") for span in (run.root, chat, tool))
         root_span, chat_span, tool_span = ids
+        # The run above is a replay, which stats leave out: a run (not a replay) whose call of
+        # the hostile tool fails puts the tool's name on the overview's failing-tools chart.
+        original = _Run(tracer, hostile("agent"), run.clock + MS, run_id=f"run-hostile-o-{start}")
+        failing = original.tool(hostile("tool"), {"q": "x"})
+        failing.set_attribute(A.RETRACE_TOOL_ERROR, "true")
+        failing.set_status(Status(StatusCode.ERROR, hostile("statmsg")))
+        failing.end(end_time=original.clock)
+        original.finish("failed", None, error=hostile("rootstat"))
     json_trace = _send_otlp_json_span(endpoint, hostile("jsonsvc"), hostile("jsonspan"))
     return HostileTraces(trace, root_span, chat_span, tool_span, json_trace)
 
