@@ -22,6 +22,7 @@ from tests.ui.browser import (
     no_traceback,
     start_ui,
     stop_ui,
+    wait_idle,
 )
 from tests.ui.seed import OverviewTraces, seed_overview_runs
 
@@ -125,6 +126,7 @@ def test_replays_listed_only_when_asked_each_linked_to_its_original(
         listed = page.locator('a[href^="trace?trace="]')
         expect(page.locator(f'a[href="trace?trace={runs.paused}"]')).to_be_visible()
         expect(page.locator(f'a[href="trace?trace={runs.replay}"]')).to_have_count(0)
+        wait_idle(page)  # count the finished list, not its first paint
         assert page.get_by_text("replay of").count() == 0
         count_without = listed.count()
 
@@ -137,7 +139,7 @@ def test_replays_listed_only_when_asked_each_linked_to_its_original(
         expect(original).to_be_visible()
         expect(original).to_contain_text(runs.waited)
         no_traceback(page)
-        assert listed.count() == count_without + 2  # the replay, and its link to the original
+        expect(listed).to_have_count(count_without + 2)  # the replay, and its link to the original
 
         # The link is a real one: it opens the original run.
         original.click()
