@@ -32,6 +32,7 @@ from tests.ui.seed import (
     save_hostile_records,
     seed_hostile_traces,
 )
+from tests.ui.tables import parse_table
 
 pytestmark = pytest.mark.integration
 
@@ -100,9 +101,20 @@ def _inert_and_literal(at: AppTest, *tags: str) -> None:
 def test_traces_list(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     # The hostile run is a replay (of a hostile id): listed, and marked, when replays are shown.
     at = _open(monkeypatch, seeded.collector.url, "traces", replays="1")
-    _inert_and_literal(at, "replayof")
-    labels = "\n".join(_MD.render(link.proto.label) for link in at.get("page_link"))
-    assert escapeHtml(h("input")[:80]) in labels and escapeHtml(h("jsonspan")[:80]) in labels
+    _inert_and_literal(at)  # the filters, toggles and captions around the list
+    # The list itself is one HTML table (st.html): only table markup and links to trace pages,
+    # every value its literal text.
+    (body,) = [e.value for e in at.get("html") if "<table" in e.value]  # type: ignore[attr-defined]
+    parsed = parse_table(body)
+    tags = {tag for tag, _ in parsed.tags}
+    assert tags <= {"style", "div", "table", "thead", "tbody", "tr", "th", "td", "a", "code"}, tags
+    for tag, attrs in parsed.tags:
+        assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
+        if tag == "a":
+            assert (dict(attrs).get("href") or "").startswith("trace?trace="), attrs
+    cells = [text for row in parsed.rows for text, _ in row]
+    assert h("input")[:80] in cells and h("jsonspan")[:80] in cells
+    assert f"replay of {h('replayof')}" in cells
 
 
 @pytest.mark.parametrize(
