@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from streamlit.testing.v1 import AppTest
 
 
-class _TableParser(HTMLParser):
+class TableParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
@@ -40,8 +40,8 @@ class _TableParser(HTMLParser):
             self._cell.append(data)
 
 
-def parse_table(body: str) -> _TableParser:
-    parser = _TableParser()
+def parse_table(body: str) -> TableParser:
+    parser = TableParser()
     parser.feed(body)
     parser.close()
     return parser

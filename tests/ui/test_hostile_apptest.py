@@ -32,7 +32,7 @@ from tests.ui.seed import (
     save_hostile_records,
     seed_hostile_traces,
 )
-from tests.ui.tables import parse_table
+from tests.ui.tables import TableParser, parse_table
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,18 @@ def _inert_and_literal(at: AppTest, *tags: str) -> None:
     assert not missing, f"not shown as literal text: {missing}"
 
 
+def _only_table_markup(body: str, href_prefix: str) -> TableParser:
+    """``body`` holds table markup only; links only to ``href_prefix...``, no handlers."""
+    parsed = parse_table(body)
+    tags = {tag for tag, _ in parsed.tags}
+    assert tags <= {"style", "div", "table", "thead", "tbody", "tr", "th", "td", "a", "code"}, tags
+    for tag, attrs in parsed.tags:
+        assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
+        if tag == "a":
+            assert (dict(attrs).get("href") or "").startswith(href_prefix), attrs
+    return parsed
+
+
 def test_traces_list(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     # The hostile run is a replay (of a hostile id): listed, and marked, when replays are shown.
     at = _open(monkeypatch, seeded.collector.url, "traces", replays="1")
@@ -105,13 +117,7 @@ def test_traces_list(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     # The list itself is one HTML table (st.html): only table markup and links to trace pages,
     # every value its literal text.
     (body,) = [e.value for e in at.get("html") if "<table" in e.value]  # type: ignore[attr-defined]
-    parsed = parse_table(body)
-    tags = {tag for tag, _ in parsed.tags}
-    assert tags <= {"style", "div", "table", "thead", "tbody", "tr", "th", "td", "a", "code"}, tags
-    for tag, attrs in parsed.tags:
-        assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
-        if tag == "a":
-            assert (dict(attrs).get("href") or "").startswith("trace?trace="), attrs
+    parsed = _only_table_markup(body, href_prefix="trace?trace=")
     cells = [text for row in parsed.rows for text, _ in row]
     assert h("input")[:80] in cells and h("jsonspan")[:80] in cells
     assert f"replay of {h('replayof')}" in cells
@@ -133,6 +139,9 @@ def test_trace_page(
     t = seeded.traces
     at = _open(monkeypatch, seeded.collector.url, "trace", trace=t.trace, span=getattr(t, span))
     _inert_and_literal(at, *tags)
+    # The span tree is one HTML table (st.html): table markup, links to this trace's spans, bars.
+    (body,) = [e.value for e in at.get("html") if "<table" in e.value]  # type: ignore[attr-defined]
+    _only_table_markup(body, href_prefix=f"trace?trace={t.trace}&span=")
 
 
 def test_replay_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
