@@ -209,7 +209,7 @@ def main() -> None:
                         _measure(
                             lambda bare=bare: (
                                 bare.get_by_test_id("stSidebarNav")
-                                .get_by_role("link", name="Traces")
+                                .get_by_role("link", name="Traces", exact=True)
                                 .click()
                             ),
                             lambda bare=bare: _until(bare, f"{_LIST} && {_LINKS}.length === 50"),
