@@ -91,3 +91,22 @@ def span_table_html(rows: list[TreeRow], trace_id: str, selected_span_id: str) -
         f'{_STYLE}<div class="{TABLE_CLASS}-wrap"><table class="{TABLE_CLASS}">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
+
+
+KV_CLASS = "retrace-attributes"
+_KV_STYLE = f"""<style>
+table.{KV_CLASS} {{ border-collapse: collapse; font-size: 0.85rem; }}
+table.{KV_CLASS} th, table.{KV_CLASS} td {{
+  border-bottom: 1px solid rgba(49, 51, 63, 0.1); padding: 0.15rem 0.5rem; text-align: left;
+  vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; }}
+table.{KV_CLASS} td:first-child {{ white-space: nowrap; font-family: monospace; }}
+</style>"""
+
+
+def key_value_table_html(pairs: list[tuple[str, str]]) -> str:
+    """A two-column table (key, value) of text; every value escaped, none interpreted."""
+    body = "".join(f"<tr><td>{html_text(k)}</td><td>{html_text(v)}</td></tr>" for k, v in pairs)
+    return (
+        f'{_KV_STYLE}<table class="{KV_CLASS}"><thead><tr><th>key</th><th>value</th></tr>'
+        f"</thead><tbody>{body}</tbody></table>"
+    )

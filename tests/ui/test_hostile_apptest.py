@@ -139,9 +139,14 @@ def test_trace_page(
     t = seeded.traces
     at = _open(monkeypatch, seeded.collector.url, "trace", trace=t.trace, span=getattr(t, span))
     _inert_and_literal(at, *tags)
-    # The span tree is one HTML table (st.html): table markup, links to this trace's spans, bars.
-    (body,) = [e.value for e in at.get("html") if "<table" in e.value]  # type: ignore[attr-defined]
-    _only_table_markup(body, href_prefix=f"trace?trace={t.trace}&span=")
+    # The span tree and the span's attributes are HTML tables (st.html): table markup only, the
+    # tree's links to this trace's spans, no link among the attributes.
+    bodies = [e.value for e in at.get("html")]  # type: ignore[attr-defined]
+    (tree,) = [b for b in bodies if '<table class="retrace-spans"' in b]
+    _only_table_markup(tree, href_prefix=f"trace?trace={t.trace}&span=")
+    (attributes,) = [b for b in bodies if '<table class="retrace-attributes"' in b]
+    parsed = _only_table_markup(attributes, href_prefix="no link here")
+    assert "a" not in {tag for tag, _ in parsed.tags}
 
 
 def test_replay_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
