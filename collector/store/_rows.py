@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.store._sql import FAILED_RUN_STATUSES
+from collector.store._sql import FAILED_RUN_STATUSES, FEEDBACK_COLUMNS
 from schemas import attributes as attr
 from schemas.models import (
     Approval,
@@ -284,6 +284,19 @@ def session_from_row(row: Mapping[str, Any]) -> SessionSummary:
         first_time=from_ns(int(row["FirstNs"])),
         last_time=from_ns(max(int(row["LastNs"]), int(row["EndNs_"]))),
     )
+
+
+def feedback_from_column(items: Sequence[Any] | None) -> list[Feedback]:
+    """The ``Feedback`` column of a trace read (tuples of ``FEEDBACK_COLUMNS`` and the creation
+    time in ms) as API models, in ``FEEDBACK_OF_TRACE_SQL``'s order."""
+    rows = []
+    for item in items or []:
+        values = list(item.values()) if isinstance(item, Mapping) else list(item)
+        row = dict(zip(FEEDBACK_COLUMNS, values, strict=False))
+        row["CreatedMs"] = values[len(FEEDBACK_COLUMNS)]
+        rows.append(row)
+    rows.sort(key=lambda r: (int(r["CreatedMs"]), str(r["FeedbackId"])))
+    return [feedback_from_row(r) for r in rows]
 
 
 def feedback_from_row(row: Mapping[str, Any]) -> Feedback:

@@ -318,6 +318,52 @@ def test_trace_tree_pages_without_payloads_and_one_span_with_them(store: TraceSt
         store.get_trace_tree("p", trace_id, cursor="bogus")
 
 
+def test_trace_reads_carry_the_traces_feedback_in_order(store: TraceStore) -> None:
+    """The whole trace and every page of its tree carry the trace's feedback (read with the
+    spans), ordered by creation time then id, of this project and trace only."""
+    trace_id, spans, payloads = make_run("p")
+    store.insert_spans("p", spans, payloads)
+    quiet_id, quiet_spans, quiet_payloads = make_run("p")
+    store.insert_spans("p", quiet_spans, quiet_payloads)
+    for feedback_id, hours, value in (("f-b", 1, 0.5), ("f-a", 1, True), ("f-c", 0, "late")):
+        store.save_feedback(
+            "p",
+            Feedback(
+                feedback_id=feedback_id,
+                trace_id=trace_id,
+                span_id=spans[1].span_id if feedback_id == "f-a" else "",
+                name="score",
+                value=value,
+                comment=f"it's {feedback_id}\tok",
+                source=FeedbackSource.REVIEWER,
+                created_at=BASE + timedelta(hours=hours),
+            ),
+        )
+    elsewhere = Feedback(
+        feedback_id="f-q", trace_id=trace_id, name="score", value=1, created_at=BASE
+    )
+    store.save_feedback("q", elsewhere)
+
+    listed = store.list_feedback("p", trace_id)
+    assert [f.feedback_id for f in listed] == ["f-c", "f-a", "f-b"]
+    full = store.get_trace("p", trace_id)
+    assert full is not None and full.feedback == listed
+    tree = store.get_trace_tree("p", trace_id)
+    assert tree is not None and tree.feedback == listed
+    first = store.get_trace_tree("p", trace_id, limit=1)
+    assert first is not None and first.feedback == listed and first.next_cursor is not None
+    last = store.get_trace_tree("p", trace_id, limit=1, cursor=first.next_cursor)
+    assert last is not None and last.feedback == listed
+    # A page after the last span has no span row to carry the feedback: it is still there.
+    past = store_sql.encode_cursor([2**62, "f" * 16])
+    beyond = store.get_trace_tree("p", trace_id, cursor=past)
+    assert beyond is not None and beyond.spans == [] and beyond.feedback == listed
+    quiet = store.get_trace("p", quiet_id)
+    quiet_tree = store.get_trace_tree("p", quiet_id)
+    assert quiet is not None and quiet.feedback == [] and quiet_tree is not None
+    assert quiet_tree.feedback == []
+
+
 def test_text_with_quotes_backslashes_and_tabs_is_bound_exactly(store: TraceStore) -> None:
     odd = 'it\'s "odd" \\ back\tslash\nnewline'
     trace_id, spans, payloads = make_run("p", question=f"why is {odd} here", answer="ok")
