@@ -907,6 +907,43 @@ def test_upgrade_to_v6_gives_stored_traces_their_session_and_user(store_at_v5: T
     ]
 
 
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_before_v10(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped before version 10 (payload granules of 256 rows, 64 KB
+    compressed blocks)."""
+    opened = _store_at(request, tmp_path, 9)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_to_v10_rebuilds_payloads_in_small_blocks_keeping_them(
+    store_before_v10: TraceStore,
+) -> None:
+    store = store_before_v10
+    trace_id, spans, payloads = make_run("p")
+    _insert_as_older_code(store, spans, payloads)
+    store.put_payloads("q", {_sha(b"other"): b"other"})
+    assert store.migrate() == SCHEMA_VERSION
+    created = store._rows(  # type: ignore[attr-defined]
+        "SELECT create_table_query AS q FROM system.tables "
+        "WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": store_sql.PAYLOADS_TABLE},
+    )
+    assert "index_granularity_bytes = 32768" in created[0]["q"]
+    assert "min_compress_block_size = 8192" in created[0]["q"]
+    assert payloads and store.get_payloads("p", list(payloads)) == payloads
+    assert store.get_payloads("q", [_sha(b"other")]) == {_sha(b"other"): b"other"}
+    assert store.get_payloads("p", [_sha(b"other")]) == {}
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None
+    resolved = {
+        v.encode() for s in detail.spans for k, v in s.attributes.items() if k in attr.PAYLOAD_KEYS
+    }
+    assert resolved == set(payloads.values())
+
+
 def test_upgrade_from_v4_recounts_stored_runs_and_reads_late_spans(
     store_at_v4: TraceStore,
 ) -> None:
