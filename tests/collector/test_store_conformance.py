@@ -48,6 +48,7 @@ from schemas.models import (
     SpanLink,
     SpanQuery,
     SpanRecord,
+    SpanView,
     StatsQuery,
     StatusCode,
     SuiteTrace,
@@ -242,6 +243,13 @@ def test_insert_and_get_trace_resolves_payloads(store: TraceStore) -> None:
     assert summary.duration_ms == pytest.approx(100.0)
 
     assert store.get_payloads("p", [*payloads, "0" * 64, "not-a-hash"]) == payloads
+    # Spans are built from trusted rows without validation: each is a whole, valid model.
+    tree = store.get_trace_tree("p", trace_id)
+    one = store.get_span("p", trace_id, chat.span_id)
+    assert tree is not None and one == chat
+    for span in [*detail.spans, *tree.spans, one]:
+        assert span.model_fields_set == set(SpanView.model_fields)
+        assert SpanView.model_validate_json(span.model_dump_json()) == span
 
 
 def test_large_trace_round_trip(store: TraceStore) -> None:
