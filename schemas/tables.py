@@ -220,7 +220,14 @@ def _agg(function: str, of: str) -> str:
     return f"SimpleAggregateFunction({function}, {of})"
 
 
-# Per-trace summary filled by its view (shape of migration 0005).
+# A summary row's RootKey when its part has none (written before migration 0009).
+ROOT_KEY_FROM_LATEST_ROOT = (
+    "concat(leftPad(hex(bitXor(reinterpretAsUInt64(toUnixTimestamp64Nano("
+    "tupleElement(LatestRoot, 1))), 9223372036854775808)), 16, '0'), "
+    "tupleElement(LatestRoot, 2), '\\0', tupleElement(LatestRoot, 3))"
+)
+
+# Per-trace summary filled by its view (shape of migration 0005, RootKey from 0009).
 SUMMARIES = Table(
     "retrace_trace_summaries",
     (
@@ -243,6 +250,8 @@ SUMMARIES = Table(
         Column("Models", _agg("groupUniqArrayArray", "Array(String)")),
         Column("Tools", _agg("groupUniqArrayArray", "Array(String)")),
         Column("LatestRoot", _agg("max", "Tuple(DateTime64(9), String, String, String)")),
+        # LatestRoot's end time, run status and status code as one string (migration 0009).
+        Column("RootKey", _agg("max", "String"), default=ROOT_KEY_FROM_LATEST_ROOT),
         Column("FirstInputPreview", "AggregateFunction(argMin, String, DateTime64(9))"),
         Column("SessionId", _agg("max", "String")),
         Column("UserId", _agg("max", "String")),

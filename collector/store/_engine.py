@@ -307,31 +307,39 @@ class SqlTraceStore(TraceStore):
     def list_traces(self, project: str, query: TraceQuery) -> TracePage:
         rows: list[dict[str, Any]] | None = None
         sort_col = q.SORT_COLUMNS[query.sort]
+        floor = q.to_ns(query.start) if query.start is not None else None
+        lows: list[int] = []
         if query.sort == "start_time" and query.order == "desc":
             # Keyset pages of a newest-first list: the traces older than the window can only
             # come after a full page of those inside it, so a full page ends the search.
             top = _newest_bound_ns(query)
-            floor = q.to_ns(query.start) if query.start is not None else None
-            lows: list[int] = []
             for width in q.NEWEST_WINDOWS_S:
                 lo = top - width * 1_000_000_000
                 if floor is not None and lo - floor < width * 1_000_000_000:
                     break  # the query's own start bound is about as narrow: use it directly
                 lows.append(lo)
-            # A quiet last hour would cost a whole list statement that cannot fill the page: one
-            # count over the (day-partitioned) lookup table skips the narrowest window then.
-            if lows:
-                counted = q.window_count_sql(project, lows[0])
-                if int(self._rows(counted.sql, counted.params)[0]["n"]) <= query.limit:
-                    lows = lows[1:]
-            for lo in lows:
-                built, _ = q.list_traces_sql(project, query, window_start_ns=lo)
-                found = self._rows(built.sql, built.params)
-                if len(found) > query.limit:
-                    rows = found
-                    break
+        # One count over the (day-partitioned) lookup table per list with a start bound: a
+        # window that cannot fill the page (a quiet last hour) is skipped, and a bound with few
+        # traces prunes the summaries read (PRUNE_MAX_LOOKUP_ROWS).
+        counts: list[int] = []
+        bounds = [*lows, *([floor] if floor is not None else [])]
+        if bounds:
+            counted = q.window_count_sql(project, bounds)
+            found_counts = self._rows(counted.sql, counted.params)[0]
+            counts = [int(found_counts[f"n{i}"]) for i in range(len(bounds))]
+        for lo, n in zip(lows, counts, strict=False):
+            if n <= query.limit:
+                continue
+            built, _ = q.list_traces_sql(
+                project, query, window_start_ns=lo, prune=n <= q.PRUNE_MAX_LOOKUP_ROWS
+            )
+            found = self._rows(built.sql, built.params)
+            if len(found) > query.limit:
+                rows = found
+                break
         if rows is None:
-            built, _ = q.list_traces_sql(project, query)
+            prune = floor is not None and counts[-1] <= q.PRUNE_MAX_LOOKUP_ROWS
+            built, _ = q.list_traces_sql(project, query, prune=prune)
             rows = self._rows(built.sql, built.params)
         more = len(rows) > query.limit
         rows = rows[: query.limit]

@@ -369,28 +369,43 @@ def _attribute_filter(attrs: Mapping[str, str], params: Params) -> list[str]:
 NEWEST_WINDOWS_S: tuple[int, ...] = (3600, 86_400, 7 * 86_400)
 
 
-def window_count_sql(project: str, low_ns: int) -> Built:
-    """The number of lookup rows (column ``n``) starting at or after ``low_ns``.
+# A start bound whose lookup rows are at most this many prunes the summaries read through the
+# lookup table (the traces' ids select their granules of the summaries table); a wider one reads
+# the project's summaries and bounds their merged start instead: a set of that many ids selects
+# every granule anyway, and building and probing it costs more than the rows it would leave out
+# (measured: 17,000 ids of one day cost ≈10 ms over 34,500 traces, bench/bench_store.py).
+PRUNE_MAX_LOOKUP_ROWS = 2048
 
-    Each trace starting at or after the bound has a lookup row at or after it, so a count of at
+
+def window_count_sql(project: str, lows_ns: Sequence[int]) -> Built:
+    """The number of lookup rows starting at or after each bound (columns ``n0``, ``n1``, ...).
+
+    Each trace starting at or after a bound has a lookup row at or after it, so a count of at
     most a page means the window cannot fill the page: its list statement need not run.
     """
+    params: Params = {"project": project}
+    counts = []
+    for i, low in enumerate(lows_ns):
+        params[f"lo{i}"] = low
+        counts.append(f"countIf(Start >= fromUnixTimestamp64Nano({{lo{i}:Int64}})) AS n{i}")
+    params["lo"] = min(lows_ns)
     return Built(
-        f"SELECT count() AS n FROM {TRACE_ID_TS_TABLE}"
+        f"SELECT {', '.join(counts)} FROM {TRACE_ID_TS_TABLE}"
         " WHERE ProjectId = {project:String} AND Start >= fromUnixTimestamp64Nano({lo:Int64})",
-        {"project": project, "lo": low_ns},
+        params,
     )
 
 
 def list_traces_sql(
-    project: str, q: TraceQuery, *, window_start_ns: int | None = None
+    project: str, q: TraceQuery, *, window_start_ns: int | None = None, prune: bool = False
 ) -> tuple[Built, str]:
     """The trace-list statement and the name of its sort column.
 
     Reads ``retrace_trace_summaries``, except for text and attribute filters, which select trace
     ids from spans (and payload contents) bounded by the query's time range. With
-    ``window_start_ns`` only traces starting at or after it are considered; the lookup table
-    (partitioned by day) narrows the summaries read to those traces.
+    ``window_start_ns`` only traces starting at or after it are considered. With ``prune`` the
+    lookup table (partitioned by day) narrows the summaries read to the traces of the start
+    bound (see PRUNE_MAX_LOOKUP_ROWS); the result is the same either way.
     """
     params: Params = {"project": project, "failed_statuses": list(FAILED_RUN_STATUSES)}
     where = ["ProjectId = {project:String}"]
@@ -401,6 +416,7 @@ def list_traces_sql(
     span_time = _span_time_filter(start_ns, q.end, params)
     if start_ns is not None:
         having.append("StartNs >= {t_start:Int64}")
+    if start_ns is not None and prune:
         # Lookup rows keep each insert block's first span time: every block of a trace that
         # starts at or after the bound is at or after it. The lookup table is partitioned by
         # day, so a recent bound reads little.
@@ -452,8 +468,11 @@ def list_traces_sql(
         )
     if q.text:
         contains = _text_matcher(q.text, params)
+        # Any summary row of the trace with the text (a key-level condition: see below).
         where.append(
-            f"({contains('InputPreview')} OR {contains('OutputPreview')}"
+            f"(TraceId IN (SELECT TraceId FROM {SUMMARIES_TABLE}"
+            " WHERE ProjectId = {project:String}"
+            f" AND ({contains('InputPreview')} OR {contains('OutputPreview')}))"
             f" OR TraceId IN (SELECT TraceId FROM {SPANS_TABLE}"
             f" WHERE ProjectId = {{project:String}}{span_time} AND ("
             f"{contains('InputPreview')} OR {contains('OutputPreview')}"
@@ -473,8 +492,12 @@ def list_traces_sql(
         op = "<" if q.order == "desc" else ">"
         having.append(f"({sort_col}, TraceId) {op} ({{c_value:Int64}}, {{c_trace:String}})")
     params["limit"] = q.limit + 1
-    # Two phases in one statement: the inner query aggregates only what the filters and the
-    # sort need over every trace of the project; the full summary is built for the page only.
+    # Two phases in one statement: the inner query reads only what the filters and the sort
+    # need, one merged row per trace (FINAL: the engine merges a trace's rows by the table's
+    # functions as it reads, in key order, cheaper than a GROUP BY over every trace); the full
+    # summary is built for the page only. The conditions in ``where`` hold for all of a trace's
+    # rows or none (project, trace-id sets), so they may prune before the merge; the others
+    # (``having``) are on merged values and are applied to the subquery's output, after it.
     having_sql = " AND ".join(having)
     light = [
         f"{expr} AS {alias}"
@@ -487,13 +510,12 @@ FROM {SUMMARIES_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId IN (
     SELECT TraceId FROM (
         SELECT TraceId, {", ".join(light)}
-        FROM {SUMMARIES_TABLE}
+        FROM {SUMMARIES_TABLE} FINAL
         WHERE {" AND ".join(where)}
-        GROUP BY TraceId
-        {"HAVING " + having_sql if having else ""}
-        ORDER BY {sort_col} {direction}, TraceId {direction}
-        LIMIT {{limit:UInt32}}
     )
+    {"WHERE " + having_sql if having else ""}
+    ORDER BY {sort_col} {direction}, TraceId {direction}
+    LIMIT {{limit:UInt32}}
 )
 GROUP BY TraceId
 ORDER BY {sort_col} {direction}, TraceId {direction}
@@ -545,22 +567,31 @@ def _text_matcher(text: str, params: Params) -> Any:
     return lambda column: f"match({column}, {{text_re:String}})"
 
 
-# The summary columns a list filter or sort may use, cheap to aggregate over every trace.
+_ROOT_KEY_RUN_STATUS = "substringIndex(substring(RootKey, 17), '\\0', 1)"
+
+# The summary columns a list filter or sort may use, from one merged row of a trace (FINAL):
+# each is the same value as its aggregate in SUMMARY_COLUMNS.
 _LIGHT_COLUMNS: dict[str, str] = {
-    "StartNs": "toUnixTimestamp64Nano(min(Start))",
-    "DurationNs": "toInt64(toUnixTimestamp64Nano(max(End)) - toUnixTimestamp64Nano(min(Start)))",
-    "SpanCount_": "sum(SpanCount)",
-    "ErrorCount_": "sum(ErrorCount)",
-    "Tokens_": f"toInt64({_INPUT_TOKENS_EXPR} + {_OUTPUT_TOKENS_EXPR})",
-    "Status_": _STATUS_EXPR,
-    "RunStatus_": _RUN_STATUS_EXPR,
-    "ServiceName_": "max(ServiceName)",
-    "AgentName_": "max(AgentName)",
-    "ReplayOf_": "max(ReplayOf)",
-    "SessionId_": "max(SessionId)",
-    "UserId_": "max(UserId)",
-    "Models_": "groupArrayArray(Models)",
-    "Tools_": "groupArrayArray(Tools)",
+    "StartNs": "toUnixTimestamp64Nano(Start)",
+    "DurationNs": "toInt64(toUnixTimestamp64Nano(End) - toUnixTimestamp64Nano(Start))",
+    "SpanCount_": "SpanCount",
+    "ErrorCount_": "ErrorCount",
+    "Tokens_": "toInt64(InputTokens + OutputTokens)",
+    # RootKey (migration 0009) is LatestRoot's (end time, run status, status code) as one
+    # string, 16 hex digits of time, the run status, NUL, the status code: its max is the key of
+    # max(LatestRoot), read as a plain string instead of a tuple.
+    "Status_": (
+        "if(ErrorCount > 0 OR endsWith(RootKey, '\\0Error') OR "
+        f"{_ROOT_KEY_RUN_STATUS} IN {{failed_statuses:Array(String)}}, 'error', 'ok')"
+    ),
+    "RunStatus_": _ROOT_KEY_RUN_STATUS,
+    "ServiceName_": "ServiceName",
+    "AgentName_": "AgentName",
+    "ReplayOf_": "ReplayOf",
+    "SessionId_": "SessionId",
+    "UserId_": "UserId",
+    "Models_": "Models",
+    "Tools_": "Tools",
 }
 
 

@@ -1010,6 +1010,103 @@ def test_upgrade_from_v4_recounts_stored_runs_and_reads_late_spans(
     assert store.get_trace("p", late_id) is None
 
 
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_at_v8(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 8 (summaries without RootKey)."""
+    opened = _store_at(request, tmp_path, 8)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_to_v9_lists_stored_runs_by_their_status(store_at_v8: TraceStore) -> None:
+    """Summary rows written before RootKey existed list with the status of their latest root
+    segment, alone and merged with rows written after the upgrade."""
+    store = store_at_v8
+    failed, spans, payloads = make_run("p", run_status=RunStatus.FAILED)
+    store.insert_spans("p", spans, payloads)
+    done, spans, payloads = make_run("p", start=BASE + timedelta(minutes=1))
+    store.insert_spans("p", spans, payloads)
+    rejected, (first, later) = _paused_run("p", RunStatus.REJECTED, "")
+    store.insert_spans("p", first, {})  # pending_approval, before the upgrade
+    approved, (first2, later2) = _paused_run("p", RunStatus.COMPLETED, "approved after it")
+    store.insert_spans("p", first2, {})
+    # Rejected without an error status: only the stored row's run status says it failed.
+    old_rejected, spans, payloads = make_run("p", run_status=RunStatus.REJECTED)
+    store.insert_spans("p", spans, payloads)
+    # The resumed segment arrived first: the stored row's root is the later one.
+    arrived_late, (first3, later3) = _paused_run("p", RunStatus.REJECTED, "")
+    store.insert_spans("p", later3, {})
+
+    assert store.migrate() == SCHEMA_VERSION
+    store.insert_spans("p", later, {})  # the resumed segments, after the upgrade
+    store.insert_spans("p", later2, {})
+    store.insert_spans("p", first3, {})  # the paused first segment, after the upgrade
+    failing = {failed, rejected, old_rejected, arrived_late}
+    for _ in range(2):  # before and after the merge of old and new summary rows
+        assert set(_ids(store, "p", TraceQuery(status="error"))) == failing
+        assert set(_ids(store, "p", TraceQuery(status="ok"))) == {done, approved}
+        assert set(_ids(store, "p", TraceQuery(run_status="rejected"))) == {
+            rejected,
+            old_rejected,
+            arrived_late,
+        }
+        assert set(_ids(store, "p", TraceQuery(run_status="completed"))) == {done, approved}
+        assert _ids(store, "p", TraceQuery(run_status="pending_approval")) == []
+        listed = {t.trace_id: t for t in store.list_traces("p", TraceQuery()).traces}
+        assert {k: (v.status, v.run_status) for k, v in listed.items()} == {
+            failed: ("error", "failed"),
+            done: ("ok", "completed"),
+            rejected: ("error", "rejected"),
+            approved: ("ok", "completed"),
+            old_rejected: ("error", "rejected"),
+            arrived_late: ("error", "rejected"),
+        }
+        assert listed[approved].output_preview == "approved after it"
+        _optimize_summaries(store)
+
+
+def test_list_filters_and_sorts_see_each_trace_whole_before_merges(
+    store: TraceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace's later batches (separate, unmerged summary rows) decide its filters and sort:
+    an error, a replay mark or more tokens that arrive later count, whether the start bound
+    narrows the read through the lookup table or not."""
+    late_error, spans, payloads = make_run("p", tokens=(1, 1))
+    store.insert_spans("p", spans[:2], payloads)
+    store.insert_spans("p", [spans[2].model_copy(update={"status_code": StatusCode.ERROR})], {})
+    late_replay, spans, payloads = make_run("p", start=BASE + timedelta(minutes=1))
+    store.insert_spans("p", spans[:2], payloads)
+    marked = spans[2].model_copy(update={"attributes": {attr.RETRACE_REPLAY_OF: "orig"}})
+    store.insert_spans("p", [marked], {})
+    plain, spans, payloads = make_run("p", start=BASE + timedelta(minutes=2), tokens=(5, 5))
+    store.insert_spans("p", spans, payloads)
+    bounded = TraceQuery(start=BASE - timedelta(minutes=1))
+
+    def check() -> None:
+        assert _ids(store, "p", TraceQuery(status="error")) == [late_error]
+        assert _ids(store, "p", TraceQuery(status="ok")) == [plain]
+        assert _ids(store, "p", TraceQuery()) == [plain, late_error]
+        assert _ids(store, "p", bounded) == [plain, late_error]
+        assert _ids(store, "p", TraceQuery(include_replays=True)) == [
+            plain,
+            late_replay,
+            late_error,
+        ]
+        assert _ids(store, "p", TraceQuery(replay_of="orig")) == [late_replay]
+        assert _ids(store, "p", TraceQuery(sort="errors", order="desc")) == [late_error, plain]
+        assert _ids(store, "p", TraceQuery(sort="tokens", order="asc")) == [late_error, plain]
+        on_bound = TraceQuery(start=BASE + timedelta(minutes=1), include_replays=True)
+        assert _ids(store, "p", on_bound) == [plain, late_replay]
+
+    for prune in (0, 1_000_000):  # never / always through the lookup table
+        monkeypatch.setattr(store_sql, "PRUNE_MAX_LOOKUP_ROWS", prune)
+        check()
+    _optimize_summaries(store)
+    check()
+
+
 @pytest.mark.parametrize(
     ("sort", "order"),
     [("start_time", "desc"), ("start_time", "asc"), ("duration", "desc"), ("tokens", "asc")],
