@@ -29,6 +29,7 @@ from schemas import attributes as A
 from schemas.errors import InvalidInputError, NotFoundError
 from tests.fixtures.collector import RunningCollector, launch_collector
 from tests.fixtures.demo_runs import TASK, _agent, child_env
+from tests.ui.tables import trace_list
 
 pytestmark = pytest.mark.integration
 
@@ -508,8 +509,9 @@ def test_ui_trace_list_filters_by_session_user_and_feedback(
 ) -> None:
     def listed(**params: str) -> set[str]:
         at = _page(monkeypatch, world, "traces", **params)
-        labels = " ".join(link.proto.label for link in at.get("page_link"))
-        return {t for t in [*world.alice, *world.by_convention.values()] if t in labels}
+        # The list is one HTML table; each row links to its trace.
+        links = " ".join(row["trace href"] for row in trace_list(at))
+        return {t for t in [*world.alice, *world.by_convention.values()] if t in links}
 
     assert listed(user="alice") == set(world.alice)
     assert listed(session="s-alice-1") == set(world.alice[:2])
