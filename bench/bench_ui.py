@@ -8,12 +8,14 @@ OpenTelemetry SDK (tests/ui/seed.py: ``--runs`` agent runs of 3 spans each, and 
 Each figure is the time from the browser action (navigation or click) until the element a person
 waits for is visible, and until Streamlit reports the script run finished ("idle"):
 
-* list: open ``/`` until the trace table and the trace links are visible;
+* list: open ``/`` in a new tab until the trace table and its 50 trace links are visible;
+* list, from the sidebar: with the app open on ``/approvals``, click "Traces" in the sidebar
+  (in-app navigation, the app warm in the tab) until the table and its 50 links are visible;
 * filter: click "Apply filters" (agent filter) until the filtered links are shown;
 * next page: click "Next page" until the second page's links are shown;
 * floor: open ``/approvals`` with nothing pending (Streamlit's own page start-up, for scale);
 * detail, click in list: on ``/?agent=wide-agent`` click the big trace's link (in-app navigation,
-  the way people arrive) until its span tree and timeline are visible;
+  the way people arrive) until its span tree and timeline (a bar per span) are visible;
 * detail, open: open ``/trace?trace=<id>`` of the big trace (a fresh browser page each time, so no
   session cache) until the span tree and the timeline are visible.
 
@@ -49,9 +51,17 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # would add up to a second of measurement error).
 _LINKS = "Array.from(document.querySelectorAll('a[href*=\"trace=\"] code'))"
 _TABLE = "document.querySelector('[data-testid=stDataFrame] canvas') !== null"
+# The list's table: one HTML table (an st.dataframe canvas before; accepted to compare builds).
+_LIST = "document.querySelector('table.retrace-traces, [data-testid=stDataFrame] canvas') !== null"
 _TIMELINE = (
     "document.querySelector('[data-testid=stVegaLiteChart] svg.marks, "
     "[data-testid=stVegaLiteChart] canvas') !== null"
+)
+# A trace page is shown when its span tree and timeline are: one HTML table with a bar per row,
+# or (older builds, accepted to compare) an st.dataframe tree and a Vega-Lite timeline.
+_TRACE = (
+    "(document.querySelector('table.retrace-spans td.timeline div') !== null"
+    f" || ({_TABLE} && {_TIMELINE}))"
 )
 
 
@@ -181,6 +191,7 @@ def main() -> None:
                 warm.close()
 
                 lists, filters, nexts, details, floors, clicks = [], [], [], [], [], []
+                warm_lists: list[tuple[float, float]] = []
                 for _ in range(args.repeat):
                     bare = context.new_page()
                     floors.append(
@@ -193,13 +204,25 @@ def main() -> None:
                             bare,
                         )
                     )
+                    # The app open on another page (warm), the list chosen in the sidebar.
+                    warm_lists.append(
+                        _measure(
+                            lambda bare=bare: (
+                                bare.get_by_test_id("stSidebarNav")
+                                .get_by_role("link", name="Traces", exact=True)
+                                .click()
+                            ),
+                            lambda bare=bare: _until(bare, f"{_LIST} && {_LINKS}.length === 50"),
+                            bare,
+                        )
+                    )
                     bare.close()
 
                     page = context.new_page()
                     lists.append(
                         _measure(
                             lambda page=page: page.goto(url),
-                            lambda page=page: _until(page, f"{_TABLE} && {_LINKS}.length === 50"),
+                            lambda page=page: _until(page, f"{_LIST} && {_LINKS}.length === 50"),
                             page,
                         )
                     )
@@ -238,7 +261,7 @@ def main() -> None:
                         _measure(
                             link.click,
                             lambda nav=nav: _until(
-                                nav, f"location.href.includes('/trace?') && {_TABLE} && {_TIMELINE}"
+                                nav, f"location.href.includes('/trace?') && {_TRACE}"
                             ),
                             nav,
                         )
@@ -249,7 +272,7 @@ def main() -> None:
                     details.append(
                         _measure(
                             lambda detail=detail: detail.goto(f"{url}/trace?trace={wide}"),
-                            lambda detail=detail: _until(detail, f"{_TABLE} && {_TIMELINE}"),
+                            lambda detail=detail: _until(detail, _TRACE),
                             detail,
                         )
                     )
@@ -257,6 +280,7 @@ def main() -> None:
                 browser.close()
             _report("floor: open a page with one message", floors)
             _report(f"trace list ({args.runs:,} runs), open", lists)
+            _report("trace list, from the sidebar", warm_lists)
             _report("trace list, apply a filter", filters)
             _report("trace list, next page", nexts)
             _report(f"trace detail ({args.spans:,} spans), open", details)

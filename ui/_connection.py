@@ -6,7 +6,9 @@ key; the UI never holds store credentials) and ``RETRACE_UI_PRICES_FILE``.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,21 @@ from ui._pricing import PriceTable, load_price_table
 log = logging.getLogger(__name__)
 
 
-def settings() -> Settings:
-    """Read on every script run (cheap), so a changed environment is seen without a restart."""
+@functools.lru_cache(maxsize=8)
+def _settings(environment: tuple[tuple[str, str], ...]) -> Settings:
     return Settings()
+
+
+def settings() -> Settings:
+    """The settings of the current environment: a changed environment is seen without a restart.
+
+    Built once per distinct set of ``RETRACE_*`` variables (the only source ``Settings`` reads):
+    building them costs ~15 ms, and a page asks several times per run.
+    """
+    environment = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("RETRACE_"))
+    )
+    return _settings(environment)
 
 
 @st.cache_resource(show_spinner=False)

@@ -26,6 +26,7 @@ from ui._payloads import (
     parse_messages,
     truncate,
 )
+from ui._span_table import key_value_table_html
 
 MAX_TURNS_SHOWN = 12
 _JSON_INLINE_MAX = 20_000
@@ -351,12 +352,7 @@ def render_span(span: SpanView) -> None:
             for event in other_events:
                 st.markdown(_event_line(event))
     with st.expander(f"All attributes ({len(a)})"):
-        st.dataframe(
-            pl.DataFrame(
-                {
-                    "key": list(a),
-                    "value": [v if len(v) <= 300 else v[:300] + "…" for v in a.values()],
-                }
-            ),
-            hide_index=True,
-        )
+        # An HTML table (escaped text), not st.dataframe: every span shows this, and the grid's
+        # 1.2 MB of JavaScript held up a trace page opened in a new tab.
+        cut = [(k, v if len(v) <= 300 else v[:300] + "…") for k, v in a.items()]
+        st.html(key_value_table_html(cut))

@@ -37,6 +37,15 @@ def streamlit_argv(port: int, address: str) -> list[str]:
         "false",
         "--client.toolbarMode",
         "viewer",
+        # Streamlit runs a full garbage collection after every script run by default: with
+        # the app's modules loaded that is ~0.3 s holding the GIL, during which the server
+        # cannot send the page's last elements. Python's own collector still runs.
+        "--runner.postScriptGC",
+        "false",
+        # Pages write with st.* calls only; no bare expression is meant to be drawn. Without
+        # magic a page compiles faster (Streamlit recompiles them once every tab is closed).
+        "--runner.magicEnabled",
+        "false",
     ]
 
 

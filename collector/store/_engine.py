@@ -97,6 +97,17 @@ class SqlTraceStore(TraceStore):
         fifth of the time ``polars.DataFrame.to_dicts`` takes over its map columns."""
         return self._query_arrow(sql, params).to_pylist()  # type: ignore[no-any-return]
 
+    def _trace_rows(
+        self, sql: str, params: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[Feedback]]:
+        """Span rows and the trace's feedback of a statement whose constant ``Feedback`` column
+        carries the feedback (``TRACE_SPANS_SQL``, ``TRACE_TREE_SQL``); no rows, no feedback."""
+        table = self._query_arrow(sql, params)
+        if not table.num_rows:
+            return [], []
+        feedback = _rows.feedback_from_column(table.column("Feedback")[0].as_py())
+        return table.drop_columns(["Feedback"]).to_pylist(), feedback
+
     def _next_version(self) -> int:
         # Monotonic per process even when the clock does not move between two upserts.
         with self._version_lock:
@@ -228,16 +239,17 @@ class SqlTraceStore(TraceStore):
         return self.get_payloads(project, sorted(_rows.payload_hashes(rows)))
 
     def get_trace(self, project: str, trace_id: str) -> TraceDetail | None:
-        rows = _rows.ordered_unique_spans(
-            self._span_rows(q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id})
+        found, feedback = self._trace_rows(
+            q.TRACE_SPANS_SQL, {"project": project, "trace_id": trace_id}
         )
+        rows = _rows.ordered_unique_spans(found)
         if not rows:
             return None
         payloads = self._resolve(project, rows)
         return TraceDetail.model_construct(
             trace=_rows.summary_from_spans(rows),
             spans=[_rows.span_from_row(r, payloads) for r in rows],
-            feedback=self.list_feedback(project, trace_id),
+            feedback=feedback,
         )
 
     def get_trace_tree(
@@ -250,7 +262,7 @@ class SqlTraceStore(TraceStore):
                 raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
             after = (ts, span_id)
         params = {"project": project, "trace_id": trace_id}
-        rows = self._span_rows(
+        rows, feedback = self._trace_rows(
             q.TRACE_TREE_SQL, {**params, "c_ts": after[0], "c_span": after[1], "limit": limit + 1}
         )
         more = len(rows) > limit
@@ -268,13 +280,15 @@ class SqlTraceStore(TraceStore):
             if not summary:
                 return None
             trace = _rows.summary_from_row(summary[0])
+            if not rows:  # a page past the last span: no row carried the feedback
+                feedback = self.list_feedback(project, trace_id)
         next_cursor = None
         if more and rows:
             next_cursor = q.encode_cursor([int(rows[-1]["StartNs"]), str(rows[-1]["SpanId"])])
         return TraceTreePage.model_construct(
             trace=trace,
             spans=[_rows.span_from_row(r, {}, tree=True) for r in rows],
-            feedback=self.list_feedback(project, trace_id),
+            feedback=feedback,
             next_cursor=next_cursor,
         )
 

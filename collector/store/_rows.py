@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from collector.store._sql import FAILED_RUN_STATUSES
+from pydantic import BaseModel
+
+from collector.store._sql import FAILED_RUN_STATUSES, FEEDBACK_COLUMNS
 from schemas import attributes as attr
 from schemas.models import (
     Approval,
@@ -65,6 +67,34 @@ def payload_hashes(rows: Iterable[Mapping[str, Any]]) -> set[str]:
     return found
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _plain_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a model :func:`_construct` can build: no aliases, post-init hook, private
+    attributes or extra fields, so ``model_construct`` would only set what it is given."""
+    assert not model.__pydantic_post_init__ and not model.__pydantic_root_model__
+    assert not model.__private_attributes__ and model.model_config.get("extra") != "allow"
+    for name, field in model.model_fields.items():
+        assert field.alias in (None, name) and field.validation_alias in (None, name)
+    return frozenset(model.model_fields)
+
+
+_SPAN_VIEW_FIELDS = _plain_fields(SpanView)
+
+
+def _construct(model: type[_M], values: dict[str, Any]) -> _M:
+    """``model.model_construct(**values)`` for values naming every field of a plain model (see
+    :func:`_plain_fields`), without its per-field alias lookups: a fifth of the time, which is
+    most of converting a 200-span trace."""
+    built = model.__new__(model)
+    object.__setattr__(built, "__dict__", values)
+    object.__setattr__(built, "__pydantic_fields_set__", set(values))
+    object.__setattr__(built, "__pydantic_extra__", None)
+    object.__setattr__(built, "__pydantic_private__", None)
+    return built
+
+
 def span_from_row(
     row: Mapping[str, Any], payloads: Mapping[str, bytes], *, tree: bool = False
 ) -> SpanView:
@@ -114,7 +144,7 @@ def span_from_row(
         if link_ids
         else []
     )
-    return SpanView.model_construct(
+    values = dict(
         trace_id=str(row["TraceId"]),
         span_id=str(row["SpanId"]),
         parent_span_id=str(row["ParentSpanId"]),
@@ -143,6 +173,7 @@ def span_from_row(
         user_id=str(row["UserId"]),
         payload_keys=sorted(refs) if tree else [],
     )
+    return _construct(SpanView, values)
 
 
 # How OTel Collector ClickHouse exporters before pdata's short names spelled status codes and
@@ -284,6 +315,19 @@ def session_from_row(row: Mapping[str, Any]) -> SessionSummary:
         first_time=from_ns(int(row["FirstNs"])),
         last_time=from_ns(max(int(row["LastNs"]), int(row["EndNs_"]))),
     )
+
+
+def feedback_from_column(items: Sequence[Any] | None) -> list[Feedback]:
+    """The ``Feedback`` column of a trace read (tuples of ``FEEDBACK_COLUMNS`` and the creation
+    time in ms) as API models, in ``FEEDBACK_OF_TRACE_SQL``'s order."""
+    rows = []
+    for item in items or []:
+        values = list(item.values()) if isinstance(item, Mapping) else list(item)
+        row = dict(zip(FEEDBACK_COLUMNS, values, strict=False))
+        row["CreatedMs"] = values[len(FEEDBACK_COLUMNS)]
+        rows.append(row)
+    rows.sort(key=lambda r: (int(r["CreatedMs"]), str(r["FeedbackId"])))
+    return [feedback_from_row(r) for r in rows]
 
 
 def feedback_from_row(row: Mapping[str, Any]) -> Feedback:

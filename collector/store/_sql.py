@@ -173,33 +173,54 @@ FROM {TRACE_ID_TS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 """
 
+
 # One trace's spans in one round trip: the lookup table's time range (a scalar subquery,
 # evaluated first and folded into constants; exact since migration 0005) prunes partitions and
-# parts; the sort key finds the trace inside them.
-_TRACE_BOUNDED = f"""
+# parts; the sort key finds the trace inside them. A read costs about half a millisecond per
+# column it selects (each reads its streams for a whole granule, 8,192 rows, to keep the trace's
+# few hundred), so each statement selects only what its caller uses.
+def _trace_bounded(columns: str) -> str:
+    return f"""
 WITH (
     SELECT (min(Start), max(End))
     FROM {TRACE_ID_TS_TABLE}
     WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
 ) AS bounds
-SELECT {SPAN_SELECT}, InputPreview, OutputPreview
+SELECT {columns}
 FROM {SPANS_TABLE}
 WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
   AND Timestamp >= bounds.1 AND Timestamp <= bounds.2
 """
 
+
+# The trace's feedback, in FEEDBACK_OF_TRACE_SQL's columns, as one constant column of a trace
+# read: a scalar subquery costs less than a statement of its own. Elements are tuples in
+# FEEDBACK_COLUMNS order; ``collector.store._rows.feedback_from_column`` orders them.
+FEEDBACK_COLUMNS = ("FeedbackId", "TraceId", "SpanId", "Name", "Value", "Comment", "Source")
+_FEEDBACK_OF_TRACE = f"""(
+    SELECT groupArray(({", ".join(FEEDBACK_COLUMNS)}, toUnixTimestamp64Milli(CreatedAt)))
+    FROM {FEEDBACK_TABLE}
+    WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}
+) AS Feedback"""
+
 # The whole trace (get_trace): rows come unordered and may repeat a span (stored twice, see
 # search_spans); :func:`ordered_unique_spans` orders and deduplicates them, cheaper in Python for
-# one trace than a sort and LIMIT BY stage.
-TRACE_SPANS_SQL = _TRACE_BOUNDED
+# one trace than a sort and LIMIT BY stage. The previews are for the trace's summary.
+TRACE_SPANS_SQL = _trace_bounded(
+    f"{SPAN_SELECT}, InputPreview, OutputPreview, {_FEEDBACK_OF_TRACE}"
+)
 
 # --- one trace, lazily -------------------------------------------------------------------------
 # A page of a trace's spans in (start, span id) order after a keyset cursor, each span once (its
 # copies share the start time, see search_spans). Payloads are not read: a tree of a 10,000-span
-# trace stays small; TRACE_SPAN_SQL reads one span whose payloads the caller resolves.
+# trace stays small; TRACE_SPAN_SQL reads one span whose payloads the caller resolves. A tree
+# leaves out the resource attributes (``collector.store._rows.span_from_row``).
+
+_SPAN_TREE_SELECT = SPAN_SELECT.replace(" ResourceAttributes,", "")
+assert "ResourceAttributes" not in _SPAN_TREE_SELECT
 
 TRACE_TREE_SQL = (
-    _TRACE_BOUNDED
+    _trace_bounded(f"{_SPAN_TREE_SELECT}, InputPreview, OutputPreview, {_FEEDBACK_OF_TRACE}")
     + """  AND (toUnixTimestamp64Nano(Timestamp), SpanId) > ({c_ts:Int64}, {c_span:String})
 ORDER BY Timestamp, SpanId
 LIMIT 1 BY Timestamp, SpanId
@@ -208,7 +229,7 @@ LIMIT {limit:UInt32}
 )
 
 TRACE_SPAN_SQL = (
-    _TRACE_BOUNDED
+    _trace_bounded(SPAN_SELECT)
     + """  AND SpanId = {span_id:String}
 ORDER BY Timestamp
 LIMIT 1

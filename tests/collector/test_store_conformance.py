@@ -48,6 +48,7 @@ from schemas.models import (
     SpanLink,
     SpanQuery,
     SpanRecord,
+    SpanView,
     StatsQuery,
     StatusCode,
     SuiteTrace,
@@ -242,6 +243,13 @@ def test_insert_and_get_trace_resolves_payloads(store: TraceStore) -> None:
     assert summary.duration_ms == pytest.approx(100.0)
 
     assert store.get_payloads("p", [*payloads, "0" * 64, "not-a-hash"]) == payloads
+    # Spans are built from trusted rows without validation: each is a whole, valid model.
+    tree = store.get_trace_tree("p", trace_id)
+    one = store.get_span("p", trace_id, chat.span_id)
+    assert tree is not None and one == chat
+    for span in [*detail.spans, *tree.spans, one]:
+        assert span.model_fields_set == set(SpanView.model_fields)
+        assert SpanView.model_validate_json(span.model_dump_json()) == span
 
 
 def test_large_trace_round_trip(store: TraceStore) -> None:
@@ -316,6 +324,52 @@ def test_trace_tree_pages_without_payloads_and_one_span_with_them(store: TraceSt
     assert store.get_span("p", trace_id, "f" * 16) is None
     with pytest.raises(InvalidInputError, match="invalid cursor"):
         store.get_trace_tree("p", trace_id, cursor="bogus")
+
+
+def test_trace_reads_carry_the_traces_feedback_in_order(store: TraceStore) -> None:
+    """The whole trace and every page of its tree carry the trace's feedback (read with the
+    spans), ordered by creation time then id, of this project and trace only."""
+    trace_id, spans, payloads = make_run("p")
+    store.insert_spans("p", spans, payloads)
+    quiet_id, quiet_spans, quiet_payloads = make_run("p")
+    store.insert_spans("p", quiet_spans, quiet_payloads)
+    for feedback_id, hours, value in (("f-b", 1, 0.5), ("f-a", 1, True), ("f-c", 0, "late")):
+        store.save_feedback(
+            "p",
+            Feedback(
+                feedback_id=feedback_id,
+                trace_id=trace_id,
+                span_id=spans[1].span_id if feedback_id == "f-a" else "",
+                name="score",
+                value=value,
+                comment=f"it's {feedback_id}\tok",
+                source=FeedbackSource.REVIEWER,
+                created_at=BASE + timedelta(hours=hours),
+            ),
+        )
+    elsewhere = Feedback(
+        feedback_id="f-q", trace_id=trace_id, name="score", value=1, created_at=BASE
+    )
+    store.save_feedback("q", elsewhere)
+
+    listed = store.list_feedback("p", trace_id)
+    assert [f.feedback_id for f in listed] == ["f-c", "f-a", "f-b"]
+    full = store.get_trace("p", trace_id)
+    assert full is not None and full.feedback == listed
+    tree = store.get_trace_tree("p", trace_id)
+    assert tree is not None and tree.feedback == listed
+    first = store.get_trace_tree("p", trace_id, limit=1)
+    assert first is not None and first.feedback == listed and first.next_cursor is not None
+    last = store.get_trace_tree("p", trace_id, limit=1, cursor=first.next_cursor)
+    assert last is not None and last.feedback == listed
+    # A page after the last span has no span row to carry the feedback: it is still there.
+    past = store_sql.encode_cursor([2**62, "f" * 16])
+    beyond = store.get_trace_tree("p", trace_id, cursor=past)
+    assert beyond is not None and beyond.spans == [] and beyond.feedback == listed
+    quiet = store.get_trace("p", quiet_id)
+    quiet_tree = store.get_trace_tree("p", quiet_id)
+    assert quiet is not None and quiet.feedback == [] and quiet_tree is not None
+    assert quiet_tree.feedback == []
 
 
 def test_text_with_quotes_backslashes_and_tabs_is_bound_exactly(store: TraceStore) -> None:
@@ -859,6 +913,43 @@ def test_upgrade_to_v6_gives_stored_traces_their_session_and_user(store_at_v5: T
         on_resource,
         new_id,
     ]
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_before_v10(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped before version 10 (payload granules of 256 rows, 64 KB
+    compressed blocks)."""
+    opened = _store_at(request, tmp_path, 9)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_to_v10_rebuilds_payloads_in_small_blocks_keeping_them(
+    store_before_v10: TraceStore,
+) -> None:
+    store = store_before_v10
+    trace_id, spans, payloads = make_run("p")
+    _insert_as_older_code(store, spans, payloads)
+    store.put_payloads("q", {_sha(b"other"): b"other"})
+    assert store.migrate() == SCHEMA_VERSION
+    created = store._rows(  # type: ignore[attr-defined]
+        "SELECT create_table_query AS q FROM system.tables "
+        "WHERE database = currentDatabase() AND name = {t:String}",
+        {"t": store_sql.PAYLOADS_TABLE},
+    )
+    assert "index_granularity_bytes = 32768" in created[0]["q"]
+    assert "min_compress_block_size = 8192" in created[0]["q"]
+    assert payloads and store.get_payloads("p", list(payloads)) == payloads
+    assert store.get_payloads("q", [_sha(b"other")]) == {_sha(b"other"): b"other"}
+    assert store.get_payloads("p", [_sha(b"other")]) == {}
+    detail = store.get_trace("p", trace_id)
+    assert detail is not None
+    resolved = {
+        v.encode() for s in detail.spans for k, v in s.attributes.items() if k in attr.PAYLOAD_KEYS
+    }
+    assert resolved == set(payloads.values())
 
 
 def test_upgrade_from_v4_recounts_stored_runs_and_reads_late_spans(

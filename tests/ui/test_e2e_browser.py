@@ -118,7 +118,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     links = page.locator('a[href*="trace?trace="]')
     # The list streams in: wait for the fifth row's link rather than counting the first paint.
     expect(links.nth(4)).to_be_visible()
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.locator("table.retrace-traces")).to_be_visible()  # one element, every row
     _shot(page, "01-traces")
 
     page.get_by_label("Agent").fill("sql-analyst")
@@ -140,10 +140,10 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     _trace_link(page, stack.paused_trace).click()
     expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.paused_trace}"))
     expect(page.get_by_text("Span tree")).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    expect(page.locator("table.retrace-spans td.timeline div").first).to_be_visible()
     _select(page, "Selected span", re.compile("execute_tool run_python"))
     expect(page.get_by_text("of run_python")).to_be_visible()
-    # (the span tree's sandbox column says gvisor too, in canvas cells that are not visible text)
+    # (the span tree's sandbox column says gvisor too)
     expect(page.locator("text=gvisor >> visible=true").first).to_be_visible()
     expect(page.get_by_text("scratch.txt").first).to_be_visible()
     expect(page.get_by_text("temporary notes").first).to_be_visible()  # the file, at this step
@@ -156,6 +156,13 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     chat = page.get_by_test_id("stChatMessage")
     expect(chat.filter(has_text=NEEDS_APPROVAL).first).to_be_visible()
     _shot(page, "04-trace-chat-span")
+
+    # A span's name in the tree selects it, inside the running app (no page reload).
+    page.evaluate("window.__sameDocument = true")
+    page.locator("table.retrace-spans a", has_text="execute_tool run_python").first.click()
+    expect(page.locator("table.retrace-spans tr.selected")).to_contain_text("run_python")
+    expect(page.get_by_text("of run_python")).to_be_visible()
+    assert page.evaluate("window.__sameDocument") is True
 
 
 def _bad_input_is_a_message_in_the_page(stack: Stack, page: Page) -> None:

@@ -32,6 +32,7 @@ from tests.ui.seed import (
     save_hostile_records,
     seed_hostile_traces,
 )
+from tests.ui.tables import TableParser, parse_table
 
 pytestmark = pytest.mark.integration
 
@@ -97,12 +98,29 @@ def _inert_and_literal(at: AppTest, *tags: str) -> None:
     assert not missing, f"not shown as literal text: {missing}"
 
 
+def _only_table_markup(body: str, href_prefix: str) -> TableParser:
+    """``body`` holds table markup only; links only to ``href_prefix...``, no handlers."""
+    parsed = parse_table(body)
+    tags = {tag for tag, _ in parsed.tags}
+    assert tags <= {"style", "div", "table", "thead", "tbody", "tr", "th", "td", "a", "code"}, tags
+    for tag, attrs in parsed.tags:
+        assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
+        if tag == "a":
+            assert (dict(attrs).get("href") or "").startswith(href_prefix), attrs
+    return parsed
+
+
 def test_traces_list(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     # The hostile run is a replay (of a hostile id): listed, and marked, when replays are shown.
     at = _open(monkeypatch, seeded.collector.url, "traces", replays="1")
-    _inert_and_literal(at, "replayof")
-    labels = "\n".join(_MD.render(link.proto.label) for link in at.get("page_link"))
-    assert escapeHtml(h("input")[:80]) in labels and escapeHtml(h("jsonspan")[:80]) in labels
+    _inert_and_literal(at)  # the filters, toggles and captions around the list
+    # The list itself is one HTML table (st.html): only table markup and links to trace pages,
+    # every value its literal text.
+    (body,) = [e.value for e in at.get("html") if "<table" in e.value]  # type: ignore[attr-defined]
+    parsed = _only_table_markup(body, href_prefix="trace?trace=")
+    cells = [text for row in parsed.rows for text, _ in row]
+    assert h("input")[:80] in cells and h("jsonspan")[:80] in cells
+    assert f"replay of {h('replayof')}" in cells
 
 
 @pytest.mark.parametrize(
@@ -121,6 +139,14 @@ def test_trace_page(
     t = seeded.traces
     at = _open(monkeypatch, seeded.collector.url, "trace", trace=t.trace, span=getattr(t, span))
     _inert_and_literal(at, *tags)
+    # The span tree and the span's attributes are HTML tables (st.html): table markup only, the
+    # tree's links to this trace's spans, no link among the attributes.
+    bodies = [e.value for e in at.get("html")]  # type: ignore[attr-defined]
+    (tree,) = [b for b in bodies if '<table class="retrace-spans"' in b]
+    _only_table_markup(tree, href_prefix=f"trace?trace={t.trace}&span=")
+    (attributes,) = [b for b in bodies if '<table class="retrace-attributes"' in b]
+    parsed = _only_table_markup(attributes, href_prefix="no link here")
+    assert "a" not in {tag for tag, _ in parsed.tags}
 
 
 def test_replay_page(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:

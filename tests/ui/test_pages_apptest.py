@@ -29,6 +29,7 @@ from schemas.models import (
 )
 from tests.fixtures.collector import RunningCollector, free_port, launch_collector
 from tests.ui.seed import ANSWER, QUESTION, SeededTraces, seed_agent_traces, seed_wide_trace
+from tests.ui.tables import span_tree, trace_list
 from ui._tree import MAX_RENDERED_SPANS, page_count
 
 pytestmark = pytest.mark.integration
@@ -164,7 +165,7 @@ def test_trace_list_shows_every_run_with_links(
 ) -> None:
     at = _app(monkeypatch, seeded.collector.url).run()
     _no_exception(at)
-    table = at.dataframe[0].value
+    rows = trace_list(at)
     assert {
         "trace",
         "duration ms",
@@ -174,14 +175,15 @@ def test_trace_list_shows_every_run_with_links(
         "errors",
         "input",
         "answer",
-    } <= set(table.columns)
-    assert len(table) >= 3
-    links = {(link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    } <= set(rows[0])
+    assert len(rows) >= 3
+    links = {row["trace href"] for row in rows}
     for trace_id in (seeded.traces.ok, seeded.traces.failed, seeded.traces.denied):
-        assert ("trace", f"trace={trace_id}") in links
-    ok_row = table[table["trace"] == f"trace?trace={seeded.traces.ok}"].iloc[0]
-    assert ok_row["steps"] == 3 and ok_row["tokens"] == 420 + 38 + 510 + 22
-    assert ok_row["cost $"] > 0 and ok_row["answer"] == ANSWER
+        assert f"trace?trace={trace_id}" in links
+    ok_row = next(row for row in rows if row["trace href"] == f"trace?trace={seeded.traces.ok}")
+    assert ok_row["trace"] == seeded.traces.ok[:12]
+    assert ok_row["steps"] == "3" and ok_row["tokens"] == f"{420 + 38 + 510 + 22:,}"
+    assert float(ok_row["cost $"].lstrip("$")) > 0 and ok_row["answer"] == ANSWER
 
 
 def test_filters_come_from_the_url(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,14 +191,14 @@ def test_filters_come_from_the_url(seeded: Seeded, monkeypatch: pytest.MonkeyPat
     at.query_params["status"] = "error"
     at.run()
     _no_exception(at)
-    links = set(at.dataframe[0].value["trace"])
+    links = {row["trace href"] for row in trace_list(at)}
     assert f"trace?trace={seeded.traces.failed}" in links
     assert f"trace?trace={seeded.traces.ok}" not in links
 
     at.query_params.clear()
     at.query_params["agent"] = "sql-analyst"
     at.run()
-    assert list(at.dataframe[0].value["trace"]) == [f"trace?trace={seeded.traces.denied}"]
+    assert [row["trace href"] for row in trace_list(at)] == [f"trace?trace={seeded.traces.denied}"]
 
     at.query_params.clear()
     at.query_params["q"] = "zzz-nothing-matches"
@@ -213,7 +215,7 @@ def test_filter_form_writes_the_url(seeded: Seeded, monkeypatch: pytest.MonkeyPa
     _no_exception(at)
     assert at.query_params.get("agent") == "sql-analyst"
     assert at.query_params.get("status") == "error"
-    assert list(at.dataframe[0].value["trace"]) == [f"trace?trace={seeded.traces.denied}"]
+    assert [row["trace href"] for row in trace_list(at)] == [f"trace?trace={seeded.traces.denied}"]
 
 
 def test_bad_filter_in_the_link_is_a_message(
@@ -260,13 +262,15 @@ def test_tool_span_shows_arguments_result_sandbox_and_workspace(
         _app(monkeypatch, seeded.collector.url), "trace", trace=seeded.traces.ok, span=tool_span
     )
     _no_exception(at)
-    assert at.get("vega_lite_chart"), "the waterfall timeline is drawn"
-    tree = at.dataframe[0].value
-    assert len(tree) == 4 and tree["span"].iloc[0].startswith("invoke_agent")
+    tree = span_tree(at)
+    assert len(tree) == 4 and tree[0]["span"].startswith("invoke_agent")
+    # each span's name selects it; the selected one is the tool span of the link
+    assert [row["span href"] for row in tree].count(
+        f"trace?trace={seeded.traces.ok}&span={tool_span}"
+    ) == 1
     # where each tool step ran, in the tree itself
-    tools = tree[tree["span"].str.contains("execute_tool")]
-    assert list(tools["sandbox"]) == ["gvisor"]
-    assert set(tree[~tree["span"].str.contains("execute_tool")]["sandbox"]) == {""}
+    assert [row["sandbox"] for row in tree if "execute_tool" in row["span"]] == ["gvisor"]
+    assert {row["sandbox"] for row in tree if "execute_tool" not in row["span"]} == {""}
     assert any(j.value and '"network"' in str(j.value) for j in at.json)  # the policy
     assert any(j.value and "csv.DictReader" in str(j.value) for j in at.json)
     text = _texts(at)
@@ -413,12 +417,12 @@ def test_ten_thousand_span_trace_is_windowed_with_a_note(
     assert (
         "This trace has 10,000 spans" in notes and f"{MAX_RENDERED_SPANS} spans at a time" in notes
     )
-    assert len(at.dataframe[0].value) == MAX_RENDERED_SPANS
+    assert len(span_tree(at)) == MAX_RENDERED_SPANS
     windows = page_count(10_000)
     at.number_input[0].set_value(windows).run()  # the last window: the newest spans
     _no_exception(at)
-    assert len(at.dataframe[0].value) == 10_000 - (windows - 1) * MAX_RENDERED_SPANS
-    assert at.dataframe[0].value["span"].iloc[-1].strip().startswith("└ ")
+    assert len(span_tree(at)) == 10_000 - (windows - 1) * MAX_RENDERED_SPANS
+    assert span_tree(at)[-1]["span"].startswith("└ ")
 
 
 def test_trace_page_without_an_id_asks_for_one(

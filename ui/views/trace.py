@@ -1,9 +1,10 @@
-"""Trace detail: span tree and waterfall side by side; the selected span's payloads below."""
+"""Trace detail: the span tree with its waterfall; the selected span's payloads below."""
 
 from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import streamlit as st
@@ -13,13 +14,22 @@ from schemas.models import FeedbackSource, SuiteSource, parse_feedback_value
 from ui import _tree
 from ui._connection import client, price_table, shown_errors
 from ui._escape import md_code, md_text
+from ui._inapp import install as install_in_app_links
 from ui._links import same_tab_link, session_link, trace_link
 from ui._page import trace_id_from_url
 from ui._span_panel import render_span
-from ui._timeline import waterfall
+from ui._span_table import span_table_html
 
 _FAILED = {"failed", "incomplete", "rejected", "guardrail"}
 _WAITING = {"running", "pending_approval"}
+
+
+@st.cache_resource(show_spinner=False)
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the page's independent collector reads (the client is thread-safe)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrace-ui-read")
+
+
 st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
@@ -31,6 +41,9 @@ _CACHE_KEY = "trace-detail-cache"
 _SPANS_KEY = "trace-span-cache"
 _CACHE_SECONDS = 60.0
 cached = st.session_state.get(_CACHE_KEY)
+# The suites this page lists are read while the tree is (independent reads, one round trip).
+suites_all = _pool().submit(client().list_suites)
+suites_member = _pool().submit(client().list_suites, trace_id=trace_id)
 if st.sidebar.button("Reload trace") or not (
     cached and cached[0] == trace_id and time.monotonic() - cached[1] < _CACHE_SECONDS
 ):
@@ -113,8 +126,8 @@ with st.expander(f"Feedback ({len(detail.feedback)})", expanded=bool(detail.feed
                 st.rerun()
 _SUITE_FLASH = "suite-added-message"
 with shown_errors("list the suites", stop=False):
-    all_suites = [s.name for s in client().list_suites()]
-    member = [s.name for s in client().list_suites(trace_id=trace_id)]
+    all_suites = [s.name for s in suites_all.result()]
+    member = [s.name for s in suites_member.result()]
     flash = st.session_state.pop(_SUITE_FLASH, None)
     if flash:
         st.success(flash)
@@ -198,36 +211,11 @@ if st.session_state.get(select_key) in ids and st.query_params.get(
     "span", ""
 ) == st.session_state.get("span-param"):
     selected_id = st.session_state[select_key]  # the user's last choice in this session
-left, right = st.columns([2, 3])
-with left:
-    st.markdown("**Span tree**")
-    tree_frame = pl.DataFrame(
-        {
-            "span": ["  " * r.depth + ("└ " if r.depth else "") + r.span.name for r in shown],
-            "ms": [round(r.duration_ms, 1) for r in shown],
-            "sandbox": [r.sandbox for r in shown],  # dataframe cells are never markup
-            "status": ["ERROR" if r.is_error else r.span.status for r in shown],
-            "id": [r.span.span_id for r in shown],
-        }
-    )
-    picked_rows = st.dataframe(
-        tree_frame,
-        hide_index=True,
-        height=min(38 + 35 * len(shown), 560),
-        key=f"tree-{trace_id}-{page}",
-        on_select="rerun",
-        selection_mode="single-row",
-    ).selection.rows
-    if picked_rows:
-        picked = shown[picked_rows[0]].span.span_id
-        if picked != st.session_state.get("tree-picked"):
-            # A click in the tree opens that span (the selectbox below follows it).
-            st.session_state["tree-picked"] = picked
-            st.session_state[select_key] = picked
-            selected_id = picked
-with right:
-    st.markdown("**Timeline**")
-    st.vega_lite_chart(spec=waterfall(shown, selected_id), key="timeline", width="stretch")
+# The tree and its waterfall in one element (ui._span_table): each span's name is a link that
+# selects it (the URL's span; the selectbox below follows it).
+st.markdown("**Span tree**")
+st.html(span_table_html(shown, trace_id, selected_id))
+install_in_app_links()
 
 labels = {
     r.span.span_id: f"{'· ' * r.depth}{r.span.name} ({r.duration_ms:,.0f} ms)"

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from schemas.models import TracePage
 from ui import _filters as f
 from ui._connection import client, price_table, shown_errors
-from ui._escape import md_code, md_text
-from ui._links import trace_link
-
-# An empty, 10-pixel Vega-Lite chart: the trace page draws its timeline with Vega-Lite.
-_PRELOAD: dict[str, object] = {
-    "data": {"values": []},
-    "mark": "point",
-    "height": 10,
-    "config": {"view": {"stroke": None}},
-}
+from ui._inapp import install as install_in_app_links
+from ui._trace_table import trace_table_html
 
 st.title("Traces")
 
@@ -120,65 +111,9 @@ if not page.traces:
         else "No traces yet. Point an agent's OTLP exporter at the collector or run `retrace demo`."
     )
 else:
-    frame = pl.DataFrame(
-        {
-            "trace": [trace_link(t.trace_id) for t in page.traces],
-            "started": [t.start_time for t in page.traces],
-            "status": [t.status for t in page.traces],
-            "run status": [t.run_status for t in page.traces],
-            "agent": [t.agent_name or t.service_name for t in page.traces],
-            "duration ms": [round(t.duration_ms, 1) for t in page.traces],
-            "steps": [t.llm_calls + t.tool_calls for t in page.traces],
-            "spans": [t.span_count for t in page.traces],
-            "tokens": [t.input_tokens + t.output_tokens for t in page.traces],
-            "cost $": [prices.cost(t.models, t.input_tokens, t.output_tokens) for t in page.traces],
-            "errors": [t.error_count for t in page.traces],
-            "models": [", ".join(t.models) for t in page.traces],
-            "tools": [", ".join(t.tools) for t in page.traces],
-            "input": [t.input_preview[:200] for t in page.traces],
-            "answer": [t.output_preview[:200] for t in page.traces],
-            "replay of": [trace_link(t.replay_of) if t.replay_of else None for t in page.traces],
-            "session": [t.session_id for t in page.traces],
-            "user": [t.user_id for t in page.traces],
-        },
-        strict=False,
-    )
-    if filters.replays:  # next to the trace: which run each replay replays
-        frame = frame.select("trace", "replay of", pl.exclude("trace", "replay of"))
-    st.dataframe(
-        frame,
-        hide_index=True,
-        key="trace_table",
-        column_config={
-            "trace": st.column_config.LinkColumn(
-                "trace", display_text=r"trace=([0-9a-f]{12})", width="small"
-            ),
-            "replay of": st.column_config.LinkColumn(
-                "replay of", display_text=r"trace=([^&]{1,12})", width="small"
-            ),
-            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-            "cost $": st.column_config.NumberColumn(format="$%.5f"),
-        },
-    )
-    # st.dataframe draws on a canvas; these real links keep every trace one click (and one
-    # screen reader hop) away. st.page_link navigates inside the running app (no page reload),
-    # and is still an <a href="trace?trace=..."> that can be opened in a new tab or shared.
-    with st.expander(f"Open a trace ({len(page.traces)} on this page)", expanded=True):
-        for t in page.traces:
-            # A page link's label is markdown: cut the raw text, then escape it.
-            preview = md_text((t.input_preview or t.root_span_name)[:80])
-            replay = " · replay" if t.replay_of else ""
-            st.page_link(
-                "views/trace.py",
-                label=f"{md_code(t.trace_id)} · {md_text(t.status)}{replay} · {preview}",
-                query_params={"trace": t.trace_id},
-            )
-            if t.replay_of:
-                st.page_link(
-                    "views/trace.py",
-                    label=f"↳ replay of {md_code(t.replay_of)}",
-                    query_params={"trace": t.replay_of},
-                )
+    # One element for the whole page of runs (see ui._trace_table): drawn as soon as it arrives.
+    st.html(trace_table_html(page.traces, prices, replays=filters.replays))
+    install_in_app_links()
 
 cursors: list[str] = st.session_state.setdefault("trace_cursors", [])
 nav = st.columns([1, 1, 6])
@@ -190,9 +125,6 @@ if nav[1].button("Next page", disabled=page.next_cursor is None):
     cursors.append(filters.cursor)
     st.query_params[f.P_CURSOR] = page.next_cursor or ""
     st.rerun()
-# Last on the page, after the list is drawn: an empty 10-pixel chart makes the browser load the
-# charting library now, so a trace opened from here draws its timeline without that wait.
-st.vega_lite_chart(_PRELOAD, key="preload-charts")
 nav[2].caption(
     f"Page {len(cursors) + 1} · {len(page.traces)} traces"
     + (" · more available" if page.next_cursor else "")
