@@ -205,7 +205,7 @@ TRACE_ID_TS = Table(
     ),
 )
 
-# One row per span attribute with a short value, sorted for attribute filters (migration 0010);
+# One row per span attribute with a short value, sorted for attribute filters (migration 0011);
 # filled by its view from otel_traces, never inserted by Retrace itself.
 SPAN_ATTRIBUTES = Table(
     "retrace_span_attributes",

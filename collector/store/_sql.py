@@ -361,7 +361,7 @@ def _span_time_filter(start: datetime | int | None, end: datetime | None, params
     return "".join(f" AND {c}" for c in clauses)
 
 
-# The attribute index (retrace_span_attributes, migration 0010) holds the span attributes whose
+# The attribute index (retrace_span_attributes, migration 0011) holds the span attributes whose
 # value is 1 to this many bytes long (the view's WHERE); a filter on a longer value, or on ''
 # (which also matches spans without the key), reads otel_traces instead.
 ATTRIBUTE_INDEX_MAX_VALUE_BYTES = 128

@@ -1068,19 +1068,19 @@ def test_upgrade_to_v9_lists_stored_runs_by_their_status(store_at_v8: TraceStore
 
 
 @pytest.fixture(params=["chdb", "clickhouse"])
-def store_at_v9(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
-    """A store whose schema stopped at version 9 (no attribute index)."""
-    opened = _store_at(request, tmp_path, 9)
+def store_at_v10(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 10 (no attribute index)."""
+    opened = _store_at(request, tmp_path, 10)
     try:
         yield opened
     finally:
         opened.close()
 
 
-def test_upgrade_to_v10_lists_stored_runs_by_their_attributes(store_at_v9: TraceStore) -> None:
+def test_upgrade_to_v11_lists_stored_runs_by_their_attributes(store_at_v10: TraceStore) -> None:
     """Spans stored before the attribute index existed are found by attribute filters after the
     upgrade (the migration fills it from the spans), alone and with spans stored after it."""
-    store = store_at_v9
+    store = store_at_v10
     old, spans, payloads = make_run("p", attributes={"customer.id": "c-1"})
     store.insert_spans("p", spans, payloads)
     mixed, mixed_spans, payloads = make_run(

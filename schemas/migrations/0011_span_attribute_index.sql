@@ -1,4 +1,4 @@
--- Retrace schema v10: an inverted index of span attributes for trace lists filtered by one.
+-- Retrace schema v11: an inverted index of span attributes for trace lists filtered by one.
 -- A list filtered by an attribute (customer.id=c-7 over a day) selected its traces' ids from
 -- otel_traces through the bloom-filter indexes on the attribute maps: ≈30 ms of a ≈55 ms list
 -- over a day of 2 M spans (bench/bench_store.py), little of it in the index (14 granules kept of
