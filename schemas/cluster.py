@@ -54,6 +54,7 @@ REPLICA_PATH: Final = "'/clickhouse/tables/{uuid}/{shard}', '{replica}'"
 SHARDING_KEYS: Final[dict[str, str]] = {
     "otel_traces": "cityHash64(TraceId)",
     "otel_traces_trace_id_ts": "cityHash64(TraceId)",
+    "retrace_span_attributes": "cityHash64(TraceId)",
     "retrace_trace_summaries": "cityHash64(TraceId)",
     "retrace_feedback": "cityHash64(TraceId)",
     "retrace_suites": "cityHash64(TraceId)",

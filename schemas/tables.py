@@ -35,6 +35,7 @@ __all__ = [
     "REPLAYS",
     "SCHEMA_MIGRATIONS",
     "SPANS",
+    "SPAN_ATTRIBUTES",
     "SUITES",
     "SUMMARIES",
     "TABLES",
@@ -204,6 +205,19 @@ TRACE_ID_TS = Table(
     ),
 )
 
+# One row per span attribute with a short value, sorted for attribute filters (migration 0011);
+# filled by its view from otel_traces, never inserted by Retrace itself.
+SPAN_ATTRIBUTES = Table(
+    "retrace_span_attributes",
+    (
+        Column("ProjectId", _LC),
+        Column("Key", _LC),
+        Column("Value", "String"),
+        Column("Timestamp", "DateTime64(9)"),
+        Column("TraceId", "String"),
+    ),
+)
+
 PAYLOADS = Table(
     "retrace_payloads",
     (
@@ -355,6 +369,7 @@ SCHEMA_MIGRATIONS = Table(
 TABLES: tuple[Table, ...] = (
     SPANS,
     TRACE_ID_TS,
+    SPAN_ATTRIBUTES,
     PAYLOADS,
     SUMMARIES,
     REPLAYS,

@@ -34,6 +34,7 @@ from schemas.models import (
 # --- tables ------------------------------------------------------------------------------------
 SPANS_TABLE = tables.SPANS.name
 TRACE_ID_TS_TABLE = tables.TRACE_ID_TS.name
+SPAN_ATTRIBUTES_TABLE = tables.SPAN_ATTRIBUTES.name
 PAYLOADS_TABLE = tables.PAYLOADS.name
 SUMMARIES_TABLE = tables.SUMMARIES.name
 REPLAYS_TABLE = tables.REPLAYS.name
@@ -247,7 +248,14 @@ SETTINGS output_format_arrow_string_as_string = 0
 
 DELETE_SQL = [
     f"DELETE FROM {table} WHERE ProjectId = {{project:String}} AND TraceId = {{trace_id:String}}"
-    for table in (SPANS_TABLE, TRACE_ID_TS_TABLE, SUMMARIES_TABLE, FEEDBACK_TABLE, SUITES_TABLE)
+    for table in (
+        SPANS_TABLE,
+        TRACE_ID_TS_TABLE,
+        SPAN_ATTRIBUTES_TABLE,
+        SUMMARIES_TABLE,
+        FEEDBACK_TABLE,
+        SUITES_TABLE,
+    )
 ]
 
 
@@ -351,6 +359,43 @@ def _span_time_filter(start: datetime | int | None, end: datetime | None, params
         params["t_end"] = to_ns(end)
         clauses.append("Timestamp < fromUnixTimestamp64Nano({t_end:Int64})")
     return "".join(f" AND {c}" for c in clauses)
+
+
+# The attribute index (retrace_span_attributes, migration 0011) holds the span attributes whose
+# value is 1 to this many bytes long (the view's WHERE); a filter on a longer value, or on ''
+# (which also matches spans without the key), reads otel_traces instead.
+ATTRIBUTE_INDEX_MAX_VALUE_BYTES = 128
+
+
+def _indexed(value: str) -> bool:
+    return 1 <= len(value.encode("utf-8")) <= ATTRIBUTE_INDEX_MAX_VALUE_BYTES
+
+
+def _trace_attribute_filters(attrs: Mapping[str, str], span_time: str, params: Params) -> list[str]:
+    """One trace-id condition per attribute filter of a trace list (any span of the trace).
+
+    A short value is looked up in the attribute index, sorted by (project, key, value, time):
+    a granule or two instead of the bounded read of otel_traces (see
+    ATTRIBUTE_INDEX_MAX_VALUE_BYTES for the other values). Each attribute may sit on a
+    different span of the trace: the per-filter trace sets are intersected.
+    """
+    clauses = []
+    for i, (key, value) in enumerate(sorted(attrs.items())):
+        params[f"ak{i}"] = key
+        params[f"av{i}"] = value
+        if _indexed(value):
+            clauses.append(
+                f"TraceId IN (SELECT TraceId FROM {SPAN_ATTRIBUTES_TABLE}"
+                f" WHERE ProjectId = {{project:String}} AND Key = {{ak{i}:String}}"
+                f" AND Value = {{av{i}:String}}{span_time})"
+            )
+        else:
+            clauses.append(
+                f"TraceId IN (SELECT TraceId FROM {SPANS_TABLE}"
+                f" WHERE ProjectId = {{project:String}}{span_time}"
+                f" AND SpanAttributes[{{ak{i}:String}}] = {{av{i}:String}})"
+            )
+    return clauses
 
 
 def _attribute_filter(attrs: Mapping[str, str], params: Params) -> list[str]:
@@ -458,14 +503,7 @@ def list_traces_sql(
             f"TraceId IN (SELECT TraceId FROM {FEEDBACK_TABLE}"
             " WHERE ProjectId = {project:String} AND Name = {feedback:String})"
         )
-    span_filters = _attribute_filter(q.attributes, params)
-    if span_filters:
-        where.append(
-            f"TraceId IN (SELECT TraceId FROM {SPANS_TABLE} WHERE ProjectId = {{project:String}}"
-            f"{span_time} AND {' AND '.join(span_filters)})"
-            if len(span_filters) == 1
-            else _all_attributes_subquery(span_filters, span_time)
-        )
+    where.extend(_trace_attribute_filters(q.attributes, span_time, params))
     if q.text:
         contains = _text_matcher(q.text, params)
         # Any summary row of the trace with the text (a key-level condition: see below).
@@ -593,16 +631,6 @@ _LIGHT_COLUMNS: dict[str, str] = {
     "Models_": "Models",
     "Tools_": "Tools",
 }
-
-
-def _all_attributes_subquery(span_filters: list[str], span_time: str) -> str:
-    # Each attribute may sit on a different span of the trace: intersect per-filter trace sets.
-    parts = [
-        f"TraceId IN (SELECT TraceId FROM {SPANS_TABLE} WHERE ProjectId = {{project:String}}"
-        f"{span_time} AND {f})"
-        for f in span_filters
-    ]
-    return "(" + " AND ".join(parts) + ")"
 
 
 # --- span search -------------------------------------------------------------------------------

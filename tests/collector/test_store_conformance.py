@@ -1067,6 +1067,93 @@ def test_upgrade_to_v9_lists_stored_runs_by_their_status(store_at_v8: TraceStore
         _optimize_summaries(store)
 
 
+@pytest.fixture(params=["chdb", "clickhouse"])
+def store_at_v10(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    """A store whose schema stopped at version 10 (no attribute index)."""
+    opened = _store_at(request, tmp_path, 10)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_upgrade_to_v11_lists_stored_runs_by_their_attributes(store_at_v10: TraceStore) -> None:
+    """Spans stored before the attribute index existed are found by attribute filters after the
+    upgrade (the migration fills it from the spans), alone and with spans stored after it."""
+    store = store_at_v10
+    old, spans, payloads = make_run("p", attributes={"customer.id": "c-1"})
+    store.insert_spans("p", spans, payloads)
+    mixed, mixed_spans, payloads = make_run(
+        "p", start=BASE + timedelta(minutes=1), attributes={"customer.id": "c-1"}
+    )
+    store.insert_spans("p", mixed_spans[:1], payloads)  # the root, before the upgrade
+    other, spans, payloads = make_run(
+        "p", start=BASE + timedelta(minutes=2), attributes={"customer.id": "c-2"}
+    )
+    store.insert_spans("p", spans, payloads)
+
+    assert store.migrate() == SCHEMA_VERSION
+    tagged = mixed_spans[1].model_copy(
+        update={"attributes": {**mixed_spans[1].attributes, "tier": "gold"}}
+    )
+    store.insert_spans("p", [tagged, *mixed_spans[2:]], {})  # after the upgrade
+    new, spans, payloads = make_run(
+        "p", start=BASE + timedelta(minutes=3), attributes={"customer.id": "c-1"}
+    )
+    store.insert_spans("p", spans, payloads)
+
+    def by(**attributes: str) -> list[str]:
+        return _ids(store, "p", TraceQuery(attributes=attributes))
+
+    assert by(**{"customer.id": "c-1"}) == [new, mixed, old]
+    assert by(**{"customer.id": "c-2"}) == [other]
+    assert by(tier="gold") == [mixed]
+    assert by(**{"customer.id": "c-1", "tier": "gold"}) == [mixed]  # on two spans
+    assert by(**{"customer.id": "c-2", "tier": "gold"}) == []
+    bounded = TraceQuery(attributes={"customer.id": "c-1"}, start=BASE + timedelta(seconds=30))
+    assert _ids(store, "p", bounded) == [new, mixed]
+    assert _ids(store, "q", TraceQuery(attributes={"customer.id": "c-1"})) == []
+
+
+def test_attribute_filters_on_values_the_index_leaves_out(store: TraceStore) -> None:
+    """Values longer than the index keeps (in bytes, not characters) and '' (which also matches
+    a span without the key) filter as the spans say; a deleted trace leaves the index with it."""
+    limit = store_sql.ATTRIBUTE_INDEX_MAX_VALUE_BYTES
+    values = {
+        "long": "x" * (limit + 1),
+        "widest": "é" * (limit // 2),  # exactly the limit in bytes: indexed
+        "wide": "é" * (limit // 2 + 1),  # over it in bytes, under it in characters
+    }
+    ids = {}
+    for n, (name, value) in enumerate(values.items()):
+        trace_id, spans, payloads = make_run(
+            "p", start=BASE + timedelta(minutes=n), attributes={"note": value}
+        )
+        store.insert_spans("p", spans, payloads)
+        ids[name] = trace_id
+    for name, value in values.items():
+        assert _ids(store, "p", TraceQuery(attributes={"note": value})) == [ids[name]]
+        assert _ids(store, "p", TraceQuery(attributes={"note": value + "y"})) == []
+    # Each run has spans without the key, whose value reads as ''.
+    everything = [ids["wide"], ids["widest"], ids["long"]]
+    assert _ids(store, "p", TraceQuery(attributes={"note": ""})) == everything
+    assert _ids(store, "p", TraceQuery(attributes={"note": "", "customer.id": ""})) == everything
+
+    # Deleted, then stored again under the same id with another value: found by the new one.
+    again, spans, payloads = make_run(
+        "p", start=BASE + timedelta(hours=1), attributes={"customer.id": "c-9"}
+    )
+    store.insert_spans("p", spans, payloads)
+    assert _ids(store, "p", TraceQuery(attributes={"customer.id": "c-9"})) == [again]
+    assert store.delete_trace("p", again) is True
+    assert _ids(store, "p", TraceQuery(attributes={"customer.id": "c-9"})) == []
+    moved = {**spans[0].attributes, "customer.id": "c-10"}
+    root = spans[0].model_copy(update={"attributes": moved})
+    store.insert_spans("p", [root, *spans[1:]], payloads)
+    assert _ids(store, "p", TraceQuery(attributes={"customer.id": "c-10"})) == [again]
+    assert _ids(store, "p", TraceQuery(attributes={"customer.id": "c-9"})) == []
+
+
 def test_list_filters_and_sorts_see_each_trace_whole_before_merges(
     store: TraceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

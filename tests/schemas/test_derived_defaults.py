@@ -422,6 +422,11 @@ def test_exporter_rows_derive_what_retrace_derives(store: TraceStore) -> None:
     assert (summary.llm_calls, summary.tool_calls, summary.error_count) == (2, 1, 1)
     assert summary.input_preview == "What changed in Q3?"
     assert summary.session_id == "sess-1" and summary.user_id == "bob"
+    # Attribute filters read the attribute index, which the view fills from either insert.
+    by_attr = TraceQuery(attributes={"session.id": "sess-1"})
+    their_ids = [t.trace_id for t in store.list_traces("via-exporter", by_attr).traces]
+    assert their_ids == [traces[0][1][0]["trace"]]
+    assert [t.trace_id for t in store.list_traces("via-retrace", by_attr).traces] == their_ids
 
     for _, spans in traces:
         trace_id = spans[0]["trace"]
