@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
+from collector.store._sql import TREE_FIELD_COLUMNS
 from schemas.errors import (
     ConflictError,
     InvalidInputError,
@@ -260,18 +261,30 @@ def get_trace_tree(
     trace_id: str,
     limit: Annotated[int, Query(ge=1, le=MAX_TREE_PAGE)] = 1000,
     cursor: str | None = None,
+    fields: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated span fields to return (each span holds only these): "
+            + ", ".join(TREE_FIELD_COLUMNS)
+            + ", or attributes.KEY for one attribute (into attributes). Unknown name: 400",
+            max_length=4096,
+        ),
+    ] = None,
 ) -> Response:
     """Spans ordered by (start time, span id) with their attributes, events and links but not
     their payloads (``payload_keys`` names them; ``/spans/{span_id}`` resolves them) nor their
     resource attributes; fields at their default value are left out of the JSON;
-    ``next_cursor`` reads the next page. Each page carries the summary and feedback."""
+    ``next_cursor`` reads the next page. Each page carries the summary and feedback. With
+    ``fields`` the store reads and returns only those span fields (a tree view needs a few)."""
+    names = None if fields is None else [f.strip() for f in fields.split(",") if f.strip()]
     page: TraceTreePage | None = _state(request).store.get_trace_tree(
-        project, trace_id, limit=limit, cursor=cursor
+        project, trace_id, limit=limit, cursor=cursor, fields=names
     )
     if page is None:
         raise NotFoundError(f"trace {trace_id} not found")
     # Span fields at their defaults (empty events, links, zero tokens...) are left out: a third
-    # smaller. The page's own fields are all there (next_cursor is null on the last page).
+    # smaller. The page's own fields are all there (next_cursor is null on the last page). A
+    # page of some fields holds spans with only those set (serialized from what they hold).
     head = page.model_dump_json(exclude={"spans"})
     spans = _SPAN_LIST.dump_json(page.spans, exclude_defaults=True).decode()
     return Response(head[:-1] + ',"spans":' + spans + "}", media_type="application/json")

@@ -15,6 +15,23 @@ from schemas.models import SpanView
 MAX_RENDERED_SPANS = 200
 
 
+# The span fields a trace page's tree reads (span_tree, TreeRow, latest_run_status, the table in
+# ui._span_table): the page asks the collector for these only (GET /traces/{id}/spans?fields=);
+# the selected span is read whole. A field used on a tree row must be added here.
+TREE_FIELDS = (
+    "span_id",
+    "parent_span_id",
+    "name",
+    "start_time_unix_nano",
+    "duration_ns",
+    "status",
+    "operation",
+    f"attributes.{attr.RETRACE_SANDBOX_BACKEND}",
+    f"attributes.{attr.RETRACE_SANDBOX_INSECURE}",
+    f"attributes.{attr.RETRACE_RUN_STATUS}",
+)
+
+
 @dataclass(frozen=True)
 class TreeRow:
     span: SpanView

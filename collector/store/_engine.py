@@ -253,8 +253,18 @@ class SqlTraceStore(TraceStore):
         )
 
     def get_trace_tree(
-        self, project: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+        self,
+        project: str,
+        trace_id: str,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> TraceTreePage | None:
+        plain: list[str] = []
+        keys: list[str] = []
+        if fields is not None:
+            plain, keys = q.split_tree_fields(fields)
         after: tuple[int, str] = (-1, "")
         if cursor:
             ts, span_id = q.decode_cursor(cursor, 2)
@@ -262,12 +272,21 @@ class SqlTraceStore(TraceStore):
                 raise InvalidInputError(f"invalid cursor {cursor!r}: not one this API returned")
             after = (ts, span_id)
         params = {"project": project, "trace_id": trace_id}
-        rows, feedback = self._trace_rows(
-            q.TRACE_TREE_SQL, {**params, "c_ts": after[0], "c_span": after[1], "limit": limit + 1}
-        )
+        page_params: dict[str, Any] = {
+            **params,
+            "c_ts": after[0],
+            "c_span": after[1],
+            "limit": limit + 1,
+        }
+        sql = q.TRACE_TREE_SQL
+        if fields is not None:
+            sql = q.trace_tree_fields_sql(plain, bool(keys))
+            if keys and "attributes" not in plain:
+                page_params["attr_keys"] = keys
+        rows, feedback = self._trace_rows(sql, page_params)
         more = len(rows) > limit
         rows = rows[:limit]
-        if not cursor and not more:
+        if not cursor and not more and fields is None:
             # The whole trace in one page (the usual case): its summary from its spans, by the
             # view's rules, without another round trip.
             if not rows:
@@ -287,7 +306,11 @@ class SqlTraceStore(TraceStore):
             next_cursor = q.encode_cursor([int(rows[-1]["StartNs"]), str(rows[-1]["SpanId"])])
         return TraceTreePage.model_construct(
             trace=trace,
-            spans=[_rows.span_from_row(r, {}, tree=True) for r in rows],
+            spans=(
+                [_rows.span_from_row(r, {}, tree=True) for r in rows]
+                if fields is None
+                else [_rows.partial_span_from_row(r, plain, bool(keys)) for r in rows]
+            ),
             feedback=feedback,
             next_cursor=next_cursor,
         )

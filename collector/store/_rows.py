@@ -95,6 +95,38 @@ def _construct(model: type[_M], values: dict[str, Any]) -> _M:
     return built
 
 
+def _events(row: Mapping[str, Any]) -> list[SpanEvent]:
+    event_ts = row["EventTs"]
+    if not event_ts:
+        return []
+    return [
+        SpanEvent.model_construct(
+            timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs)
+        )
+        for ts, name, attrs in zip(
+            event_ts, row["EventName"] or [], row["EventAttrs"] or [], strict=False
+        )
+    ]
+
+
+def _links(row: Mapping[str, Any]) -> list[SpanLink]:
+    link_ids = row["LinkTraceId"]
+    if not link_ids:
+        return []
+    return [
+        SpanLink.model_construct(
+            trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a)
+        )
+        for t, s, st, a in zip(
+            link_ids,
+            row["LinkSpanId"] or [],
+            row["LinkTraceState"] or [],
+            row["LinkAttrs"] or [],
+            strict=False,
+        )
+    ]
+
+
 def span_from_row(
     row: Mapping[str, Any], payloads: Mapping[str, bytes], *, tree: bool = False
 ) -> SpanView:
@@ -114,36 +146,8 @@ def span_from_row(
             attributes[key] = blob.decode("utf-8", errors="replace")
     start_ns = int(row["StartNs"])
     duration = int(row["Duration"])
-    event_ts = row["EventTs"]
-    events = (
-        [
-            SpanEvent.model_construct(
-                timestamp_unix_nano=int(ts), name=str(name), attributes=as_map(attrs)
-            )
-            for ts, name, attrs in zip(
-                event_ts, row["EventName"] or [], row["EventAttrs"] or [], strict=False
-            )
-        ]
-        if event_ts
-        else []
-    )
-    link_ids = row["LinkTraceId"]
-    links = (
-        [
-            SpanLink.model_construct(
-                trace_id=str(t), span_id=str(s), trace_state=str(st), attributes=as_map(a)
-            )
-            for t, s, st, a in zip(
-                link_ids,
-                row["LinkSpanId"] or [],
-                row["LinkTraceState"] or [],
-                row["LinkAttrs"] or [],
-                strict=False,
-            )
-        ]
-        if link_ids
-        else []
-    )
+    events = _events(row)
+    links = _links(row)
     values = dict(
         trace_id=str(row["TraceId"]),
         span_id=str(row["SpanId"]),
@@ -174,6 +178,70 @@ def span_from_row(
         payload_keys=sorted(refs) if tree else [],
     )
     return _construct(SpanView, values)
+
+
+def partial_span_from_row(
+    row: Mapping[str, Any], fields: Sequence[str], attribute_keys: bool
+) -> SpanView:
+    """A span of a tree page with only ``fields`` set (a row of ``trace_tree_fields_sql``), plus
+    ``attributes`` when ``attribute_keys`` (the row's attributes already filtered to them). The
+    model holds no other field: serialize it with the fields asked for only."""
+    start_ns = int(row["StartNs"])
+    values: dict[str, Any] = {}
+    for field in fields:
+        if field == "trace_id":
+            values[field] = str(row["TraceId"])
+        elif field == "span_id":
+            values[field] = str(row["SpanId"])
+        elif field == "parent_span_id":
+            values[field] = str(row["ParentSpanId"])
+        elif field == "name":
+            values[field] = str(row["SpanName"])
+        elif field == "kind":
+            values[field] = _spelled(str(row["SpanKind"]))
+        elif field == "service_name":
+            values[field] = str(row["ServiceName"])
+        elif field == "start_time":
+            values[field] = from_ns(start_ns)
+        elif field == "end_time":
+            values[field] = from_ns(start_ns + int(row["Duration"]))
+        elif field == "start_time_unix_nano":
+            values[field] = start_ns
+        elif field == "duration_ns":
+            values[field] = int(row["Duration"])
+        elif field == "status":
+            values[field] = _spelled(str(row["StatusCode"]))
+        elif field == "payload_keys":
+            values[field] = sorted(str(k) for k in row["PayloadKeys"] or [])
+        elif field == "events":
+            values[field] = _events(row)
+        elif field == "links":
+            values[field] = _links(row)
+        elif field == "attributes":
+            values[field] = as_map(row["SpanAttributes"])
+        else:  # a plain column: status_message, operation, tokens, step, session, user...
+            values[field] = _PLAIN_TYPES[field](row[_PLAIN_COLUMNS[field]])
+    if attribute_keys and "attributes" not in values:
+        values["attributes"] = as_map(row["SpanAttributes"])
+    return _construct(SpanView, values)
+
+
+_PLAIN_COLUMNS = {
+    "status_message": "StatusMessage",
+    "operation": "Operation",
+    "agent_name": "AgentName",
+    "model": "Model",
+    "tool_name": "ToolName",
+    "input_tokens": "InputTokens",
+    "output_tokens": "OutputTokens",
+    "step_index": "StepIndex",
+    "session_id": "SessionId",
+    "user_id": "UserId",
+}
+_PLAIN_TYPES: dict[str, Any] = {
+    name: int if name in ("input_tokens", "output_tokens", "step_index") else str
+    for name in _PLAIN_COLUMNS
+}
 
 
 # How OTel Collector ClickHouse exporters before pdata's short names spelled status codes and

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -227,6 +227,87 @@ LIMIT 1 BY Timestamp, SpanId
 LIMIT {limit:UInt32}
 """
 )
+
+# A tree page of only some span fields (GET /traces/{id}/spans?fields=...): each field's columns,
+# so a read selects only those (a column costs its streams per granule, Map columns the most).
+# ``attributes.KEY`` fields read SpanAttributes filtered to their keys. The trace's summary
+# comes from the summary table (TRACE_SUMMARY_SQL), so no summary columns are read here.
+TREE_FIELD_COLUMNS: dict[str, str] = {
+    "trace_id": "TraceId",
+    "span_id": "SpanId",
+    "parent_span_id": "ParentSpanId",
+    "name": "SpanName",
+    "kind": "SpanKind",
+    "service_name": "ServiceName",
+    "start_time": "",
+    "end_time": "Duration",
+    "start_time_unix_nano": "",
+    "duration_ns": "Duration",
+    "status": "StatusCode",
+    "status_message": "StatusMessage",
+    "attributes": "SpanAttributes",
+    "events": "arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) AS EventTs, "
+    "`Events.Name` AS EventName, `Events.Attributes` AS EventAttrs",
+    "links": "`Links.TraceId` AS LinkTraceId, `Links.SpanId` AS LinkSpanId, "
+    "`Links.TraceState` AS LinkTraceState, `Links.Attributes` AS LinkAttrs",
+    "operation": "Operation",
+    "agent_name": "AgentName",
+    "model": "Model",
+    "tool_name": "ToolName",
+    "input_tokens": "InputTokens",
+    "output_tokens": "OutputTokens",
+    "step_index": "StepIndex",
+    "session_id": "SessionId",
+    "user_id": "UserId",
+    "payload_keys": "mapKeys(PayloadRefs) AS PayloadKeys",
+}
+_ATTRIBUTES_OF_KEYS = (
+    "mapFilter((k, v) -> has({attr_keys:Array(String)}, k), SpanAttributes) AS SpanAttributes"
+)
+
+
+def split_tree_fields(fields: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``fields`` of a tree page as (span fields, attribute keys of ``attributes.KEY`` entries);
+    ``InvalidInputError`` naming the first one that is neither."""
+    plain: list[str] = []
+    keys: list[str] = []
+    for field_name in fields:
+        if field_name.startswith("attributes.") and len(field_name) > len("attributes."):
+            keys.append(field_name[len("attributes.") :])
+        elif field_name in TREE_FIELD_COLUMNS:
+            if field_name not in plain:
+                plain.append(field_name)
+        else:
+            raise InvalidInputError(
+                f"unknown span field {field_name!r} in fields: expected some of "
+                f"{', '.join(TREE_FIELD_COLUMNS)} or attributes.KEY"
+            )
+    if not plain and not keys:
+        raise InvalidInputError("fields names no span field")
+    return plain, keys
+
+
+def trace_tree_fields_sql(fields: Iterable[str], attribute_keys: bool) -> str:
+    """TRACE_TREE_SQL selecting only ``fields`` (keys of TREE_FIELD_COLUMNS, checked by the
+    caller; the start time and span id are always read: the page's order and cursor), and with
+    ``attribute_keys`` the attributes named by the ``attr_keys`` parameter (unless ``attributes``
+    asks for them all)."""
+    columns = ["SpanId", "toUnixTimestamp64Nano(Timestamp) AS StartNs"]
+    for name in fields:
+        column = TREE_FIELD_COLUMNS[name]
+        if column and column not in columns:
+            columns.append(column)
+    if attribute_keys and "SpanAttributes" not in columns:
+        columns.append(_ATTRIBUTES_OF_KEYS)
+    return (
+        _trace_bounded(f"{', '.join(columns)}, {_FEEDBACK_OF_TRACE}")
+        + """  AND (toUnixTimestamp64Nano(Timestamp), SpanId) > ({c_ts:Int64}, {c_span:String})
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY Timestamp, SpanId
+LIMIT {limit:UInt32}
+"""
+    )
+
 
 TRACE_SPAN_SQL = (
     _trace_bounded(SPAN_SELECT)

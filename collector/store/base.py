@@ -104,10 +104,18 @@ class TraceStore(ABC):
 
     @abstractmethod
     def get_trace_tree(
-        self, project: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+        self,
+        project: str,
+        trace_id: str,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> TraceTreePage | None:
         """A page of one trace's spans without payloads (``payload_keys`` names them), ordered
-        by (start, span id), with the trace's summary and feedback; None if unknown."""
+        by (start, span id), with the trace's summary and feedback; None if unknown. With
+        ``fields`` (SpanView field names, or ``attributes.KEY`` for one attribute) each span
+        holds only those (``InvalidInputError`` naming an unknown one)."""
 
     @abstractmethod
     def get_span(self, project: str, trace_id: str, span_id: str) -> SpanView | None:

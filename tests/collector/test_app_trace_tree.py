@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from collector.store._sql import TREE_FIELD_COLUMNS
 from schemas import attributes as A
 from schemas.errors import InvalidInputError, NotFoundError
 from tests.collector.test_app_ingest import json_request
@@ -41,6 +42,20 @@ def _ingest(server: RunningCollector, key: str, n: int) -> str:
             "startTimeUnixNano": str(t0),
             "endTimeUnixNano": str(t0 + 10_000_000_000),
             "attributes": [_str_attr(A.GEN_AI_OPERATION_NAME, "invoke_agent")],
+            "events": [
+                {
+                    "timeUnixNano": str(t0 + 5),
+                    "name": "started",
+                    "attributes": [_str_attr("phase", "one")],
+                }
+            ],
+            "links": [
+                {
+                    "traceId": secrets.token_hex(16),
+                    "spanId": secrets.token_hex(8),
+                    "attributes": [_str_attr("why", "follows")],
+                }
+            ],
             "status": {"code": 1},
         }
     ]
@@ -159,7 +174,8 @@ def test_tree_and_span_are_scoped_to_the_project(server: RunningCollector) -> No
     ).json()
     assert raw["next_cursor"] is None and raw["feedback"] == [] and len(raw["spans"]) == 3
     assert raw["trace"]["trace_id"] == trace_id
-    assert "events" not in raw["spans"][0] and "resource_attributes" not in raw["spans"][0]
+    assert "events" in raw["spans"][0]  # the root has one; a chat span none (left out)
+    assert "events" not in raw["spans"][1] and "resource_attributes" not in raw["spans"][0]
     with pytest.raises(NotFoundError, match="span 0000000000000000"):
         alpha.get_span(trace_id, "0" * 16)
     with pytest.raises(NotFoundError):
@@ -174,3 +190,67 @@ def test_tree_and_span_are_scoped_to_the_project(server: RunningCollector) -> No
         )
         assert r.status_code == 400, query
         assert r.json()["error"]["code"] == "invalid_input"
+
+
+def test_tree_fields_reads_only_the_fields_asked_for(server: RunningCollector) -> None:
+    client = server.client_for(ALPHA)
+    trace_id = _ingest(server, ALPHA, 12)
+    tree = client.get_trace_tree(trace_id)
+    assert tree.spans[0].events and tree.spans[0].links
+
+    # Every field of the allow-list: the same spans as the default tree, field for field, and
+    # the same summary and feedback (read from the summary table, not from the spans).
+    every = client.get_trace_tree(trace_id, fields=list(TREE_FIELD_COLUMNS))
+    assert every.trace == tree.trace and every.feedback == tree.feedback
+    assert [s.model_dump() for s in every.spans] == [s.model_dump() for s in tree.spans]
+    # ...paged the same way.
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = client.get_trace_tree(trace_id, limit=5, cursor=cursor, fields=["span_id"])
+        assert page.trace == tree.trace
+        seen.extend(s.span_id for s in page.spans)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [s.span_id for s in tree.spans]
+
+    # A few fields and one attribute: the JSON holds only those, the attribute map only that key.
+    headers = {"Authorization": f"Bearer {ALPHA}"}
+    url = f"{server.url}/api/v1/traces/{trace_id}/spans"
+    raw = httpx.get(url, params={"fields": "span_id, name,attributes.customer.id"}, headers=headers)
+    assert raw.status_code == 200, raw.text
+    body = raw.json()
+    assert body["trace"]["trace_id"] == trace_id and body["next_cursor"] is None
+    spans = body["spans"]
+    assert [s["span_id"] for s in spans] == [s.span_id for s in tree.spans]
+    for got, full in zip(spans, tree.spans, strict=True):
+        assert set(got) <= {"span_id", "name", "attributes"} and got["name"] == full.name
+        wanted = {k: v for k, v in full.attributes.items() if k == "customer.id"}
+        assert got.get("attributes", {}) == wanted
+    assert sum("attributes" in s for s in spans) == 11
+    assert len(raw.content) < len(httpx.get(url, headers=headers).content) / 3
+    # The client sets the fields asked for; an attribute asked for is in attributes.
+    slim = client.get_trace_tree_all(trace_id, fields=["span_id", "start_time", "attributes.x"])
+    assert [(s.span_id, s.start_time) for s in slim.spans] == [
+        (s.span_id, s.start_time) for s in tree.spans
+    ]
+    assert all(s.attributes == {} for s in slim.spans)
+
+    # Unknown or empty field names are 400s naming them; another project's trace is a 404.
+    for fields, named in (
+        ("span_id,bogus", "'bogus'"),
+        ("resource_attributes", "'resource_attributes'"),
+        ("attributes.", "'attributes.'"),
+        (",", "no span field"),
+    ):
+        r = httpx.get(url, params={"fields": fields}, headers=headers)
+        assert r.status_code == 400, fields
+        assert r.json()["error"]["code"] == "invalid_input"
+        assert named in r.json()["error"]["message"], r.text
+    with pytest.raises(InvalidInputError, match="'spanid'"):
+        client.get_trace_tree(trace_id, fields=["spanid"])
+    with pytest.raises(NotFoundError):
+        server.client_for(BETA).get_trace_tree(trace_id, fields=["span_id"])
+    with pytest.raises(NotFoundError):
+        client.get_trace_tree("f" * 32, fields=["span_id"])
