@@ -94,6 +94,44 @@ def _report(name: str, samples: list[tuple[float, float]]) -> None:
     )
 
 
+def _tree_reads(url: str, trace_id: str, spans: int, repeat: int) -> None:
+    """The trace page's tree read, whole and with only the tree's fields (``fields=``,
+    ``ui._tree.TREE_FIELDS``): the collector's answer (HTTP on loopback: the store's read and
+    the JSON), its size, and the client's parsing, alternated."""
+    from collector.client import partial_tree_page
+    from schemas.models import TraceTreePage
+    from ui._tree import TREE_FIELDS
+
+    path = f"{url}/api/v1/traces/{trace_id}/spans"
+    variants = {
+        "whole": ({"limit": 5000}, TraceTreePage.model_validate_json),
+        "fields=TREE_FIELDS": (
+            {"limit": 5000, "fields": ",".join(TREE_FIELDS)},
+            partial_tree_page,
+        ),
+    }
+    times: dict[str, tuple[list[float], list[float], int]] = {k: ([], [], 0) for k in variants}
+    with httpx.Client(timeout=60) as http:
+        for _ in range(repeat):
+            for name, (params, parse) in variants.items():
+                start = time.perf_counter()
+                content = http.get(path, params=params).content
+                got = time.perf_counter()
+                page = parse(content)
+                done = time.perf_counter()
+                assert len(page.spans) == spans
+                read, parsed, _ = times[name]
+                read.append(got - start)
+                parsed.append(done - got)
+                times[name] = (read, parsed, len(content))
+    for name, (read, parsed, size) in times.items():
+        print(
+            f"tree read {name:<20} collector median {statistics.median(read):6.3f} s"
+            f"  min {min(read):6.3f} s | {size:,} bytes | parse median "
+            f"{statistics.median(parsed):6.3f} s  min {min(parsed):6.3f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10_000)
@@ -148,6 +186,7 @@ def main() -> None:
                 httpx.get(f"{collector.url}/api/v1/traces/{wide}/spans?limit=5000").content
             )
             print(f"bytes: full GET {full_bytes:,}, span tree {tree_bytes:,}")
+            _tree_reads(collector.url, wide, args.spans, max(args.repeat, 5))
 
             if args.skip_browser:
                 return

@@ -110,6 +110,15 @@ _EVENTS = TypeAdapter(list[SpanEvent])
 _LINKS = TypeAdapter(list[SpanLink])
 
 
+def partial_tree_page(content: bytes) -> TraceTreePage:
+    """A ``fields=`` tree page from its JSON: the page's own fields validated, its spans built
+    by :func:`_partial_span`."""
+    body = json.loads(content)
+    spans = body.pop("spans", [])
+    page = TraceTreePage.model_validate({**body, "spans": []})
+    return page.model_copy(update={"spans": [_partial_span(span) for span in spans]})
+
+
 def _partial_span(values: dict[str, Any]) -> SpanView:
     """A span of a ``fields=`` tree page: JSON types are the fields' own but for the times and
     the events and links, converted here; nothing else is validated (the collector built it)."""
@@ -254,10 +263,7 @@ class CollectorClient:
         if fields is None:
             return self._get_model(path, TraceTreePage, params=params)
         params["fields"] = ",".join(fields)
-        body = json.loads(self._request("GET", path, params=params).content)
-        spans = body.pop("spans", [])
-        page = TraceTreePage.model_validate({**body, "spans": []})
-        return page.model_copy(update={"spans": [_partial_span(span) for span in spans]})
+        return partial_tree_page(self._request("GET", path, params=params).content)
 
     def get_trace_tree_all(
         self, trace_id: str, *, page_size: int = 5000, fields: Sequence[str] | None = None
