@@ -34,8 +34,8 @@ st.title("Trace")
 trace_id = trace_id_from_url("No trace selected. Open one from the Traces page, or enter its id.")
 
 # The page reads the span tree without payloads and with only the fields a tree row shows
-# (GET /traces/{id}/spans?fields=..., ui._tree.TREE_FIELDS: a 2,000-span tree is a fifth of its
-# full JSON) and the selected span whole on demand. Selecting spans reruns this
+# (GET /traces/{id}/spans?fields=..., ui._tree.TREE_FIELDS: a 2,000-span tree is under a third of
+# its full JSON) and the selected span whole on demand. Selecting spans reruns this
 # page; keep the tree and the spans opened for the session so a big trace is fetched once, not
 # on every click. "Reload" (or another trace) fetches it again.
 _CACHE_KEY = "trace-detail-cache"
