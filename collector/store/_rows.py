@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from collector.store._sql import FAILED_RUN_STATUSES, FEEDBACK_COLUMNS
+from collector.store._sql import FAILED_RUN_STATUSES, FEEDBACK_COLUMNS, TREE_FIELD_COLUMNS
 from schemas import attributes as attr
 from schemas.models import (
     Approval,
@@ -226,22 +226,20 @@ def partial_span_from_row(
     return _construct(SpanView, values)
 
 
-_PLAIN_COLUMNS = {
-    "status_message": "StatusMessage",
-    "operation": "Operation",
-    "agent_name": "AgentName",
-    "model": "Model",
-    "tool_name": "ToolName",
-    "input_tokens": "InputTokens",
-    "output_tokens": "OutputTokens",
-    "step_index": "StepIndex",
-    "session_id": "SessionId",
-    "user_id": "UserId",
-}
+# Fields read straight from one column of the same name in TREE_FIELD_COLUMNS (the SQL side).
 _PLAIN_TYPES: dict[str, Any] = {
-    name: int if name in ("input_tokens", "output_tokens", "step_index") else str
-    for name in _PLAIN_COLUMNS
+    "status_message": str,
+    "operation": str,
+    "agent_name": str,
+    "model": str,
+    "tool_name": str,
+    "input_tokens": int,
+    "output_tokens": int,
+    "step_index": int,
+    "session_id": str,
+    "user_id": str,
 }
+_PLAIN_COLUMNS = {name: TREE_FIELD_COLUMNS[name] for name in _PLAIN_TYPES}
 
 
 # How OTel Collector ClickHouse exporters before pdata's short names spelled status codes and
