@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.fixtures.collector import free_port
 
@@ -82,3 +84,26 @@ def wait_idle(page: Page) -> None:
     a test waits for the run to end first.
     """
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+def choose(page: Page, label: str, option: str | re.Pattern[str]) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``, as a person would.
+
+    A rerun that starts while the dropdown is open repaints the selectbox and closes it (seen in
+    CI on the trace page: the option never appeared); a person opens it again, so does this.
+    """
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    wanted = page.get_by_role("option", name=option).first
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        wait_idle(page)
+        box.click()
+        try:
+            wanted.wait_for(state="visible", timeout=5_000)
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        wanted.click()
+        return

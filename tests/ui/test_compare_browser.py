@@ -25,6 +25,7 @@ from tests.ui.browser import (
     CHROMIUM_ARGS,
     REPO_ROOT,
     TIMEOUT_MS,
+    choose,
     fresh_page,
     no_traceback,
     start_ui,
@@ -78,8 +79,7 @@ def _pick_b_from_the_trace_page(stack: Stack, page: Page) -> None:
     expect(page).to_have_url(re.compile(rf"/compare\?a={stack.good}$"))
     expect(page.locator(f'a[href="trace?trace={stack.good}"]').first).to_be_visible()
     # B from the runs of the same agent, newest first
-    page.get_by_test_id("stSelectbox").filter(has_text="Trace B").click()
-    page.get_by_role("option", name=re.compile(stack.limited)).click()
+    choose(page, "Trace B", re.compile(stack.limited))
     page.get_by_role("button", name="Compare").click()
     expect(page).to_have_url(re.compile(rf"a={stack.good}&b={stack.limited}"))
     _check_the_comparison(stack, page)

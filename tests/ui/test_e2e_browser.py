@@ -26,6 +26,7 @@ from tests.ui.browser import (
     REPO_ROOT,
     TIMEOUT_MS,
     child_env,
+    choose,
     fresh_page,
     no_traceback,
     start_ui,
@@ -108,11 +109,6 @@ def _trace_link(page: Page, trace_id: str) -> Locator:
     return page.locator(f'a[href="trace?trace={trace_id}"]')
 
 
-def _select(page: Page, label: str, option: str | re.Pattern[str]) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option).first.click()
-
-
 def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     page.goto(stack.ui_url)
     links = page.locator('a[href*="trace?trace="]')
@@ -141,7 +137,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     expect(page).to_have_url(re.compile(rf"/trace\?trace={stack.paused_trace}"))
     expect(page.get_by_text("Span tree")).to_be_visible()
     expect(page.locator("table.retrace-spans td.timeline div").first).to_be_visible()
-    _select(page, "Selected span", re.compile("execute_tool run_python"))
+    choose(page, "Selected span", re.compile("execute_tool run_python"))
     expect(page.get_by_text("of run_python")).to_be_visible()
     # (the span tree's sandbox column says gvisor too)
     expect(page.locator("text=gvisor >> visible=true").first).to_be_visible()
@@ -151,7 +147,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     no_traceback(page)
     _shot(page, "03-trace-tool-span")
 
-    _select(page, "Selected span", re.compile(r"chat data-scientist"))
+    choose(page, "Selected span", re.compile(r"chat data-scientist"))
     expect(page.get_by_test_id("stChatMessage").first).to_be_visible()
     chat = page.get_by_test_id("stChatMessage")
     expect(chat.filter(has_text=NEEDS_APPROVAL).first).to_be_visible()

@@ -22,6 +22,7 @@ from tests.ui.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     TIMEOUT_MS,
+    choose,
     fresh_page,
     no_traceback,
     start_ui,
@@ -102,8 +103,7 @@ def test_add_traces_to_a_suite_from_the_trace_page(stack: Stack) -> None:
                 wait_idle(page)
 
                 # then pick the existing suite
-                page.get_by_test_id("stSelectbox").filter(has_text="Suite").click()
-                page.get_by_role("option", name="checkout").click()
+                choose(page, "Suite", "checkout")
                 page.get_by_role("button", name="Add to suite").click()
                 expect(page.get_by_text("Added to suite checkout.")).to_be_visible()
                 page.get_by_text("Suites (1)").click()
