@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.fixtures.collector import free_port
@@ -107,3 +107,20 @@ def choose(page: Page, label: str, option: str | re.Pattern[str]) -> None:
             continue
         wanted.click()
         return
+
+
+def click_until(page: Page, target: Locator, shows: Locator, *, attempts: int = 5) -> None:
+    """Click ``target`` until ``shows`` is visible; only for a click that may safely repeat.
+
+    Streamlit can drop a form submit that lands while the page's script reruns (seen in CI:
+    "Add to suite" clicked, no message ever came); a person clicks again, so does this.
+    """
+    for attempt in range(attempts):
+        wait_idle(page)
+        target.click()
+        try:
+            shows.wait_for(state="visible", timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise

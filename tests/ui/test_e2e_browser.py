@@ -31,6 +31,7 @@ from tests.ui.browser import (
     no_traceback,
     start_ui,
     stop_ui,
+    wait_idle,
 )
 from tests.ui.seed import SeededTraces, seed_agent_traces
 from ui._tree import latest_run_status
@@ -118,6 +119,7 @@ def _list_filter_open_trace_and_tool_payload(stack: Stack, page: Page) -> None:
     _shot(page, "01-traces")
 
     page.get_by_label("Agent").fill("sql-analyst")
+    wait_idle(page)
     page.get_by_role("button", name="Apply filters").click()
     expect(page).to_have_url(re.compile(r"agent=sql-analyst"))
     expect(links).to_have_count(1)
@@ -180,6 +182,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     page.get_by_role("link", name="Replay this trace").click()
     expect(page).to_have_url(re.compile(rf"/replay\?trace={stack.agent_trace}"))
     page.get_by_role("radiogroup").get_by_text(re.compile("^recorded")).click()
+    wait_idle(page)  # the choice reruns the page; a click during that rerun can be dropped
     page.get_by_role("button", name="Launch replay").click()
     expect(page.get_by_text(re.compile(r"completed: matched the recording"))).to_be_visible(
         timeout=120_000
@@ -199,6 +202,7 @@ def _replay_then_divergence(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.ui_url}/replay?trace={stack.agent_trace}")
     page.get_by_role("radiogroup").get_by_text(re.compile("^live-model")).click()
     page.get_by_label("Offline model script for live-model (optional)").fill(str(stack.other_model))
+    wait_idle(page)
     page.get_by_role("button", name="Launch replay").click()
     expect(page.get_by_text(re.compile(r"completed: diverged at step"))).to_be_visible(
         timeout=120_000

@@ -23,6 +23,7 @@ from tests.ui.browser import (
     CHROMIUM_ARGS,
     TIMEOUT_MS,
     choose,
+    click_until,
     fresh_page,
     no_traceback,
     start_ui,
@@ -80,32 +81,29 @@ def test_add_traces_to_a_suite_from_the_trace_page(stack: Stack) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             with fresh_page(browser) as page:
+                add = page.get_by_role("button", name="Add to suite")
                 # a new suite from the first trace's page
                 _open(stack, page, stack.first, 0)
                 page.get_by_label("…or a new suite").fill("checkout")
                 page.get_by_label("Note").fill("refund shown twice")
-                page.get_by_role("button", name="Add to suite").click()
-                expect(page.get_by_text("Added to suite checkout.")).to_be_visible()
+                click_until(page, add, page.get_by_text("Added to suite checkout."))
                 page.get_by_text("Suites (1)").click()
                 expect(page.get_by_text("In checkout")).to_be_visible()
                 no_traceback(page)
 
                 # the second trace: bad input first (messages on the page, nothing added)
                 _open(stack, page, stack.second, 0)
-                page.get_by_role("button", name="Add to suite").click()
                 needs_a_name = page.get_by_text("Pick a suite or type the name of a new one.")
-                expect(needs_a_name).to_be_visible()
+                click_until(page, add, needs_a_name)
                 wait_idle(page)
                 page.get_by_label("…or a new suite").fill("no spaces allowed")
-                page.get_by_role("button", name="Add to suite").click()
-                expect(page.get_by_text(re.compile("invalid suite name")).first).to_be_visible()
+                click_until(page, add, page.get_by_text(re.compile("invalid suite name")).first)
                 no_traceback(page)
                 wait_idle(page)
 
                 # then pick the existing suite
                 choose(page, "Suite", "checkout")
-                page.get_by_role("button", name="Add to suite").click()
-                expect(page.get_by_text("Added to suite checkout.")).to_be_visible()
+                click_until(page, add, page.get_by_text("Added to suite checkout."))
                 page.get_by_text("Suites (1)").click()
                 expect(page.get_by_text("In checkout")).to_be_visible()
                 no_traceback(page)
