@@ -8,12 +8,18 @@ each timed in process CPU (``time.process_time``: all threads, chDB's included),
 hold on a shared machine. Prints µs of CPU per span for each stage and in total; asserts nothing.
 HTTP handling, the spool's append/fsync and pickling between processes are not in it (see
 ``bench_ingest.py`` for the end-to-end figure).
+
+``--merges``: background merges are stopped while the stages run (so no insert stage pays for
+them), then every MergeTree table is merged into one part (``OPTIMIZE ... FINAL``) and timed;
+the store's share alone (inserts + that one merge) is printed as the rate two cores could store
+at if decoding cost nothing: the ceiling of the storage design, set against 50,000 spans/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import sys
 import tempfile
 import time
@@ -41,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--insert-spans", type=int, default=10_000, help="spans per store insert")
+    parser.add_argument("--merges", action="store_true", help="time merging the tables too")
     args = parser.parse_args()
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -51,6 +58,8 @@ def main() -> None:
         t: dict[str, float] = defaultdict(float)
         store = ChdbTraceStore(Path(tempfile.mkdtemp(prefix="retrace-stages-")))
         store.migrate()
+        if args.merges:
+            store._command("SYSTEM STOP MERGES")
         batches: list[SpanBatch] = []
         n = 0
         for body in bodies:
@@ -102,12 +111,35 @@ def main() -> None:
                 {"insert_deduplication_token": f"bench:{i}", **dict(_DEDUP)},
             )
             t["store: span insert (+ MVs)"] += time.process_time() - c
+        if args.merges:
+            _merge_all(store, t)
         store.close()
         total = sum(v for k, v in t.items() if k != "protobuf parse (alone)")
         print(f"run {rep + 1}: {n} spans, {len(bodies)} requests, {len(groups)} inserts")
         for k, v in t.items():
             print(f"  {k:55s} {v / n * 1e6:7.1f} us/span")
         print(f"  {'total (without the parse-alone line)':55s} {total / n * 1e6:7.1f} us/span")
+        if args.merges:
+            stored = sum(v for k, v in t.items() if k.startswith("store:")) / n * 1e6
+            cores = os.cpu_count() or 1
+            print(
+                f"  storing alone: {stored:.1f} us/span -> at most {cores / stored * 1e6:,.0f}"
+                f" spans/s on {cores} cores if decoding cost nothing (50,000 spans/s leaves"
+                f" {cores / 50_000 * 1e6:.0f} us/span for everything)"
+            )
+
+
+def _merge_all(store: ChdbTraceStore, t: dict[str, float]) -> None:
+    """Merge every MergeTree table into one part, each timed as its own stage."""
+    store._command("SYSTEM START MERGES")
+    tables = store._query_arrow(
+        "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        " AND engine LIKE '%MergeTree' ORDER BY name"
+    )
+    for name in tables.column("name").to_pylist():
+        c = time.process_time()
+        store._command(f"OPTIMIZE TABLE {q.quote_identifier(name)} FINAL")
+        t[f"store: merge {name} into one part"] += time.process_time() - c
 
 
 from collector.store._engine import _DEDUP_SETTINGS as _DEDUP  # noqa: E402
