@@ -1,4 +1,4 @@
-"""The DEFAULT expressions that derive Retrace's span columns inside ClickHouse (migration 0007).
+"""The DEFAULT expressions deriving Retrace's span columns in ClickHouse (migrations 0007, 0012).
 
 Retrace's collector derives Operation, AgentName, Model, ToolName, token counts, step index,
 session, user and the input/output previews in Python (``collector.conventions``,
@@ -126,7 +126,9 @@ def _count(expr: str) -> str:
 
 
 def _first_count(keys: tuple[str, ...]) -> str:
-    return f"coalesce({', '.join(_count(_a(k)) for k in keys)}, 0)"
+    """The first of the keys' values that is a count, else 0 (one ``_count`` mapped over them)."""
+    values = ", ".join(_a(k) for k in keys)
+    return f"ifNull(arrayFirst(x -> isNotNull(x), arrayMap(v -> {_count('v')}, [{values}])), 0)"
 
 
 INPUT_TOKENS: Final = _first_count(
@@ -251,7 +253,11 @@ def _message_text(m: str) -> str:
 
 
 def _from_json(v: str, role: str) -> str:
-    """_preview_from_json over a JSON text ``v``: Nullable(String)."""
+    """_preview_from_json over a JSON text ``v``: Nullable(String).
+
+    ``role`` is an SQL expression: the role whose last message is chosen in a list of messages,
+    or '' for the last message whatever its role.
+    """
     keys = ("input", "output", "text", "content", "answer", "result", "query", "task")
     object_value = (
         f"if(JSONHas({v}, 'role') OR JSONHas({v}, 'parts') OR JSONHas({v}, 'content'), "
@@ -260,13 +266,10 @@ def _from_json(v: str, role: str) -> str:
         f"toNullable(JSONExtractString({v}, k)), NULL), {_list(keys)})))"
     )
     dicts = f"arrayFilter(m -> JSONType(m) = 'Object', JSONExtractArrayRaw({v}))"
-    if role:
-        chosen = (
-            f"if(has(arrayMap(m -> JSONExtractString(m, 'role'), ds), '{role}'), "
-            f"arrayLast(m -> JSONExtractString(m, 'role') = '{role}', ds), ds[-1])"
-        )
-    else:
-        chosen = "ds[-1]"
+    chosen = (
+        f"if({role} != '' AND has(arrayMap(m -> JSONExtractString(m, 'role'), ds), {role}), "
+        f"arrayLast(m -> JSONExtractString(m, 'role') = {role}, ds), ds[-1])"
+    )
     array_value = _let(
         "ds", dicts, f"if(length(ds) = 0, NULL, {_let('mm', chosen, _message_text('mm'))})"
     )
@@ -297,12 +300,18 @@ def _message_preview(v: str, role: str) -> str:
 
 
 def _preview(keys: tuple[tuple[str, str], ...]) -> str:
-    """The first non-empty preview among the keys, on root and chat spans only."""
-    candidates = ", ".join(
-        f"if({_a(k)} = '', '', {_message_preview(_a(k), role)})" for k, role in keys
-    )
+    """The first non-empty preview among the keys, on root and chat spans only.
+
+    One preview expression mapped over the keys' values (``v``) and roles (``r``), not one copy
+    per key: ClickHouse analyses every column's default for each statement on the table, so a
+    default four times this size cost every read of ``otel_traces`` milliseconds (migration 0012).
+    """
+    values = ", ".join(_a(k) for k, _ in keys)
+    roles = ", ".join(f"'{role}'" for _, role in keys)
     return (
-        f"if(ParentSpanId = '' OR Operation = 'chat', arrayFirst(x -> x != '', [{candidates}]), '')"
+        "if(ParentSpanId = '' OR Operation = 'chat', arrayFirst(x -> x != '', "
+        f"arrayMap((v, r) -> if(v = '', '', {_message_preview('v', 'r')}), "
+        f"[{values}], [{roles}])), '')"
     )
 
 
@@ -342,10 +351,14 @@ DERIVED_DEFAULTS: Final[dict[str, str]] = {
 }
 
 
-def alter_statement(types: dict[str, str], codecs: dict[str, str]) -> str:
-    """The ``ALTER TABLE otel_traces MODIFY COLUMN ...`` giving every column its default."""
+def alter_statement(
+    types: dict[str, str], codecs: dict[str, str], columns: tuple[str, ...] | None = None
+) -> str:
+    """The ``ALTER TABLE otel_traces MODIFY COLUMN ...`` giving ``columns`` (default: every
+    derived column) its default: the text of a migration that changes them."""
     clauses = [
         f"    MODIFY COLUMN {name} {types[name]} DEFAULT {expr} CODEC({codecs[name]})"
         for name, expr in DERIVED_DEFAULTS.items()
+        if columns is None or name in columns
     ]
     return "ALTER TABLE otel_traces\n" + ",\n".join(clauses)

@@ -80,7 +80,7 @@ def _span(
 
 def _traces() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """(resource attributes, spans) per resource: three conventions and bare span names."""
-    t1, t2, t3, t4 = (uuid.uuid4().hex for _ in range(4))
+    t1, t2, t3, t4, t5 = (uuid.uuid4().hex for _ in range(5))
     run = "run-" + t1[:8]
     genai = [
         _span(
@@ -259,6 +259,53 @@ def _traces() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         _span(t4, "4000000000000003", "4000000000000001", "execute_tool grep -r", {}, start=32),
         _span(t4, "4000000000000004", "4000000000000001", "embeddings small", {}, start=33),
         _span(t4, "4000000000000005", "4000000000000001", "plain span", {}, start=34),
+        # no user message among the inputs (the last one is the preview), a message without
+        # a role, a negative and an empty count before a valid one
+        _span(
+            t4,
+            "4000000000000006",
+            "4000000000000001",
+            "chat claude-3",
+            {
+                "gen_ai.input.messages": _msgs(
+                    {"role": "system", "content": "Be brief."},
+                    {"content": "no role here"},
+                    {"role": "assistant", "content": "last of all"},
+                ),
+                "gen_ai.usage.input_tokens": "-5",
+                "gen_ai.usage.prompt_tokens": "",
+                "llm.token_count.prompt": "41",
+                "gen_ai.usage.output_tokens": "1e3",
+            },
+            start=35,
+        ),
+        # the user's message is not the last input (a tool round came after it)
+        _span(
+            t4,
+            "4000000000000008",
+            "4000000000000001",
+            "chat claude-3",
+            {
+                "gen_ai.input.messages": _msgs(
+                    {"role": "user", "content": "the question"},
+                    {"role": "assistant", "tool_calls": [{"function": {"name": "grep"}}]},
+                    {"role": "tool", "content": "the tool's result"},
+                ),
+            },
+            start=37,
+        ),
+        # input.value (no role chosen) whose messages lack roles: the last message
+        _span(
+            t5,
+            "5000000000000001",
+            "",
+            "root without a name convention",
+            {
+                "input.value": _msgs({"content": "first"}, {"content": "second, no role"}),
+                "output.value": "plain   text\nanswer",
+            },
+            start=36,
+        ),
     ]
     return [
         ({"service.name": "genai-svc", "user.id": "bob"}, genai),
@@ -408,6 +455,14 @@ def test_exporter_rows_derive_what_retrace_derives(store: TraceStore) -> None:
     assert by_span["1000000000000002"]["InputTokens"] == 120
     assert by_span["1000000000000002"]["InputPreview"].endswith("…")
     assert by_span["1000000000000003"]["ToolName"] == "search"  # from the span name
+    assert by_span["4000000000000006"]["InputPreview"] == "last of all"  # no user message
+    assert (
+        by_span["4000000000000006"]["InputTokens"],
+        by_span["4000000000000006"]["OutputTokens"],
+    ) == (41, 1000)
+    assert by_span["4000000000000008"]["InputPreview"] == "the question"  # the user's
+    assert by_span["5000000000000001"]["InputPreview"] == "second, no role"
+    assert by_span["5000000000000001"]["OutputPreview"] == "plain text answer"
     assert by_span["2000000000000003"]["ToolName"] == "fetch_report"
     assert by_span["3000000000000002"]["AgentName"] == "writer"
     assert by_span["3000000000000004"]["InputTokens"] == 2**64 - 1
