@@ -2,8 +2,9 @@
 -- ClickHouse analyses the defaults of a table's columns for every statement that reads it, not
 -- only for the inserts that use them: the input/output preview defaults of schema 7 (one copy of
 -- the preview expression per attribute key, ~16 KB each) cost each read of otel_traces a few
--- milliseconds (`SELECT SpanId ... WHERE TraceId = 'x'` on an empty table: p50 5.6 ms, 3.5 ms with
--- these, 2.6 ms with no preview defaults at all; BENCHMARKS.md, "Single-trace reads, third pass").
+-- milliseconds (`SELECT SpanId ... WHERE TraceId = 'x'` on an empty table, quiet box: p50 5.1-5.5
+-- ms with schema 7's defaults, 3.0-3.3 ms with these, 2.0-2.1 ms with no defaults at all;
+-- BENCHMARKS.md, "Single-trace reads, third pass").
 -- The expressions below compute the same values (tests/schemas/test_derived_defaults.py inserts
 -- the same spans through Retrace's collector and the exporter's INSERT and compares): the preview
 -- expression is written once and mapped over the keys' values and roles, and a token count's
