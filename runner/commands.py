@@ -361,9 +361,10 @@ def demo(
         for item, result, _ in outcomes:
             if result is not None and result.approval_id:
                 where = f"--endpoint {url}" if stays else f"--data-dir {data_path}"
+                # The answer names the approval; the commands take the run that waits for it.
                 click.echo(
-                    f"{item.name} waits for approval: retrace approve {result.run_id} "
-                    f"{where}   (or reject)"
+                    f"{item.name} waits for approval {result.approval_id} (run "
+                    f"{result.run_id}): retrace approve {result.run_id} {where}   (or reject)"
                 )
         if not stays:
             click.echo(
