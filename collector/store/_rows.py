@@ -7,7 +7,7 @@ by the statements' column names and aliases (``SPAN_SELECT``, ``SUMMARY_COLUMNS`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -186,60 +186,51 @@ def partial_span_from_row(
     """A span of a tree page with only ``fields`` set (a row of ``trace_tree_fields_sql``), plus
     ``attributes`` when ``attribute_keys`` (the row's attributes already filtered to them). The
     model holds no other field: serialize it with the fields asked for only."""
-    start_ns = int(row["StartNs"])
-    values: dict[str, Any] = {}
-    for field in fields:
-        if field == "trace_id":
-            values[field] = str(row["TraceId"])
-        elif field == "span_id":
-            values[field] = str(row["SpanId"])
-        elif field == "parent_span_id":
-            values[field] = str(row["ParentSpanId"])
-        elif field == "name":
-            values[field] = str(row["SpanName"])
-        elif field == "kind":
-            values[field] = _spelled(str(row["SpanKind"]))
-        elif field == "service_name":
-            values[field] = str(row["ServiceName"])
-        elif field == "start_time":
-            values[field] = from_ns(start_ns)
-        elif field == "end_time":
-            values[field] = from_ns(start_ns + int(row["Duration"]))
-        elif field == "start_time_unix_nano":
-            values[field] = start_ns
-        elif field == "duration_ns":
-            values[field] = int(row["Duration"])
-        elif field == "status":
-            values[field] = _spelled(str(row["StatusCode"]))
-        elif field == "payload_keys":
-            values[field] = sorted(str(k) for k in row["PayloadKeys"] or [])
-        elif field == "events":
-            values[field] = _events(row)
-        elif field == "links":
-            values[field] = _links(row)
-        elif field == "attributes":
-            values[field] = as_map(row["SpanAttributes"])
-        else:  # a plain column: status_message, operation, tokens, step, session, user...
-            values[field] = _PLAIN_TYPES[field](row[_PLAIN_COLUMNS[field]])
+    values = {field: _FIELD_READERS[field](row) for field in fields}
     if attribute_keys and "attributes" not in values:
         values["attributes"] = as_map(row["SpanAttributes"])
     return _construct(SpanView, values)
 
 
-# Fields read straight from one column of the same name in TREE_FIELD_COLUMNS (the SQL side).
-_PLAIN_TYPES: dict[str, Any] = {
-    "status_message": str,
-    "operation": str,
-    "agent_name": str,
-    "model": str,
-    "tool_name": str,
-    "input_tokens": int,
-    "output_tokens": int,
-    "step_index": int,
-    "session_id": str,
-    "user_id": str,
+def _plain(column: str, kind: Any) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda row: kind(row[column])
+
+
+# How each field of a tree page is read from its row: one reader per key of TREE_FIELD_COLUMNS
+# (the SQL side). Fields read straight from one column come from the column that map names.
+_FIELD_READERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "trace_id": _plain("TraceId", str),
+    "span_id": _plain("SpanId", str),
+    "parent_span_id": _plain("ParentSpanId", str),
+    "name": _plain("SpanName", str),
+    "kind": lambda row: _spelled(str(row["SpanKind"])),
+    "service_name": _plain("ServiceName", str),
+    "start_time": lambda row: from_ns(int(row["StartNs"])),
+    "end_time": lambda row: from_ns(int(row["StartNs"]) + int(row["Duration"])),
+    "start_time_unix_nano": _plain("StartNs", int),
+    "duration_ns": _plain("Duration", int),
+    "status": lambda row: _spelled(str(row["StatusCode"])),
+    "payload_keys": lambda row: sorted(str(k) for k in row["PayloadKeys"] or []),
+    "events": _events,
+    "links": _links,
+    "attributes": lambda row: as_map(row["SpanAttributes"]),
+    **{
+        name: _plain(TREE_FIELD_COLUMNS[name], kind)
+        for name, kind in {
+            "status_message": str,
+            "operation": str,
+            "agent_name": str,
+            "model": str,
+            "tool_name": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "step_index": int,
+            "session_id": str,
+            "user_id": str,
+        }.items()
+    },
 }
-_PLAIN_COLUMNS = {name: TREE_FIELD_COLUMNS[name] for name in _PLAIN_TYPES}
+assert _FIELD_READERS.keys() == TREE_FIELD_COLUMNS.keys()
 
 
 # How OTel Collector ClickHouse exporters before pdata's short names spelled status codes and
