@@ -280,9 +280,9 @@ class SqlTraceStore(TraceStore):
         }
         sql = q.TRACE_TREE_SQL
         if fields is not None:
-            sql = q.trace_tree_fields_sql(plain, bool(keys))
-            if keys and "attributes" not in plain:
-                page_params["attr_keys"] = keys
+            built = q.trace_tree_fields_sql(plain, keys)
+            sql = built.sql
+            page_params.update(built.params)
         rows, feedback = self._trace_rows(sql, page_params)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -287,19 +287,22 @@ def split_tree_fields(fields: Iterable[str]) -> tuple[list[str], list[str]]:
     return plain, keys
 
 
-def trace_tree_fields_sql(fields: Iterable[str], attribute_keys: bool) -> str:
+def trace_tree_fields_sql(fields: Iterable[str], attribute_keys: Sequence[str]) -> Built:
     """TRACE_TREE_SQL selecting only ``fields`` (keys of TREE_FIELD_COLUMNS, checked by the
-    caller; the start time and span id are always read: the page's order and cursor), and with
-    ``attribute_keys`` the attributes named by the ``attr_keys`` parameter (unless ``attributes``
-    asks for them all)."""
+    caller; the start time and span id are always read: the page's order and cursor), and the
+    attributes named by ``attribute_keys`` (unless ``attributes`` asks for them all), with the
+    ``attr_keys`` parameter those bind. The caller adds the page's parameters (project, trace,
+    cursor, limit)."""
     columns = ["SpanId", "toUnixTimestamp64Nano(Timestamp) AS StartNs"]
     for name in fields:
         column = TREE_FIELD_COLUMNS[name]
         if column and column not in columns:
             columns.append(column)
+    params: Params = {}
     if attribute_keys and "SpanAttributes" not in columns:
         columns.append(_ATTRIBUTES_OF_KEYS)
-    return (
+        params["attr_keys"] = list(attribute_keys)
+    sql = (
         _trace_bounded(f"{', '.join(columns)}, {_FEEDBACK_OF_TRACE}")
         + """  AND (toUnixTimestamp64Nano(Timestamp), SpanId) > ({c_ts:Int64}, {c_span:String})
 ORDER BY Timestamp, SpanId
@@ -307,6 +310,7 @@ LIMIT 1 BY Timestamp, SpanId
 LIMIT {limit:UInt32}
 """
     )
+    return Built(sql, params)
 
 
 TRACE_SPAN_SQL = (
