@@ -1,6 +1,7 @@
 """Where a payload row's insert cost goes: codec, sorting, MergeTree's part writing.
 
     .venv/bin/python bench/bench_payload_insert.py [--spans 40000] [--repeat 2]
+    .venv/bin/python bench/bench_payload_insert.py --granules [--spans 40000] [--repeat 2]
 
 The realistic agent spans of ``bench_ingest.py`` decoded by the collector (not timed), their
 payloads grouped as the writer inserts them (20,000-span batches), then inserted into
@@ -10,12 +11,19 @@ FINAL``); and the same Arrow files into a ``Null`` table, an unsorted MergeTree 
 table's granule and block settings), and the real table with ``optimize_on_insert = 0`` /
 ``max_threads = 1``. Process CPU per span (chDB's threads included); prints figures, asserts
 nothing.
+
+``--granules``: the trade-off migration 0010 made for reads. The same payload rows into copies of
+the table with its granule and block settings (32 KB granules, 8 KB compressed blocks), 0004's
+(256-row granules, 64 KB blocks), 64 KB granules with 8 KB blocks, and MergeTree's defaults;
+inserted with merges stopped, merged once, then 60 lookups of 18 stored payloads (a run's) timed
+(wall p50).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import random
 import sys
 import tempfile
 import time
@@ -58,15 +66,69 @@ def _timed(n: int, run: Callable[[], object]) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
+# --granules: table settings compared (label -> SETTINGS clause).
+GRANULE_VARIANTS = {
+    "0010, today (32 KB granules, 8 KB blocks)": (
+        "index_granularity = 256, index_granularity_bytes = 32768, min_compress_block_size = 8192"
+    ),
+    "0004 (256-row granules, 64 KB blocks)": "index_granularity = 256",
+    "64 KB granules, 8 KB blocks": (
+        "index_granularity = 256, index_granularity_bytes = 65536, min_compress_block_size = 8192"
+    ),
+    "MergeTree defaults (8,192 rows, 64 KB blocks)": "index_granularity = 8192",
+}
+
+
+def _granules(tables: list[pa.Table], n: int, repeat: int) -> None:
+    hashes = [h for t in tables for h in t.column("Hash").to_pylist()]
+    for rep in range(repeat):
+        for label, settings in GRANULE_VARIANTS.items():
+            with tempfile.TemporaryDirectory(prefix="retrace-granules-") as tmp:
+                store = ChdbTraceStore(Path(tmp))
+                store.migrate()
+                store._command(
+                    "CREATE TABLE variant (ProjectId LowCardinality(String) CODEC(ZSTD(1)),"
+                    " Hash FixedString(64), Size UInt64, Content String CODEC(ZSTD(3)),"
+                    " FirstSeen DateTime64(3) DEFAULT now64(3))"
+                    " ENGINE = ReplacingMergeTree(FirstSeen) ORDER BY (ProjectId, Hash)"
+                    f" SETTINGS {settings}"
+                )
+                store._command("SYSTEM STOP MERGES")
+                insert = _timed(n, lambda s=store: [s._insert("variant", t, {}) for t in tables])
+                store._command("SYSTEM START MERGES")
+                merge = _timed(n, lambda s=store: s._command("OPTIMIZE TABLE variant FINAL"))
+                picker = random.Random(rep)
+                waits = []
+                for _ in range(60):
+                    wanted = picker.sample(hashes, 18)
+                    start = time.perf_counter()
+                    store._rows(
+                        "SELECT any(Content) AS c FROM variant WHERE ProjectId = 'bench'"
+                        " AND Hash IN {h:Array(FixedString(64))} GROUP BY Hash",
+                        {"h": wanted},
+                    )
+                    waits.append((time.perf_counter() - start) * 1000)
+                store.close()
+            waits.sort()
+            print(
+                f"run {rep + 1}: {label:46s} insert {insert:5.1f}  one merge {merge:5.1f}"
+                f" us/span | 18 stored payloads looked up: p50 {waits[len(waits) // 2]:5.1f} ms"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--granules", action="store_true", help="compare granule settings")
     args = parser.parse_args()
     tables, n = _payload_tables(args.spans)
     rows = sum(t.num_rows for t in tables)
     size = sum(len(c) for t in tables for c in t.column("Content").to_pylist())
     print(f"{n} spans: {rows / n:.2f} payloads and {size / n:,.0f} content bytes per span")
+    if args.granules:
+        _granules(tables, n, args.repeat)
+        return
     with tempfile.TemporaryDirectory(prefix="retrace-payloads-") as tmp:
         files = []
         for i, table in enumerate(tables):
