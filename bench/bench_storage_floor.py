@@ -48,14 +48,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingest import build_requests  # noqa: E402
+from bench_ingest_stages import store_timed  # noqa: E402
 
 from collector._span_batch import SpanBatch, rows_to_arrow  # noqa: E402
 from collector.otlp._builder import BatchBuilder  # noqa: E402
 from collector.otlp._protobuf import decode_protobuf  # noqa: E402
 from collector.redact import may_contain_secret  # noqa: E402
-from collector.store import _batches  # noqa: E402
 from collector.store import _sql as q  # noqa: E402
-from collector.store._engine import _DEDUP_SETTINGS  # noqa: E402
 from collector.store.chdb import ChdbTraceStore  # noqa: E402
 
 # The exporter's DDL (opentelemetry-collector-contrib, exporter/clickhouseexporter,
@@ -305,20 +304,7 @@ def main() -> None:
             store._command("SYSTEM STOP MERGES")
             t: dict[str, float] = defaultdict(float)
             for i, g in enumerate(groups):
-                c = time.process_time()
-                store.put_payloads("bench", g.payloads)
-                t["insert payload rows"] += time.process_time() - c
-                c = time.process_time()
-                checked = _batches.check_span_table("bench", g.spans)
-                unstored = store._unstored_spans("bench", checked)
-                t["dedup lookups"] += time.process_time() - c
-                c = time.process_time()
-                store._insert(
-                    q.SPANS_TABLE,
-                    unstored,
-                    {"insert_deduplication_token": f"floor:{i}", **dict(_DEDUP_SETTINGS)},
-                )
-                t["insert spans (+ materialized views)"] += time.process_time() - c
+                store_timed(store, g, f"floor:{i}", t)
             _merge_all(store, "retrace", t)
             store.close()
             _report("retrace (its own tables)", t, n)
