@@ -87,19 +87,14 @@ def main() -> None:
             t["pickle round trip (worker -> server)"] += time.process_time() - c
             batches.append(batch)
             n += batch.span_count
-        # store: merge per --insert-spans, as the writer does
-        groups: list[list[SpanBatch]] = [[]]
-        for b in batches:
-            if sum(x.span_count for x in groups[-1]) >= args.insert_spans:
-                groups.append([])
-            groups[-1].append(b)
+        groups = writer_groups(batches, args.insert_spans)
         for i, group in enumerate(groups):
             c = time.process_time()
             merged = SpanBatch.merge(group)
             t["merge"] += time.process_time() - c
             store_timed(store, merged, f"bench:{i}", t)
         if args.merges:
-            _merge_all(store, t)
+            merge_all(store, t)
         store.close()
         total = sum(v for k, v in t.items() if k != "protobuf parse (alone)")
         print(f"run {rep + 1}: {n} spans, {len(bodies)} requests, {len(groups)} inserts")
@@ -114,6 +109,29 @@ def main() -> None:
                 f" spans/s on {cores} cores if decoding cost nothing (50,000 spans/s leaves"
                 f" {cores / 50_000 * 1e6:.0f} us/span for everything)"
             )
+
+
+def writer_groups(batches: list[SpanBatch], insert_spans: int) -> list[list[SpanBatch]]:
+    """The decoded batches in groups of about ``insert_spans`` spans, as the writer merges them
+    into one store insert."""
+    groups: list[list[SpanBatch]] = [[]]
+    for b in batches:
+        if sum(x.span_count for x in groups[-1]) >= insert_spans:
+            groups.append([])
+        groups[-1].append(b)
+    return groups
+
+
+def writer_batches(spans: int, batch: int, seed: int, insert_spans: int) -> list[SpanBatch]:
+    """The bench's requests decoded by the collector's code (untimed) and merged into the
+    batches the writer would insert."""
+    decoded = []
+    for body in build_requests(spans, batch, seed=seed):
+        raw = gzip.decompress(body)
+        builder = BatchBuilder("bench", scan_text=may_contain_secret(raw))
+        decode_protobuf(raw, builder)
+        decoded.append(builder.finish())
+    return [SpanBatch.merge(g) for g in writer_groups(decoded, insert_spans)]
 
 
 def store_timed(store: ChdbTraceStore, merged: SpanBatch, token: str, t: dict[str, float]) -> None:
@@ -134,16 +152,17 @@ def store_timed(store: ChdbTraceStore, merged: SpanBatch, token: str, t: dict[st
     t["store: span insert (+ MVs)"] += time.process_time() - c
 
 
-def _merge_all(store: ChdbTraceStore, t: dict[str, float]) -> None:
-    """Merge every MergeTree table into one part, each timed as its own stage."""
+def merge_all(store: ChdbTraceStore, t: dict[str, float], database: str = "retrace") -> None:
+    """Merge every MergeTree table of ``database`` that stores spans (not the migrations table)
+    into one part, each timed as its own stage."""
     store._command("SYSTEM START MERGES")
     tables = store._query_arrow(
-        "SELECT name FROM system.tables WHERE database = currentDatabase()"
-        " AND engine LIKE '%MergeTree' ORDER BY name"
+        f"SELECT name FROM system.tables WHERE database = {q.render_literal(database)}"
+        " AND engine LIKE '%MergeTree' AND name != 'retrace_schema_migrations' ORDER BY name"
     )
     for name in tables.column("name").to_pylist():
         c = time.process_time()
-        store._command(f"OPTIMIZE TABLE {q.quote_identifier(name)} FINAL")
+        store._command(f"OPTIMIZE TABLE {database}.{q.quote_identifier(name)} FINAL")
         t[f"store: merge {name} into one part"] += time.process_time() - c
 
 

@@ -22,7 +22,6 @@ inserted with merges stopped, merged once, then 60 lookups of 18 stored payloads
 from __future__ import annotations
 
 import argparse
-import gzip
 import random
 import sys
 import tempfile
@@ -36,11 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import build_requests  # noqa: E402
+from bench_ingest_stages import writer_batches  # noqa: E402
 
-from collector._span_batch import SpanBatch  # noqa: E402
-from collector.otlp._builder import BatchBuilder  # noqa: E402
-from collector.otlp._protobuf import decode_protobuf  # noqa: E402
 from collector.store import _batches  # noqa: E402
 from collector.store.chdb import ChdbTraceStore  # noqa: E402
 
@@ -48,14 +44,7 @@ _COLUMNS = "ProjectId, Hash, Size, Content"
 
 
 def _payload_tables(spans: int) -> tuple[list[pa.Table], int]:
-    groups: list[list[SpanBatch]] = [[]]
-    for body in build_requests(spans, 512, seed=1):
-        builder = BatchBuilder("bench", scan_text=True)
-        decode_protobuf(gzip.decompress(body), builder)
-        if sum(b.span_count for b in groups[-1]) >= 20_000:
-            groups.append([])
-        groups[-1].append(builder.finish())
-    merged = [SpanBatch.merge(g) for g in groups]
+    merged = writer_batches(spans, 512, 1, 20_000)
     n = sum(m.span_count for m in merged)
     return [_batches.payloads_to_arrow("bench", m.payloads) for m in merged], n
 

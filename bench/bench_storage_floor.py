@@ -32,7 +32,6 @@ traces are read alternately with Grafana's ClickHouse plugin's trace query on th
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 import tempfile
@@ -47,13 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import build_requests  # noqa: E402
-from bench_ingest_stages import store_timed  # noqa: E402
+from bench_ingest_stages import merge_all, store_timed, writer_batches  # noqa: E402
 
-from collector._span_batch import SpanBatch, rows_to_arrow  # noqa: E402
-from collector.otlp._builder import BatchBuilder  # noqa: E402
-from collector.otlp._protobuf import decode_protobuf  # noqa: E402
-from collector.redact import may_contain_secret  # noqa: E402
+from collector._span_batch import SpanBatch  # noqa: E402
 from collector.store import _sql as q  # noqa: E402
 from collector.store.chdb import ChdbTraceStore  # noqa: E402
 
@@ -142,25 +137,6 @@ STOCK_COLUMNS = [
 ]
 
 
-def _decoded(spans: int, batch: int, seed: int) -> list[SpanBatch]:
-    out = []
-    for body in build_requests(spans, batch, seed=seed):
-        raw = gzip.decompress(body)
-        builder = BatchBuilder("bench", scan_text=may_contain_secret(raw))
-        decode_protobuf(raw, builder)
-        out.append(SpanBatch("bench", rows_to_arrow("bench", builder.rows), builder.payloads))
-    return out
-
-
-def _groups(batches: list[SpanBatch], size: int) -> list[SpanBatch]:
-    groups: list[list[SpanBatch]] = [[]]
-    for b in batches:
-        if sum(x.span_count for x in groups[-1]) >= size:
-            groups.append([])
-        groups[-1].append(b)
-    return [SpanBatch.merge(g) for g in groups]
-
-
 def _stock_table(batch: SpanBatch) -> pa.Table:
     """The exporter's 22 columns, each span's payloads put back into its attributes."""
     spans = batch.spans
@@ -177,18 +153,6 @@ def _stock_table(batch: SpanBatch) -> pa.Table:
         attrs.append(list(merged.items()))
     i = table.schema.get_field_index("SpanAttributes")
     return table.set_column(i, "SpanAttributes", pa.array(attrs, table.schema.field(i).type))
-
-
-def _merge_all(store: ChdbTraceStore, database: str, t: dict[str, float]) -> None:
-    store._command("SYSTEM START MERGES")
-    tables = store._query_arrow(
-        f"SELECT name FROM system.tables WHERE database = {q.render_literal(database)}"
-        " AND engine LIKE '%MergeTree' AND name != 'retrace_schema_migrations' ORDER BY name"
-    )
-    for name in tables.column("name").to_pylist():
-        c = time.process_time()
-        store._command(f"OPTIMIZE TABLE {database}.{q.quote_identifier(name)} FINAL")
-        t[f"merge {name} into one part"] += time.process_time() - c
 
 
 def _report(label: str, t: dict[str, float], n: int) -> None:
@@ -292,7 +256,7 @@ def main() -> None:
         _reads(args.reads, args.fetches)
         return
     for rep in range(args.repeat):
-        groups = _groups(_decoded(args.spans, args.batch, seed=rep), args.insert_spans)
+        groups = writer_batches(args.spans, args.batch, rep, args.insert_spans)
         n = sum(g.span_count for g in groups)
         stock_tables = [_stock_table(g) for g in groups]
         inline = sum(t.column("SpanAttributes").nbytes for t in stock_tables) / n
@@ -305,7 +269,7 @@ def main() -> None:
             t: dict[str, float] = defaultdict(float)
             for i, g in enumerate(groups):
                 store_timed(store, g, f"floor:{i}", t)
-            _merge_all(store, "retrace", t)
+            merge_all(store, t)
             store.close()
             _report("retrace (its own tables)", t, n)
 
@@ -322,7 +286,7 @@ def main() -> None:
                 t["insert spans, payloads inline (+ the exporter's view)"] += (
                     time.process_time() - c
                 )
-            _merge_all(store, "stock", t)
+            merge_all(store, t, "stock")
             store.close()
             _report(f"stock exporter schema ({inline:,.0f} B of SpanAttributes per span)", t, n)
 
