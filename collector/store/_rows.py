@@ -199,16 +199,10 @@ def _plain(column: str, kind: Any) -> Callable[[Mapping[str, Any]], Any]:
 # How each field of a tree page is read from its row: one reader per key of TREE_FIELD_COLUMNS
 # (the SQL side). Fields read straight from one column come from the column that map names.
 _FIELD_READERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "trace_id": _plain("TraceId", str),
-    "span_id": _plain("SpanId", str),
-    "parent_span_id": _plain("ParentSpanId", str),
-    "name": _plain("SpanName", str),
     "kind": lambda row: _spelled(str(row["SpanKind"])),
-    "service_name": _plain("ServiceName", str),
     "start_time": lambda row: from_ns(int(row["StartNs"])),
     "end_time": lambda row: from_ns(int(row["StartNs"]) + int(row["Duration"])),
-    "start_time_unix_nano": _plain("StartNs", int),
-    "duration_ns": _plain("Duration", int),
+    "start_time_unix_nano": _plain("StartNs", int),  # every tree statement reads it
     "status": lambda row: _spelled(str(row["StatusCode"])),
     "payload_keys": lambda row: sorted(str(k) for k in row["PayloadKeys"] or []),
     "events": _events,
@@ -217,6 +211,12 @@ _FIELD_READERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     **{
         name: _plain(TREE_FIELD_COLUMNS[name], kind)
         for name, kind in {
+            "trace_id": str,
+            "span_id": str,
+            "parent_span_id": str,
+            "name": str,
+            "service_name": str,
+            "duration_ns": int,
             "status_message": str,
             "operation": str,
             "agent_name": str,
